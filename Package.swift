@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "squares-worker",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "squares-worker", targets: ["squares-worker"]),
+        .library(name: "SquaresCore", targets: ["SquaresCore"]),
+        .library(name: "SquaresProtocol", targets: ["SquaresProtocol"]),
+        .library(name: "SquaresServer", targets: ["SquaresServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Pure compute: exact UInt64 squares of UInt32 inputs, chunked over a task group.
+        .target(name: "SquaresCore"),
+        // What is said on the wire: framing state machine, JSON reader/writer, the integer-array
+        // fast codec, JSON-RPC messages and error codes. No I/O.
+        .target(name: "SquaresProtocol", dependencies: ["SquaresCore"]),
+        // What is done: dispatch, concurrency, cancellation, lifecycle, and the stdio transport.
+        .target(
+            name: "SquaresServer",
+            dependencies: [
+                "SquaresCore", "SquaresProtocol",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "squares-worker",
+            dependencies: [
+                "SquaresServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Release benchmark of the core and codec against a Foundation Codable baseline.
+        .executableTarget(name: "squares-bench", dependencies: ["SquaresCore", "SquaresProtocol"]),
+        .testTarget(name: "SquaresCoreTests", dependencies: ["SquaresCore"]),
+        .testTarget(name: "SquaresProtocolTests", dependencies: ["SquaresProtocol"]),
+        .testTarget(name: "SquaresServerTests", dependencies: ["SquaresServer", "SquaresProtocol"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
