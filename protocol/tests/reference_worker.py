@@ -1,0 +1,570 @@
+#!/usr/bin/env python3
+"""A reference squares worker, written from protocol/SPEC.md with the standard library only.
+
+It exists for two reasons: the conformance runner is tested against it (it must pass every
+vector, and each ``--fault`` mode must make some vector fail), and a client can be developed
+against it before the real worker is built. Its command line is the real worker's, plus
+``--fault``. It is correct, not fast: it parses JSON with the ``json`` module and runs every
+frame on a thread of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from decimal import Decimal
+from typing import Any
+
+PROTOCOL_VERSION = "1.0"
+SERVER_NAME = "squares-worker"
+SERVER_VERSION = "0.1.0"
+MAX_NUMBER = 4294967295
+MAX_NESTING_DEPTH = 256
+MAX_SLEEP_MS = 60000
+USAGE_EXIT = 64
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+REQUEST_CANCELLED = -32800
+FRAME_TOO_LARGE = -32000
+
+FAULTS = ("wrong-squares", "missing-error", "wrong-id", "hang", "exit-at-once", "garbage",
+          "flood-stderr")
+
+log = logging.getLogger("reference-worker")
+
+
+# --- JSON values that remember how they were written --------------------------------------
+
+class RawInt(int):
+    """A JSON integer that keeps its text, so that an id is echoed exactly as it came."""
+
+    text: str
+
+    def __new__(cls, text: str) -> "RawInt":
+        value = super().__new__(cls, text)
+        value.text = text
+        return value
+
+
+class RawFraction:
+    """A JSON number with a fraction or exponent. Never an integer here, whatever its value."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+_DECODER = json.JSONDecoder(parse_int=RawInt, parse_float=RawFraction,
+                            parse_constant=_refuse_constant)
+
+
+class ParseError(Exception):
+    pass
+
+
+def nesting_depth(value: Any) -> int:
+    """Depth of arrays/objects: a scalar is 0, ``[]`` is 1. Iterative: no recursion limit."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list):
+            children = item
+        elif isinstance(item, dict):
+            children = item.values()
+        else:
+            continue
+        deepest = max(deepest, depth)
+        for child in children:
+            if isinstance(child, (list, dict)):
+                stack.append((child, depth + 1))
+    return deepest
+
+
+def parse_frame(body: bytes) -> Any:
+    if not body:
+        raise ParseError("empty frame")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ParseError(f"invalid UTF-8: {error}") from None
+    try:
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise ParseError("nesting too deep") from None
+    except ValueError as error:
+        raise ParseError(f"invalid JSON: {error}") from None
+    if nesting_depth(value) > MAX_NESTING_DEPTH:
+        raise ParseError("nesting too deep")
+    return value
+
+
+def id_text(request_id: Any) -> str:
+    if isinstance(request_id, (RawInt, RawFraction)):
+        return request_id.text
+    return dumps(request_id)
+
+
+def id_key(request_id: Any) -> tuple:
+    """What makes two ids the same id: the JSON type and the value (1 and 1.0 are the same)."""
+    if request_id is None:
+        return ("null",)
+    if isinstance(request_id, str):
+        return ("string", request_id)
+    return ("number", Decimal(request_id.text))
+
+
+def is_valid_id(value: Any) -> bool:
+    return value is None or isinstance(value, (str, RawInt, RawFraction))
+
+
+def is_integer(value: Any) -> bool:
+    return isinstance(value, RawInt)
+
+
+# --- Replies -------------------------------------------------------------------------------
+
+def error_object(code: int, message: str, data: Any = None) -> dict:
+    error = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return error
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.error = error_object(code, message, data)
+
+
+def invalid_params(message: str, data: dict) -> RpcError:
+    return RpcError(INVALID_PARAMS, f"Invalid params: {message}", data)
+
+
+class Options:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.parallelism: int = args.parallelism
+        self.max_in_flight: int = args.max_in_flight
+        self.max_frame_bytes: int = args.max_frame_bytes
+        self.test_methods: bool = args.test_methods
+        self.fault: str | None = args.fault
+
+
+class Worker:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.write_lock = threading.Lock()
+        self.slots = threading.BoundedSemaphore(options.max_in_flight)
+        self.threads: list[threading.Thread] = []
+        self.registry_lock = threading.Lock()
+        self.in_flight: dict[tuple, list[threading.Event]] = {}
+        self.stdout = sys.stdout.buffer
+        self.stdout_broken = False
+
+    # Output: whole frames, one at a time.
+    def write_frame(self, text: str) -> None:
+        body = text.encode("utf-8")
+        if self.options.fault == "garbage":
+            body = b"not a frame\n" + body
+        with self.write_lock:
+            if self.stdout_broken:
+                return
+            try:
+                self.stdout.write(len(body).to_bytes(4, "big") + body)
+                self.stdout.flush()
+            except (BrokenPipeError, OSError):
+                self.stdout_broken = True
+                log.warning("stdout is closed; replies are dropped")
+
+    def reply_text(self, request_id: Any, result_json: str | None = None,
+                   error: dict | None = None) -> str:
+        if (self.options.fault == "wrong-id" and isinstance(request_id, RawInt)
+                and abs(request_id) > 2**53):
+            # The classic bug: ids held as doubles, as in a JavaScript peer.
+            shown = dumps(float(request_id))
+        else:
+            shown = id_text(request_id)
+        if error is not None:
+            return f'{{"jsonrpc":"2.0","id":{shown},"error":{dumps(error)}}}'
+        return f'{{"jsonrpc":"2.0","id":{shown},"result":{result_json}}}'
+
+    # Requests: checked in the reader (so that ids are registered in stream order), run later.
+    def classify(self, message: Any) -> dict:
+        """One batch entry or single message -> a call record (or an immediate error)."""
+        if not isinstance(message, dict):
+            return {"reply": True, "id": None,
+                    "error": error_object(INVALID_REQUEST, "Invalid Request")}
+        has_id = "id" in message
+        request_id = message.get("id")
+        if has_id and not is_valid_id(request_id):
+            return {"reply": True, "id": None,
+                    "error": error_object(INVALID_REQUEST, "Invalid Request: invalid id")}
+        problem = None
+        if message.get("jsonrpc") != "2.0":
+            problem = 'jsonrpc must be "2.0"'
+        elif not isinstance(message.get("method"), str):
+            problem = "method must be a string"
+        elif "params" in message and not isinstance(message["params"], (dict, list)):
+            problem = "params must be an object or an array"
+        if problem is not None:
+            # Not a well-formed request, so not a notification either: it is answered.
+            return {"reply": True, "id": request_id if has_id else None,
+                    "error": error_object(INVALID_REQUEST, f"Invalid Request: {problem}")}
+        call = {"reply": has_id, "id": request_id, "method": message["method"],
+                "params": message.get("params"), "has_params": "params" in message}
+        return call
+
+    def register(self, call: dict) -> None:
+        if call.get("method") is None or not call["reply"]:
+            return
+        event = threading.Event()
+        call["cancel"] = event
+        key = id_key(call["id"])
+        with self.registry_lock:
+            self.in_flight.setdefault(key, []).append(event)
+
+    def unregister(self, call: dict) -> None:
+        event = call.get("cancel")
+        if event is None:
+            return
+        key = id_key(call["id"])
+        with self.registry_lock:
+            events = self.in_flight.get(key, [])
+            if event in events:
+                events.remove(event)
+            if not events:
+                self.in_flight.pop(key, None)
+
+    def cancel(self, request_id: Any) -> None:
+        with self.registry_lock:
+            for event in self.in_flight.get(id_key(request_id), []):
+                event.set()
+
+    def run_call(self, call: dict) -> str | None:
+        """Runs one call; returns the reply text, or None for a notification."""
+        try:
+            if "error" in call:
+                return self.reply_text(call["id"], error=call["error"])
+            try:
+                result_json = self.dispatch(call)
+            except RpcError as error:
+                if not call["reply"]:
+                    return None
+                return self.reply_text(call["id"], error=error.error)
+            except Exception as error:  # a bug here must still answer, not kill the worker
+                log.exception("internal error")
+                if not call["reply"]:
+                    return None
+                return self.reply_text(call["id"], error=error_object(
+                    INTERNAL_ERROR, "Internal error", {"detail": str(error)}))
+            if not call["reply"]:
+                return None
+            return self.reply_text(call["id"], result_json=result_json)
+        finally:
+            self.unregister(call)
+
+    def dispatch(self, call: dict) -> str:
+        method = call["method"]
+        params = call["params"]
+        if method == "calculate_squares":
+            return self.calculate_squares(params)
+        if method == "initialize":
+            if call["has_params"] and not isinstance(params, dict):
+                raise invalid_params("initialize takes no positional params",
+                                     {"reason": "invalid_shape"})
+            return dumps(self.initialize_result())
+        if method == "shutdown":
+            if not shutdown_params_ok(call):
+                raise invalid_params("shutdown takes no params", {"reason": "invalid_shape"})
+            return "null"
+        if method == "$/cancel":
+            target = cancel_target(params)
+            if target is _NO_TARGET:
+                raise invalid_params('$/cancel takes {"id": X}', {"reason": "invalid_shape"})
+            self.cancel(target)
+            return "null"
+        if method == "test/sleep" and self.options.test_methods:
+            return self.sleep(call)
+        raise RpcError(METHOD_NOT_FOUND, "Method not found", {"method": method})
+
+    def initialize_result(self) -> dict:
+        return {
+            "protocolVersion": PROTOCOL_VERSION,
+            "serverInfo": {"name": SERVER_NAME, "version": SERVER_VERSION},
+            "methods": ["initialize", "calculate_squares", "shutdown", "$/cancel"]
+            + (["test/sleep"] if self.options.test_methods else []),
+            "limits": {"maxFrameBytes": self.options.max_frame_bytes,
+                       "maxInFlight": self.options.max_in_flight,
+                       "maxNumber": MAX_NUMBER},
+            "parallelism": self.options.parallelism,
+            "encodings": ["json"],
+        }
+
+    def calculate_squares(self, params: Any) -> str:
+        if isinstance(params, dict):
+            if "numbers" not in params:
+                raise invalid_params('missing member "numbers"', {"reason": "invalid_shape"})
+            numbers = params["numbers"]
+        elif isinstance(params, list):
+            if len(params) != 1:
+                raise invalid_params("positional params must hold exactly one element",
+                                     {"reason": "invalid_shape"})
+            numbers = params[0]
+        else:
+            raise invalid_params('params must be {"numbers": [...]} or [[...]]',
+                                 {"reason": "invalid_shape"})
+        if not isinstance(numbers, list):
+            raise invalid_params("numbers is not an array", {"reason": "not_an_array"})
+        for index, number in enumerate(numbers):
+            reason = None
+            if not is_integer(number):
+                reason, words = "not_an_integer", "not an integer"
+            elif number < 0:
+                reason, words = "negative", "negative"
+            elif number > MAX_NUMBER:
+                reason, words = "too_large", f"larger than {MAX_NUMBER}"
+            if reason is not None:
+                if self.options.fault == "missing-error":
+                    return "[]"
+                raise invalid_params(f"numbers[{index}] is {words}",
+                                     {"index": index, "reason": reason})
+        if self.options.fault == "wrong-squares":
+            # The classic bug: squaring in doubles loses exactness past 2**53.
+            return "[" + ",".join(str(int(float(n) * float(n))) for n in numbers) + "]"
+        return "[" + ",".join(str(n * n) for n in numbers) + "]"
+
+    def sleep(self, call: dict) -> str:
+        params = call["params"]
+        ms = params.get("ms") if isinstance(params, dict) else None
+        if not is_integer(ms) or not 0 <= ms <= MAX_SLEEP_MS:
+            raise invalid_params(f"ms must be an integer from 0 to {MAX_SLEEP_MS}",
+                                 {"reason": "invalid_shape"})
+        event = call.get("cancel")
+        if event is None:  # a notification cannot be cancelled: it has no id to name
+            threading.Event().wait(ms / 1000)
+            return "null"
+        if event.wait(ms / 1000):
+            raise RpcError(REQUEST_CANCELLED, "Request cancelled")
+        return "null"
+
+    # One frame on a thread of its own; its slot is given back when its reply is written.
+    def serve_frame(self, calls: list[dict] | None, single: dict | None) -> None:
+        try:
+            if single is not None:
+                text = self.run_call(single)
+                if text is not None:
+                    self.write_frame(text)
+            else:
+                replies = [self.run_call(call) for call in calls]
+                replies = [reply for reply in replies if reply is not None]
+                if replies:
+                    self.write_frame("[" + ",".join(replies) + "]")
+        finally:
+            self.slots.release()
+
+    def start(self, calls: list[dict] | None, single: dict | None) -> None:
+        thread = threading.Thread(target=self.serve_frame, args=(calls, single), daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def finish(self) -> None:
+        for thread in self.threads:
+            thread.join()
+        with self.write_lock:
+            try:
+                self.stdout.flush()
+            except OSError:
+                pass
+
+
+_NO_TARGET = object()
+
+
+def cancel_target(params: Any) -> Any:
+    if isinstance(params, dict) and "id" in params and is_valid_id(params["id"]):
+        return params["id"]
+    return _NO_TARGET
+
+
+def shutdown_params_ok(call: dict) -> bool:
+    return not call["has_params"] or call["params"] in ({}, [])
+
+
+# --- Input ---------------------------------------------------------------------------------
+
+class Truncated(Exception):
+    pass
+
+
+class Stop(Exception):
+    """SIGTERM or SIGINT: stop reading, as at EOF between frames."""
+
+
+def read_exact(count: int) -> bytes | None:
+    """Exactly ``count`` bytes; None at EOF before the first byte; Truncated after it."""
+    chunks = []
+    remaining = count
+    while remaining:
+        chunk = os.read(0, min(remaining, 1 << 20))
+        if not chunk:
+            if remaining == count:
+                return None
+            raise Truncated(f"{count - remaining} of {count} bytes")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def skip_exact(count: int) -> None:
+    remaining = count
+    while remaining:
+        chunk = os.read(0, min(remaining, 1 << 16))
+        if not chunk:
+            raise Truncated(f"skipped {count - remaining} of {count} bytes of an oversized frame")
+        remaining -= len(chunk)
+
+
+def serve(worker: Worker) -> int:
+    options = worker.options
+    while True:
+        worker.slots.acquire()  # at the bound, stop reading: the pipe pushes back
+        header = read_exact(4)
+        if header is None:
+            worker.slots.release()
+            return 0
+        size = int.from_bytes(header, "big")
+        if size > options.max_frame_bytes:
+            log.warning("frame of %d bytes refused (limit %d)", size, options.max_frame_bytes)
+            worker.write_frame(worker.reply_text(None, error=error_object(
+                FRAME_TOO_LARGE, "Frame too large",
+                {"frameBytes": size, "maxFrameBytes": options.max_frame_bytes})))
+            worker.slots.release()
+            skip_exact(size)
+            continue
+        body = read_exact(size)
+        if body is None:
+            raise Truncated(f"EOF after the header of a {size}-byte frame")
+        try:
+            message = parse_frame(body)
+        except ParseError as error:
+            log.info("parse error: %s", error)
+            worker.start(None, {"reply": True, "id": None,
+                                "error": error_object(PARSE_ERROR, "Parse error")})
+            continue
+        stop_after = False
+        if isinstance(message, list):
+            if not message:
+                worker.start(None, {"reply": True, "id": None, "error": error_object(
+                    INVALID_REQUEST, "Invalid Request: empty batch")})
+                continue
+            calls = [worker.classify(entry) for entry in message]
+            single = None
+        else:
+            calls = [worker.classify(message)]
+            single = calls[0]
+        for call in calls:
+            worker.register(call)
+            if call.get("method") == "shutdown" and shutdown_params_ok(call):
+                stop_after = True
+        worker.start(None if single is not None else calls, single)
+        if stop_after:
+            log.info("shutdown: no more frames are read")
+            return 0
+
+
+# --- Command line --------------------------------------------------------------------------
+
+class UsageParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors exit 64, like the real worker
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_EXIT, f"{self.prog}: error: {message}\n")
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = UsageParser(prog="squares-worker",
+                         description="Reference squares worker (length-prefixed JSON-RPC 2.0 "
+                                     "over stdin/stdout).")
+    parser.add_argument("--parallelism", type=positive, default=len(os.sched_getaffinity(0)),
+                        help="reported parallelism (default: active cores)")
+    parser.add_argument("--max-in-flight", type=positive, default=64,
+                        help="frames processed at once before reading stops (default 64)")
+    parser.add_argument("--max-frame-bytes", type=positive, default=67108864,
+                        help="largest frame body served (default 67108864)")
+    parser.add_argument("--log-level", default="info",
+                        choices=["trace", "debug", "info", "notice", "warning", "error",
+                                 "critical"], help="stderr log level (default info)")
+    parser.add_argument("--test-methods", action="store_true",
+                        help="enable test/sleep")
+    parser.add_argument("--fault", choices=FAULTS,
+                        help="misbehave on purpose (for testing a conformance runner)")
+    return parser.parse_args(argv)
+
+
+LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
+              "notice": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
+              "critical": logging.CRITICAL}
+
+
+def main(argv: list[str]) -> int:
+    if hasattr(sys, "set_int_max_str_digits"):  # a 5000-digit number is JSON: too_large
+        sys.set_int_max_str_digits(0)
+    args = parse_args(argv)
+    logging.basicConfig(level=LOG_LEVELS[args.log_level], stream=sys.stderr,
+                        format="%(name)s %(levelname)s %(message)s")
+    options = Options(args)
+    if options.fault == "exit-at-once":
+        return 0
+    if options.fault == "hang":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        threading.Event().wait()
+    if options.fault == "flood-stderr":
+        # Legal but hostile: a runner that does not drain stderr deadlocks on this.
+        line = "flood " * 20 + "\n"
+        sys.stderr.write(line * ((1 << 20) // len(line)))
+        sys.stderr.flush()
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        raise Stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker = Worker(options)
+    try:
+        status = serve(worker)
+    except Stop:
+        log.info("signal: stopping as at EOF")
+        status = 0
+    except Truncated as error:
+        log.error("EOF inside a frame: %s", error)
+        status = 1
+    worker.finish()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
