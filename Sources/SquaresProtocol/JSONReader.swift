@@ -1,0 +1,298 @@
+/// Why a frame is not a JSON text.
+public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var offset: Int
+    public var reason: String
+    public init(offset: Int, reason: String) { self.offset = offset; self.reason = reason }
+    public var description: String { "\(reason) at byte \(offset)" }
+}
+
+/// A frame parsed as JSON, with its arrays of integers decoded by the fast codec.
+public struct ParsedFrame: Sendable {
+    public var root: JSONValue
+    public var integerArrays: [IntegerArray]
+}
+
+/// A strict JSON (RFC 8259) reader for whole frames: UTF-8 only, no trailing bytes but whitespace,
+/// nesting bounded by `maxDepth`. Arrays made only of integers take the fast codec's path; those of
+/// at least `parallelSpanBytes` bytes are decoded after the sequential pass, in parallel.
+public struct JSONReader: Sendable {
+    public var maxDepth: Int
+    public var parallelism: Int
+    /// Integer arrays with at least this many bytes of text are decoded in parallel. Below it one
+    /// piece is faster than a task group (see `squares-bench`).
+    public var parallelSpanBytes: Int
+
+    public init(maxDepth: Int = ProtocolConstants.maxNestingDepth, parallelism: Int = 1, parallelSpanBytes: Int = 256 * 1024) {
+        self.maxDepth = maxDepth
+        self.parallelism = parallelism
+        self.parallelSpanBytes = parallelSpanBytes
+    }
+
+    /// Parses a whole frame.
+    /// - Throws: `JSONParseError` for anything that is not exactly one JSON value in UTF-8.
+    public func parse(_ frame: FrameBytes) async throws(JSONParseError) -> ParsedFrame {
+        let bytes = UnsafeBufferPointer(frame.storage)
+        guard bytes.count > 0 else { throw JSONParseError(offset: 0, reason: "empty frame") }
+        var scanner = Scanner(bytes: bytes, maxDepth: maxDepth, parallelSpanBytes: parallelism > 1 ? parallelSpanBytes : Int.max)
+        var parsed = ParsedFrame(root: try scanner.parseDocument(), integerArrays: scanner.integerArrays)
+        for (slot, span) in scanner.deferred {
+            do {
+                parsed.integerArrays[slot] = try await IntegerArrayCodec.decode(frame, span: span, parts: parallelism)
+            } catch {
+                throw JSONParseError(offset: span.lowerBound + error.offset, reason: "invalid number array")
+            }
+        }
+        return parsed
+    }
+
+    /// Parses a frame held in an array (a copy is made; for tests and small frames).
+    public func parse(_ frame: [UInt8]) async throws(JSONParseError) -> ParsedFrame {
+        try await parse(FrameBytes(frame))
+    }
+}
+
+/// One pass over the frame's bytes.
+private struct Scanner {
+    let bytes: UnsafeBufferPointer<UInt8>
+    let base: UnsafePointer<UInt8>
+    let end: Int
+    let maxDepth: Int
+    let parallelSpanBytes: Int
+    var p = 0
+    var depth = 0
+    var integerArrays: [IntegerArray] = []
+    var deferred: [(slot: Int, span: Range<Int>)] = []
+
+    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, parallelSpanBytes: Int) {
+        self.bytes = bytes
+        self.base = bytes.baseAddress!  // the caller refuses empty frames
+        self.end = bytes.count
+        self.maxDepth = maxDepth
+        self.parallelSpanBytes = parallelSpanBytes
+    }
+
+    func fail(_ reason: String, at offset: Int? = nil) -> JSONParseError {
+        JSONParseError(offset: offset ?? p, reason: reason)
+    }
+
+    mutating func skipSpace() {
+        while p < end {
+            let b = base[p]
+            guard b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 else { return }
+            p += 1
+        }
+    }
+
+    mutating func parseDocument() throws(JSONParseError) -> JSONValue {
+        skipSpace()
+        guard p < end else { throw fail("no JSON value") }
+        let value = try parseValue()
+        skipSpace()
+        guard p == end else { throw fail("unexpected bytes after the JSON value") }
+        return value
+    }
+
+    mutating func parseValue() throws(JSONParseError) -> JSONValue {
+        guard p < end else { throw fail("unexpected end of frame") }
+        switch base[p] {
+        case UInt8(ascii: "{"): return try parseObject()
+        case UInt8(ascii: "["): return try parseArray()
+        case UInt8(ascii: "\""): return .string(try parseString())
+        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
+        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
+        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try parseNumber())
+        default: throw fail(base[p] >= 0x80 ? "unexpected non-ASCII byte" : "unexpected character")
+        }
+    }
+
+    mutating func expectLiteral(_ literal: StaticString) throws(JSONParseError) {
+        let count = literal.utf8CodeUnitCount
+        guard end - p >= count else { throw fail("invalid literal") }
+        for i in 0..<count where base[p + i] != literal.utf8Start[i] { throw fail("invalid literal") }
+        p += count
+    }
+
+    mutating func enter() throws(JSONParseError) {
+        depth += 1
+        if depth > maxDepth { throw fail("nesting deeper than \(maxDepth)") }
+    }
+
+    mutating func parseArray() throws(JSONParseError) -> JSONValue {
+        try enter()
+        defer { depth -= 1 }
+        let open = p
+        p += 1
+        if let close = IntegerArrayCodec.scanIntegerArray(bytes, from: p), hasDigit(p..<close) || isBlank(p..<close) {
+            let span = p..<close
+            let slot = integerArrays.count
+            if span.count >= parallelSpanBytes {
+                integerArrays.append(IntegerArray(pieces: [], count: 0, firstProblem: nil))
+                deferred.append((slot, span))
+            } else {
+                do {
+                    integerArrays.append(try IntegerArrayCodec.decodeSequentially(bytes, span: span))
+                } catch {
+                    throw fail("invalid number array", at: span.lowerBound + error.offset)
+                }
+            }
+            p = close + 1
+            return .integerArray(index: slot)
+        }
+        p = open + 1
+        var elements: [JSONValue] = []
+        skipSpace()
+        if p < end && base[p] == UInt8(ascii: "]") { p += 1; return .array(elements) }
+        while true {
+            skipSpace()
+            elements.append(try parseValue())
+            skipSpace()
+            guard p < end else { throw fail("unterminated array") }
+            if base[p] == UInt8(ascii: ",") { p += 1; continue }
+            if base[p] == UInt8(ascii: "]") { p += 1; return .array(elements) }
+            throw fail("expected ',' or ']'")
+        }
+    }
+
+    /// `[,]` and `[-]` pass the byte scan; only spans that hold a digit or nothing but whitespace can
+    /// be integer arrays, the rest take the general path, which reports them.
+    func hasDigit(_ range: Range<Int>) -> Bool {
+        range.contains { (base[$0] &- 0x30) < 10 }
+    }
+
+    func isBlank(_ range: Range<Int>) -> Bool {
+        range.allSatisfy { base[$0] == 0x20 || base[$0] == 0x0A || base[$0] == 0x0D || base[$0] == 0x09 }
+    }
+
+    mutating func parseObject() throws(JSONParseError) -> JSONValue {
+        try enter()
+        defer { depth -= 1 }
+        p += 1
+        var object = JSONObject()
+        skipSpace()
+        if p < end && base[p] == UInt8(ascii: "}") { p += 1; return .object(object) }
+        while true {
+            skipSpace()
+            guard p < end, base[p] == UInt8(ascii: "\"") else { throw fail("expected a member name") }
+            let key = try parseString()
+            skipSpace()
+            guard p < end, base[p] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            p += 1
+            skipSpace()
+            let value = try parseValue()
+            object.members.append((key, value))
+            skipSpace()
+            guard p < end else { throw fail("unterminated object") }
+            if base[p] == UInt8(ascii: ",") { p += 1; continue }
+            if base[p] == UInt8(ascii: "}") { p += 1; return .object(object) }
+            throw fail("expected ',' or '}'")
+        }
+    }
+
+    mutating func parseNumber() throws(JSONParseError) -> String {
+        let start = p
+        if base[p] == UInt8(ascii: "-") { p += 1 }
+        guard p < end, isDigit(base[p]) else { throw fail("invalid number") }
+        if base[p] == UInt8(ascii: "0") {
+            p += 1
+        } else {
+            while p < end && isDigit(base[p]) { p += 1 }
+        }
+        if p < end && base[p] == UInt8(ascii: ".") {
+            p += 1
+            guard p < end, isDigit(base[p]) else { throw fail("invalid number fraction") }
+            while p < end && isDigit(base[p]) { p += 1 }
+        }
+        if p < end && (base[p] == UInt8(ascii: "e") || base[p] == UInt8(ascii: "E")) {
+            p += 1
+            if p < end && (base[p] == UInt8(ascii: "+") || base[p] == UInt8(ascii: "-")) { p += 1 }
+            guard p < end, isDigit(base[p]) else { throw fail("invalid number exponent") }
+            while p < end && isDigit(base[p]) { p += 1 }
+        }
+        return String(decoding: UnsafeBufferPointer(start: base + start, count: p - start), as: UTF8.self)
+    }
+
+    func isDigit(_ b: UInt8) -> Bool { (b &- 0x30) < 10 }
+
+    mutating func parseString() throws(JSONParseError) -> String {
+        p += 1  // opening quote
+        let start = p
+        // Fast path: no escapes.
+        while p < end {
+            let b = base[p]
+            if b == UInt8(ascii: "\"") {
+                let text = UnsafeBufferPointer(start: base + start, count: p - start)
+                guard let string = String(validating: text, as: UTF8.self) else { throw fail("invalid UTF-8 in string", at: start) }
+                p += 1
+                return string
+            }
+            if b == UInt8(ascii: "\\") { break }
+            if b < 0x20 { throw fail("control character in string") }
+            p += 1
+        }
+        var decoded = [UInt8](UnsafeBufferPointer(start: base + start, count: p - start))
+        while p < end {
+            let b = base[p]
+            switch b {
+            case UInt8(ascii: "\""):
+                p += 1
+                guard let string = String(validating: decoded, as: UTF8.self) else { throw fail("invalid UTF-8 in string", at: start) }
+                return string
+            case UInt8(ascii: "\\"):
+                p += 1
+                guard p < end else { throw fail("unterminated string") }
+                let escape = base[p]
+                p += 1
+                switch escape {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): decoded.append(escape)
+                case UInt8(ascii: "b"): decoded.append(0x08)
+                case UInt8(ascii: "f"): decoded.append(0x0C)
+                case UInt8(ascii: "n"): decoded.append(0x0A)
+                case UInt8(ascii: "r"): decoded.append(0x0D)
+                case UInt8(ascii: "t"): decoded.append(0x09)
+                case UInt8(ascii: "u"):
+                    var scalar = try parseHex4()
+                    if (0xD800..<0xDC00).contains(scalar), end - p >= 6, base[p] == UInt8(ascii: "\\"), base[p + 1] == UInt8(ascii: "u") {
+                        let save = p
+                        p += 2
+                        let low = try parseHex4()
+                        if (0xDC00..<0xE000).contains(low) {
+                            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                        } else {
+                            p = save
+                        }
+                    }
+                    // A lone surrogate cannot be UTF-8: it becomes U+FFFD, as in most decoders.
+                    let unicode = Unicode.Scalar(scalar) ?? "\u{FFFD}"
+                    decoded.append(contentsOf: String(Character(unicode)).utf8)
+                default:
+                    throw fail("invalid escape", at: p - 1)
+                }
+            default:
+                if b < 0x20 { throw fail("control character in string") }
+                decoded.append(b)
+                p += 1
+            }
+        }
+        throw fail("unterminated string")
+    }
+
+    mutating func parseHex4() throws(JSONParseError) -> UInt32 {
+        guard end - p >= 4 else { throw fail("invalid \\u escape") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let b = base[p]
+            let digit: UInt8
+            switch b {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = b - 0x30
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = b - 0x57
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = b - 0x37
+            default: throw fail("invalid \\u escape")
+            }
+            value = value << 4 | UInt32(digit)
+            p += 1
+        }
+        return value
+    }
+}
+

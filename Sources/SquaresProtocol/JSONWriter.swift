@@ -1,0 +1,76 @@
+/// Writes JSON text. Numbers are written from their source text, strings with the escapes JSON
+/// requires (and no others), so a value read by `JSONReader` is written back the same.
+public struct JSONWriter {
+    public private(set) var bytes: [UInt8] = []
+
+    public init() {}
+
+    public mutating func append(raw: String) { bytes.append(contentsOf: raw.utf8) }
+    public mutating func append(raw: [UInt8]) { bytes.append(contentsOf: raw) }
+
+    /// Writes `value`. Integer arrays are looked up in `integerArrays`.
+    public mutating func write(_ value: JSONValue, integerArrays: [IntegerArray] = []) {
+        switch value {
+        case .null: append(raw: "null")
+        case .bool(let flag): append(raw: flag ? "true" : "false")
+        case .number(let text): append(raw: text)
+        case .string(let text): write(string: text)
+        case .array(let elements):
+            bytes.append(UInt8(ascii: "["))
+            for (i, element) in elements.enumerated() {
+                if i > 0 { bytes.append(UInt8(ascii: ",")) }
+                write(element, integerArrays: integerArrays)
+            }
+            bytes.append(UInt8(ascii: "]"))
+        case .object(let object):
+            bytes.append(UInt8(ascii: "{"))
+            for (i, member) in object.members.enumerated() {
+                if i > 0 { bytes.append(UInt8(ascii: ",")) }
+                write(string: member.key)
+                bytes.append(UInt8(ascii: ":"))
+                write(member.value, integerArrays: integerArrays)
+            }
+            bytes.append(UInt8(ascii: "}"))
+        case .integerArray(let index):
+            bytes.append(UInt8(ascii: "["))
+            append(raw: integerArrays[index].elements.map(String.init).joined(separator: ","))
+            bytes.append(UInt8(ascii: "]"))
+        }
+    }
+
+    public mutating func write(string: String) {
+        bytes.append(UInt8(ascii: "\""))
+        for byte in string.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): append(raw: "\\\"")
+            case UInt8(ascii: "\\"): append(raw: "\\\\")
+            case 0x0A: append(raw: "\\n")
+            case 0x0D: append(raw: "\\r")
+            case 0x09: append(raw: "\\t")
+            case 0x08: append(raw: "\\b")
+            case 0x0C: append(raw: "\\f")
+            case 0..<0x20:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                append(raw: [UInt8(ascii: "\\"), UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            default: bytes.append(byte)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// The JSON text of `value`.
+    public static func encode(_ value: JSONValue) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.write(value)
+        return writer.bytes
+    }
+}
+
+extension JSONValue {
+    /// An object from key-value pairs, in order.
+    public static func object(_ members: KeyValuePairs<String, JSONValue>) -> JSONValue {
+        .object(JSONObject(members.map { (key: $0.key, value: $0.value) }))
+    }
+
+    public static func integer(_ value: some BinaryInteger) -> JSONValue { .number(String(value)) }
+}

@@ -1,0 +1,65 @@
+/// The contract's fixed names and numbers, defined once for the Swift side. The tests check them
+/// against `protocol/constants.json`.
+public enum ProtocolConstants {
+    public static let protocolVersion = "1.0"
+    public static let workerName = "squares-worker"
+    public static let workerVersion = "0.1.0"
+
+    public static let defaultMaxFrameBytes = 64 * 1024 * 1024
+    public static let defaultMaxInFlight = 64
+    /// The largest accepted element: `UInt32.max`.
+    public static let maxNumber = UInt64(UInt32.max)
+    /// Arrays and objects nested deeper than this are refused as a parse error.
+    public static let maxNestingDepth = 256
+
+    public enum Method {
+        public static let initialize = "initialize"
+        public static let calculateSquares = "calculate_squares"
+        public static let shutdown = "shutdown"
+        public static let cancel = "$/cancel"
+        /// Only served when the worker runs with `--test-methods`.
+        public static let testSleep = "test/sleep"
+        /// The methods `initialize` advertises.
+        public static let advertised = [initialize, calculateSquares, shutdown, cancel]
+    }
+
+    /// The longest `test/sleep` accepted, in milliseconds.
+    public static let maxSleepMilliseconds = 60_000
+}
+
+/// JSON-RPC 2.0 error codes, plus LSP's request-cancelled code and one server-defined code.
+public enum ErrorCode: Int, Sendable, CaseIterable {
+    case parseError = -32700
+    case invalidRequest = -32600
+    case methodNotFound = -32601
+    case invalidParams = -32602
+    case internalError = -32603
+    case requestCancelled = -32800
+    case frameTooLarge = -32000
+
+    public var defaultMessage: String {
+        switch self {
+        case .parseError: "Parse error"
+        case .invalidRequest: "Invalid Request"
+        case .methodNotFound: "Method not found"
+        case .invalidParams: "Invalid params"
+        case .internalError: "Internal error"
+        case .requestCancelled: "Request cancelled"
+        case .frameTooLarge: "Frame too large"
+        }
+    }
+}
+
+/// Why `calculate_squares` refused its params; sent as `data.reason`.
+public enum ParamsErrorReason: String, Sendable, CaseIterable {
+    /// An element is not a JSON integer (`1.5`, `2.0`, `1e3`, `"1"`, `true`, `null`, `[1]`, `{}`).
+    case notAnInteger = "not_an_integer"
+    /// An element is an integer below zero.
+    case negative = "negative"
+    /// An element is an integer above `ProtocolConstants.maxNumber`.
+    case tooLarge = "too_large"
+    /// `numbers` is present but not an array.
+    case notAnArray = "not_an_array"
+    /// Anything else about the params' shape: `numbers` missing, wrong positional arity.
+    case invalidShape = "invalid_shape"
+}

@@ -1,0 +1,211 @@
+import Logging
+import SquaresCore
+import SquaresProtocol
+
+/// The serving loop: reads frames in order, runs each as a child task of one task group that lives
+/// as long as the connection, and hands replies to the writer as they complete.
+///
+/// The loop itself parses each frame (big integer arrays are decoded by child tasks), registers its
+/// requests for cancellation and applies its notifications in stream order, so a `$/cancel` always
+/// sees the requests sent before it. At `maxInFlight` frames in flight it waits for one to finish
+/// before it reads again: the transport stops reading and the pipe applies backpressure.
+public struct Server: Sendable {
+    public let configuration: ServerConfiguration
+    let logger: Logger
+    let registry = CancellationRegistry()
+    let reader: JSONReader
+
+    public init(configuration: ServerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.reader = JSONReader(parallelism: configuration.parallelism)
+    }
+
+    /// Serves `inbound` until it ends, a `shutdown` arrives or the input is cut inside a frame, then
+    /// finishes the frames in flight (their replies written) and returns.
+    public func run(_ inbound: some AsyncSequence<InboundEvent, Never>, writer: some ReplyWriter) async -> ExitStatus {
+        var iterator = inbound.makeAsyncIterator()
+        return await withTaskGroup(of: Void.self) { group in
+            var inFlight = 0
+            var status = ExitStatus.success
+            reading: while true {
+                while inFlight >= configuration.maxInFlight {
+                    await group.next()
+                    inFlight -= 1
+                }
+                guard let event = await iterator.next(isolation: nil) else {
+                    logger.debug("end of input")
+                    break reading
+                }
+                let dispatch: Dispatch
+                switch event {
+                case .oversized(let length):
+                    logger.warning("refused a frame of \(length) bytes (limit \(configuration.maxFrameBytes))")
+                    let reply = OutboundFrame(.failure(id: .null, error: .frameTooLarge(length: length, limit: configuration.maxFrameBytes)))
+                    dispatch = Dispatch(job: { await writer.write(reply) }, shutdown: false)
+                case .truncated(let position):
+                    logger.error("input ended \(position)")
+                    status = .truncatedInput
+                    break reading
+                case .frame(let bytes):
+                    dispatch = await prepare(bytes, writer: writer)
+                }
+                if let job = dispatch.job {
+                    group.addTask(operation: job)
+                    inFlight += 1
+                }
+                if dispatch.shutdown {
+                    logger.debug("shutdown requested")
+                    break reading
+                }
+            }
+            await group.waitForAll()
+            return status
+        }
+    }
+
+    /// What the loop does with one frame: the child task that answers it, if any, and whether the
+    /// frame asked the worker to shut down.
+    struct Dispatch {
+        var job: (@Sendable () async -> Void)?
+        var shutdown: Bool
+    }
+
+    /// A request with its cancellation signal, registered before any later frame is read.
+    struct Call: Sendable {
+        var request: Request
+        var signal: CancellationSignal?
+    }
+
+    func prepare(_ bytes: FrameBytes, writer: some ReplyWriter) async -> Dispatch {
+        let frame: ParsedFrame
+        do {
+            frame = try await reader.parse(bytes)
+        } catch {
+            logger.debug("parse error: \(error)")
+            let reply = OutboundFrame(.failure(id: .null, error: RPCError(.parseError, message: "Parse error: \(error.description)")))
+            return Dispatch(job: { await writer.write(reply) }, shutdown: false)
+        }
+        let content = FrameContent(frame)
+        let entries: [Entry] = switch content {
+        case .single(let entry): [entry]
+        case .batch(let entries): entries
+        }
+        var shutdown = false
+        // Requests are registered first, so a `$/cancel` later in the same batch finds them.
+        var calls: [Call?] = entries.map { entry -> Call? in
+            guard case .request(let request) = entry, let id = request.id else { return nil }
+            return Call(request: request, signal: registry.register(id))
+        }
+        for (i, entry) in entries.enumerated() {
+            guard case .request(let request) = entry else { continue }
+            switch request.method {
+            case ProtocolConstants.Method.cancel:
+                if case .object(let object)? = request.params, let target = object["id"] {
+                    registry.cancel(target)
+                }
+            case ProtocolConstants.Method.shutdown:
+                shutdown = true
+            default:
+                break
+            }
+            if request.isNotification { calls[i] = nil }
+        }
+        let producesReply = entries.contains { entry in
+            if case .request(let request) = entry { return !request.isNotification }
+            return true
+        }
+        guard producesReply else { return Dispatch(job: nil, shutdown: shutdown) }
+        let isBatch = if case .batch = content { true } else { false }
+        let job: @Sendable () async -> Void = { [self, calls] in
+            var responses: [Response] = []
+            for (entry, call) in zip(entries, calls) {
+                switch entry {
+                case .invalid(let id, let error):
+                    responses.append(.failure(id: id, error: error))
+                case .request:
+                    guard let call else { continue }  // a notification
+                    responses.append(await answer(call, in: frame))
+                }
+            }
+            await writer.write(isBatch ? OutboundFrame(batch: responses) : OutboundFrame(responses[0]))
+        }
+        return Dispatch(job: job, shutdown: shutdown)
+    }
+
+    /// Runs one request and unregisters it.
+    func answer(_ call: Call, in frame: ParsedFrame) async -> Response {
+        let id = call.request.id ?? .null
+        let signal = call.signal ?? CancellationSignal()
+        defer { registry.unregister(id, signal) }
+        if signal.isFired { return .failure(id: id, error: RPCError(.requestCancelled)) }
+        do {
+            return .success(id: id, result: try await result(of: call.request, in: frame, signal: signal))
+        } catch let error as RPCError {
+            return .failure(id: id, error: error)
+        } catch is CancellationError {
+            logger.debug("request \(id) cancelled")
+            return .failure(id: id, error: RPCError(.requestCancelled))
+        } catch {
+            logger.error("request \(id) failed: \(error)")
+            return .failure(id: id, error: RPCError(.internalError, message: "Internal error: \(error)"))
+        }
+    }
+
+    func result(of request: Request, in frame: ParsedFrame, signal: CancellationSignal) async throws -> ResultBody {
+        switch request.method {
+        case ProtocolConstants.Method.calculateSquares:
+            let numbers = try frame.numbers(in: request.params).get()
+            let parallelism = configuration.parallelism
+            // Small arrays finish in microseconds: a cancellation race would cost more than it saves.
+            if numbers.count < SquaresCore.defaultParallelThreshold {
+                return .encoded(squaresText(try await IntegerArrayCodec.encodeSquares(of: numbers, parallelism: 1)))
+            }
+            let segments = try await SquaresServer.run({
+                try await IntegerArrayCodec.encodeSquares(of: numbers, parallelism: parallelism)
+            }, unless: signal)
+            return .encoded(squaresText(segments))
+        case ProtocolConstants.Method.initialize:
+            if let params = request.params, case .object = params {} else if request.params != nil {
+                throw RPCError.init(.invalidParams, message: "Invalid params: initialize takes an object")
+            }
+            return .value(initializeResult)
+        case ProtocolConstants.Method.shutdown, ProtocolConstants.Method.cancel:
+            return .value(.null)
+        case ProtocolConstants.Method.testSleep where configuration.testMethods:
+            let milliseconds = try sleepDuration(request.params)
+            try await SquaresServer.run({ try await Task.sleep(for: .milliseconds(milliseconds)) }, unless: signal)
+            return .value(.null)
+        default:
+            throw RPCError(.methodNotFound, message: "Method not found: \(request.method)", data: .object(["method": .string(request.method)]))
+        }
+    }
+
+    private func squaresText(_ segments: [[UInt8]]) -> [[UInt8]] {
+        [Array("[".utf8)] + segments + [Array("]".utf8)]
+    }
+
+    private func sleepDuration(_ params: JSONValue?) throws -> Int {
+        guard case .object(let object)? = params, let ms = object["ms"], case .number(let text) = ms,
+              let value = Int(text), (0...ProtocolConstants.maxSleepMilliseconds).contains(value)
+        else {
+            throw RPCError.invalidParams(.invalidShape, detail: "expected {\"ms\": 0...\(ProtocolConstants.maxSleepMilliseconds)}")
+        }
+        return value
+    }
+
+    var initializeResult: JSONValue {
+        .object([
+            "protocolVersion": .string(ProtocolConstants.protocolVersion),
+            "serverInfo": .object(["name": .string(ProtocolConstants.workerName), "version": .string(ProtocolConstants.workerVersion)]),
+            "methods": .array(ProtocolConstants.Method.advertised.map(JSONValue.string)),
+            "limits": .object([
+                "maxFrameBytes": .integer(configuration.maxFrameBytes),
+                "maxInFlight": .integer(configuration.maxInFlight),
+                "maxNumber": .integer(ProtocolConstants.maxNumber),
+            ]),
+            "parallelism": .integer(configuration.parallelism),
+            "encodings": .array([.string("json")]),
+        ])
+    }
+}

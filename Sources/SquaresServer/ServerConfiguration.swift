@@ -1,0 +1,49 @@
+import SquaresProtocol
+
+/// What the worker was started with.
+public struct ServerConfiguration: Sendable {
+    /// Child tasks that share one big request's decoding, squaring and encoding.
+    public var parallelism: Int
+    /// Frames being processed at once; at the bound the server stops reading.
+    public var maxInFlight: Int
+    /// Frames longer than this are refused and skipped.
+    public var maxFrameBytes: Int
+    /// Serve `test/sleep`, which the conformance suite uses to make timing deterministic.
+    public var testMethods: Bool
+
+    public init(
+        parallelism: Int,
+        maxInFlight: Int = ProtocolConstants.defaultMaxInFlight,
+        maxFrameBytes: Int = ProtocolConstants.defaultMaxFrameBytes,
+        testMethods: Bool = false
+    ) {
+        self.parallelism = parallelism
+        self.maxInFlight = maxInFlight
+        self.maxFrameBytes = maxFrameBytes
+        self.testMethods = testMethods
+    }
+}
+
+/// What arrives from the transport.
+public enum InboundEvent: Sendable, Equatable {
+    /// A whole frame.
+    case frame(FrameBytes)
+    /// A frame longer than the limit was announced; its body is skipped by the transport.
+    case oversized(length: Int)
+    /// The input ended inside a frame; `position` says where.
+    case truncated(position: String)
+}
+
+/// Where replies go. `write` returns once the frame is written (or can never be), so a request
+/// holds its in-flight slot until its reply has left.
+public protocol ReplyWriter: Sendable {
+    func write(_ frame: OutboundFrame) async
+}
+
+/// How the serving loop ended.
+public enum ExitStatus: Int32, Sendable {
+    /// End of input at a frame boundary, `shutdown`, or a stop signal.
+    case success = 0
+    /// End of input inside a frame.
+    case truncatedInput = 1
+}

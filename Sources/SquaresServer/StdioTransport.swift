@@ -1,0 +1,148 @@
+import Dispatch
+import Foundation
+import Logging
+import SquaresProtocol
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reads frames from a file descriptor on a dedicated thread (blocking reads never run on the
+/// concurrency pool, which has one thread per core) into a `FrameInbox`.
+public final class FrameReaderThread: Sendable {
+    public let inbox: FrameInbox
+    private let descriptor: Int32
+    private let maxFrameBytes: Int
+    private let logger: Logger
+
+    public init(descriptor: Int32, maxFrameBytes: Int, inbox: FrameInbox, logger: Logger) {
+        self.descriptor = descriptor
+        self.maxFrameBytes = maxFrameBytes
+        self.inbox = inbox
+        self.logger = logger
+    }
+
+    public func start() {
+        let thread = Thread { [self] in readUntilEnd() }
+        thread.name = "frame-reader"
+        thread.start()
+    }
+
+    private func readUntilEnd() {
+        var decoder = FrameDecoder(maxFrameBytes: maxFrameBytes)
+        // 1 MiB reads: a 64 MiB frame arrives in 64 system calls.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(descriptor, buffer.baseAddress, buffer.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                logger.error("read failed: \(String(cString: strerror(errno)))")
+                break
+            }
+            if n == 0 { break }
+            decoder.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) { event in
+                switch event {
+                case .frame(let bytes): inbox.put(.frame(bytes))
+                case .oversized(let length): inbox.put(.oversized(length: length))
+                }
+            }
+        }
+        if !decoder.isAtFrameBoundary {
+            inbox.put(.truncated(position: decoder.positionDescription))
+        }
+        inbox.finish()
+    }
+}
+
+/// Writes reply frames to a file descriptor on a dedicated thread, each frame whole (header and
+/// segments in one `writev` loop), in the order they were handed over.
+public final class FrameWriterThread: ReplyWriter {
+    private struct Item {
+        var frame: OutboundFrame
+        var written: CheckedContinuation<Void, Never>
+    }
+
+    private let descriptor: Int32
+    private let logger: Logger
+    private let queue = Mutex<[Item]>([])
+    private let available = DispatchSemaphore(value: 0)
+    private let broken = Atomic<Bool>(false)
+
+    public init(descriptor: Int32, logger: Logger) {
+        self.descriptor = descriptor
+        self.logger = logger
+    }
+
+    public func start() {
+        let thread = Thread { [self] in writeForever() }
+        thread.name = "frame-writer"
+        thread.start()
+    }
+
+    public func write(_ frame: OutboundFrame) async {
+        await withCheckedContinuation { continuation in
+            queue.withLock { $0.append(Item(frame: frame, written: continuation)) }
+            available.signal()
+        }
+    }
+
+    private func writeForever() {
+        while true {
+            available.wait()
+            guard let item = queue.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
+            if !broken.load(ordering: .relaxed) && !writeWhole(item.frame) {
+                broken.store(true, ordering: .relaxed)
+            }
+            item.written.resume()
+        }
+    }
+
+    /// Returns false once the descriptor cannot be written (the reader is gone); later frames are
+    /// dropped, and the worker goes on until its input ends.
+    private func writeWhole(_ frame: OutboundFrame) -> Bool {
+        let header = frameHeader(length: frame.byteCount)
+        var pieces = [header] + frame.segments.filter { !$0.isEmpty }
+        var index = 0, offset = 0
+        while index < pieces.count {
+            let batch = min(pieces.count - index, 64)
+            let written: Int = withIOVectors(pieces[index..<index + batch], firstOffset: offset) { vectors in
+                writev(descriptor, vectors.baseAddress, Int32(vectors.count))
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                logger.error("write failed: \(String(cString: strerror(errno))); dropping replies")
+                return false
+            }
+            var remaining = written
+            while remaining > 0 {
+                let left = pieces[index].count - offset
+                if remaining >= left { remaining -= left; index += 1; offset = 0 } else { offset += remaining; remaining = 0 }
+            }
+        }
+        pieces.removeAll()
+        return true
+    }
+
+    private func withIOVectors<R>(_ pieces: ArraySlice<[UInt8]>, firstOffset: Int, _ body: (UnsafeBufferPointer<iovec>) -> R) -> R {
+        var vectors: [iovec] = []
+        vectors.reserveCapacity(pieces.count)
+        return withPinnedBases(pieces, into: &vectors, firstOffset: firstOffset, body)
+    }
+
+    // Pins each piece's storage while `writev` runs, recursing so every `withUnsafeBytes` scope
+    // stays open.
+    private func withPinnedBases<R>(_ pieces: ArraySlice<[UInt8]>, into vectors: inout [iovec], firstOffset: Int, _ body: (UnsafeBufferPointer<iovec>) -> R) -> R {
+        guard let first = pieces.first else { return vectors.withUnsafeBufferPointer(body) }
+        return first.withUnsafeBytes { raw in
+            let skip = vectors.isEmpty ? firstOffset : 0
+            vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + skip), iov_len: raw.count - skip))
+            return withPinnedBases(pieces.dropFirst(), into: &vectors, firstOffset: firstOffset, body)
+        }
+    }
+}

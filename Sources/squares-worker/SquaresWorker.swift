@@ -1,0 +1,100 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import SquaresServer
+import SquaresProtocol
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@main
+struct SquaresWorker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "squares-worker",
+        abstract: "Serves calculate_squares over length-prefixed JSON-RPC 2.0 on stdin/stdout.",
+        discussion: """
+            Each message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON. \
+            stdout carries frames only; logs go to stderr. The worker exits 0 at the end of input, \
+            on shutdown or on SIGTERM, after finishing the requests in flight; 1 when the input \
+            ends inside a frame. See protocol/SPEC.md.
+            """,
+        version: ProtocolConstants.workerVersion
+    )
+
+    @Option(help: "Child tasks that share one big request (default: the active core count).")
+    var parallelism: Int?
+
+    @Option(help: "Frames processed at once; at the bound the worker stops reading stdin.")
+    var maxInFlight: Int = ProtocolConstants.defaultMaxInFlight
+
+    @Option(help: "Frames longer than this many bytes are refused and skipped.")
+    var maxFrameBytes: Int = ProtocolConstants.defaultMaxFrameBytes
+
+    @Option(help: "Log level on stderr: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    @Flag(help: "Serve test/sleep, which the conformance suite uses to make timing deterministic.")
+    var testMethods = false
+
+    func validate() throws {
+        if let parallelism, parallelism < 1 { throw ValidationError("--parallelism must be at least 1") }
+        if maxInFlight < 1 { throw ValidationError("--max-in-flight must be at least 1") }
+        if maxFrameBytes < 0 || maxFrameBytes > Int(UInt32.max) {
+            throw ValidationError("--max-frame-bytes must be between 0 and \(UInt32.max)")
+        }
+    }
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "squares-worker")
+        let configuration = ServerConfiguration(
+            parallelism: parallelism ?? activeProcessorCount(),
+            maxInFlight: maxInFlight,
+            maxFrameBytes: maxFrameBytes,
+            testMethods: testMethods)
+
+        // A reader that went away must not kill the worker: writes fail with EPIPE instead.
+        signal(SIGPIPE, SIG_IGN)
+        let inbox = FrameInbox()
+        let stopSignals = [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                logger.info("signal \(number): finishing the requests in flight")
+                inbox.finish()
+            }
+            source.resume()
+            return source
+        }
+        let reader = FrameReaderThread(descriptor: STDIN_FILENO, maxFrameBytes: maxFrameBytes, inbox: inbox, logger: logger)
+        let writer = FrameWriterThread(descriptor: STDOUT_FILENO, logger: logger)
+        writer.start()
+        reader.start()
+        logger.info("ready: parallelism \(configuration.parallelism), max in flight \(maxInFlight), max frame \(maxFrameBytes) bytes")
+
+        let status = await Server(configuration: configuration, logger: logger).run(inbox, writer: writer)
+        withExtendedLifetime(stopSignals) {}
+        logger.info("exiting with status \(status.rawValue)")
+        // Every reply has been written (each request awaits its write); the reader thread may still
+        // be blocked in read(2), so end the process rather than return.
+        Glibc.exit(status.rawValue)
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// The cores this process may use (Foundation reads the CPU affinity mask on Linux).
+func activeProcessorCount() -> Int {
+    max(1, ProcessInfo.processInfo.activeProcessorCount)
+}
