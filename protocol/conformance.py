@@ -1,0 +1,843 @@
+#!/usr/bin/env python3
+"""Drive any squares worker through the conformance vectors.
+
+    python3 protocol/conformance.py [--filter REGEX] [--vectors DIR] [--timeout SEC] -- WORKER...
+
+Each case runs against a fresh worker process: the runner writes the case's frames to the
+worker's stdin, reads its stdout frames on a thread, and when the worker has exited (or the
+case's time is up: then it is killed and the case fails) it checks every reply frame against
+the JSON Schemas in schemas/, the replies against the case's expectations, and the exit status.
+The last line printed is ``N passed, N failed``; the exit status is 1 if any case failed.
+
+Standard library only. The vector format and the matcher language are described in
+README.md beside this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_TIMEOUT = 10.0
+STDERR_TAIL_BYTES = 2000
+
+
+# --- JSON with exact numbers ---------------------------------------------------------------
+# Integers stay Python ints (no 2**53 limit); other numbers become Decimal, so that 1.5 and
+# 1.50 are equal but 1 and 1.0 are not: the runner can tell an integer from a fraction.
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+if hasattr(sys, "set_int_max_str_digits"):
+    sys.set_int_max_str_digits(0)
+
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant)
+
+
+def loads(text: str) -> Any:
+    return _DECODER.decode(text)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text; Decimals are written as they were read."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ",".join(dumps(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(json.dumps(key, ensure_ascii=False) + ":" + dumps(item)
+                              for key, item in value.items()) + "}"
+    raise TypeError(f"not a JSON value: {value!r}")
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """JSON equality that keeps types apart: true is not 1, and 1 is not 1.0."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    if isinstance(a, Decimal) and isinstance(b, Decimal):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (int, Decimal, list, dict)) or isinstance(b, (int, Decimal, list, dict)):
+        return False
+    return type(a) is type(b) and a == b
+
+
+def short(value: Any, limit: int = 400) -> str:
+    text = value if isinstance(value, str) else dumps(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+# --- A validator for the JSON Schema subset that schemas/ uses -----------------------------
+
+class SchemaError(Exception):
+    """The schema itself is outside the supported subset or broken."""
+
+
+ANNOTATIONS = {"$schema", "$id", "title", "description", "$comment", "$defs", "examples"}
+TYPES: dict[str, Callable[[Any], bool]] = {
+    "null": lambda v: v is None,
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, Decimal)) and not isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+class Validator:
+    """Validates JSON values against the schemas of one directory; ``$ref`` names a file
+    there, optionally with a ``#/...`` pointer into it. Integers are values written without
+    a fraction or exponent (stricter than 2020-12, on purpose: 2.0 is not an integer here)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.documents: dict[str, Any] = {}
+
+    def document(self, name: str) -> Any:
+        if name not in self.documents:
+            path = self.directory / name
+            if not path.is_file():
+                raise SchemaError(f"$ref to a missing schema file: {name}")
+            self.documents[name] = loads(path.read_text(encoding="utf-8"))
+        return self.documents[name]
+
+    def errors(self, value: Any, name: str) -> list[str]:
+        return self._check(value, self.document(name), name, "$")
+
+    def _resolve(self, ref: str, base: str) -> tuple[Any, str]:
+        file_part, _, pointer = ref.partition("#")
+        name = file_part or base
+        schema = self.document(name)
+        for token in [t for t in pointer.split("/") if t]:
+            token = token.replace("~1", "/").replace("~0", "~")
+            try:
+                schema = schema[int(token)] if isinstance(schema, list) else schema[token]
+            except (KeyError, IndexError, ValueError):
+                raise SchemaError(f"unresolvable $ref {ref!r} from {base}") from None
+        return schema, name
+
+    def _check(self, value: Any, schema: Any, base: str, where: str) -> list[str]:
+        if schema is True:
+            return []
+        if schema is False:
+            return [f"{where}: no value is allowed here"]
+        if not isinstance(schema, dict):
+            raise SchemaError(f"{base}: a schema must be an object or a boolean")
+        errors: list[str] = []
+        for keyword, arg in schema.items():
+            if keyword in ANNOTATIONS:
+                continue
+            check = getattr(self, "_kw_" + keyword.lstrip("$"), None)
+            if check is None:
+                raise SchemaError(f"{base}: keyword {keyword!r} is outside the supported subset")
+            errors.extend(check(value, arg, schema, base, where))
+        return errors
+
+    def _kw_ref(self, value, arg, schema, base, where):
+        target, name = self._resolve(arg, base)
+        return self._check(value, target, name, where)
+
+    def _kw_type(self, value, arg, schema, base, where):
+        names = arg if isinstance(arg, list) else [arg]
+        if any(TYPES[n](value) for n in names):
+            return []
+        return [f"{where}: expected type {'/'.join(names)}, got {short(value, 80)}"]
+
+    def _kw_const(self, value, arg, schema, base, where):
+        return [] if json_equal(value, arg) else [f"{where}: expected {short(arg)}, got {short(value, 80)}"]
+
+    def _kw_enum(self, value, arg, schema, base, where):
+        if any(json_equal(value, option) for option in arg):
+            return []
+        return [f"{where}: expected one of {short(arg)}, got {short(value, 80)}"]
+
+    def _kw_required(self, value, arg, schema, base, where):
+        if not isinstance(value, dict):
+            return []
+        return [f"{where}: missing member {name!r}" for name in arg if name not in value]
+
+    def _kw_properties(self, value, arg, schema, base, where):
+        if not isinstance(value, dict):
+            return []
+        errors = []
+        for name, sub in arg.items():
+            if name in value:
+                errors += self._check(value[name], sub, base, f"{where}.{name}")
+        return errors
+
+    def _kw_additionalProperties(self, value, arg, schema, base, where):
+        if not isinstance(value, dict):
+            return []
+        known = schema.get("properties", {})
+        errors = []
+        for name in value:
+            if name in known:
+                continue
+            if arg is False:
+                errors.append(f"{where}: unexpected member {name!r}")
+            else:
+                errors += self._check(value[name], arg, base, f"{where}.{name}")
+        return errors
+
+    def _kw_prefixItems(self, value, arg, schema, base, where):
+        if not isinstance(value, list):
+            return []
+        errors = []
+        for index, (item, sub) in enumerate(zip(value, arg)):
+            errors += self._check(item, sub, base, f"{where}[{index}]")
+        return errors
+
+    def _kw_items(self, value, arg, schema, base, where):
+        if not isinstance(value, list):
+            return []
+        start = len(schema.get("prefixItems", []))
+        errors = []
+        for index in range(start, len(value)):
+            errors += self._check(value[index], arg, base, f"{where}[{index}]")
+            if len(errors) > 5:
+                break
+        return errors
+
+    def _kw_contains(self, value, arg, schema, base, where):
+        if not isinstance(value, list) or any(not self._check(item, arg, base, where)
+                                              for item in value):
+            return []
+        return [f"{where}: no item matches {short(arg, 120)}"]
+
+    def _kw_minItems(self, value, arg, schema, base, where):
+        ok = not isinstance(value, list) or len(value) >= arg
+        return [] if ok else [f"{where}: expected at least {arg} items, got {len(value)}"]
+
+    def _kw_maxItems(self, value, arg, schema, base, where):
+        ok = not isinstance(value, list) or len(value) <= arg
+        return [] if ok else [f"{where}: expected at most {arg} items, got {len(value)}"]
+
+    def _kw_uniqueItems(self, value, arg, schema, base, where):
+        if not arg or not isinstance(value, list):
+            return []
+        for i, a in enumerate(value):
+            if any(json_equal(a, b) for b in value[i + 1:]):
+                return [f"{where}: items are not unique ({short(a, 80)} repeats)"]
+        return []
+
+    def _kw_minProperties(self, value, arg, schema, base, where):
+        ok = not isinstance(value, dict) or len(value) >= arg
+        return [] if ok else [f"{where}: expected at least {arg} members"]
+
+    def _kw_maxProperties(self, value, arg, schema, base, where):
+        ok = not isinstance(value, dict) or len(value) <= arg
+        return [] if ok else [f"{where}: expected at most {arg} members"]
+
+    def _kw_minimum(self, value, arg, schema, base, where):
+        ok = not TYPES["number"](value) or value >= arg
+        return [] if ok else [f"{where}: {value} is below the minimum {arg}"]
+
+    def _kw_maximum(self, value, arg, schema, base, where):
+        ok = not TYPES["number"](value) or value <= arg
+        return [] if ok else [f"{where}: {value} is above the maximum {arg}"]
+
+    def _kw_pattern(self, value, arg, schema, base, where):
+        ok = not isinstance(value, str) or re.search(arg, value) is not None
+        return [] if ok else [f"{where}: {value!r} does not match /{arg}/"]
+
+    def _branches(self, value, arg, base, where) -> list[list[str]]:
+        return [self._check(value, sub, base, where) for sub in arg]
+
+    @staticmethod
+    def _closest(results: list[list[str]]) -> str:
+        best = min((errors for errors in results if errors), key=len, default=[])
+        return "; closest alternative: " + "; ".join(best[:3]) if best else ""
+
+    def _kw_anyOf(self, value, arg, schema, base, where):
+        results = self._branches(value, arg, base, where)
+        if any(not errors for errors in results):
+            return []
+        return [f"{where}: matches none of {len(arg)} alternatives{self._closest(results)}"]
+
+    def _kw_oneOf(self, value, arg, schema, base, where):
+        results = self._branches(value, arg, base, where)
+        matched = sum(1 for errors in results if not errors)
+        if matched == 1:
+            return []
+        if matched > 1:
+            return [f"{where}: matches {matched} of the oneOf alternatives, not exactly one"]
+        return [f"{where}: matches none of {len(arg)} alternatives{self._closest(results)}"]
+
+    def _kw_allOf(self, value, arg, schema, base, where):
+        return [error for errors in self._branches(value, arg, base, where) for error in errors]
+
+    def _kw_not(self, value, arg, schema, base, where):
+        if self._check(value, arg, base, where):
+            return []
+        return [f"{where}: matches a schema it must not match ({short(arg, 120)})"]
+
+
+def method_schema(method: str, part: str) -> str:
+    """Schema file of a method's params or result: ``$/cancel`` -> ``cancel.result.json``."""
+    return method.replace("$/", "").replace("/", "-") + f".{part}.json"
+
+
+# --- Vectors -------------------------------------------------------------------------------
+
+class VectorError(Exception):
+    """A case file that does not follow the vector format."""
+
+
+def expand_macros(value: Any) -> Any:
+    """``{"$range": [a, b]}`` -> [a, ..., b-1]; ``{"$squares": [a, b]}`` -> their squares."""
+    if isinstance(value, list):
+        return [expand_macros(item) for item in value]
+    if isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)) in ("$range", "$squares"):
+            (name, bounds), = value.items()
+            numbers = range(*bounds)
+            return list(numbers) if name == "$range" else [n * n for n in numbers]
+        return {key: expand_macros(item) for key, item in value.items()}
+    return value
+
+
+def text_parts(spec: Any) -> str:
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, list):
+        out = []
+        for part in spec:
+            if isinstance(part, str):
+                out.append(part)
+            elif isinstance(part, dict) and set(part) == {"repeat", "count"}:
+                out.append(part["repeat"] * part["count"])
+            else:
+                raise VectorError(f"bad text part: {short(part)}")
+        return "".join(out)
+    raise VectorError(f"bad text: {short(spec)}")
+
+
+def framed(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
+
+
+FRAME_FORMS = {
+    "json": lambda arg: framed(dumps(expand_macros(arg)).encode("utf-8")),
+    "text": lambda arg: framed(text_parts(arg).encode("utf-8")),
+    "body_hex": lambda arg: framed(bytes.fromhex(arg)),
+    "raw_hex": lambda arg: bytes.fromhex(arg),
+    "raw_text": lambda arg: text_parts(arg).encode("utf-8"),
+}
+DIRECTIVES = {"sleep_ms", "await_replies", "signal", "close_stdin"}
+
+
+@dataclass
+class Step:
+    kind: str  # "bytes" or a directive
+    data: Any
+    sent_value: Any = None  # the JSON value, when the step sends one (for schema lookups)
+
+
+def parse_step(item: Any) -> Step:
+    if isinstance(item, dict) and len(item) == 1:
+        (key, arg), = item.items()
+        if key in FRAME_FORMS:
+            sent = expand_macros(arg) if key == "json" else None
+            if key == "text":
+                try:
+                    sent = loads(text_parts(arg))
+                except (ValueError, RecursionError):
+                    sent = None
+            return Step("bytes", FRAME_FORMS[key](arg), sent)
+        if key in DIRECTIVES:
+            return Step(key, arg)
+    value = expand_macros(item)
+    return Step("bytes", framed(dumps(value).encode("utf-8")), value)
+
+
+MATCHER_KEYS = {"id", "result", "result_schema", "error_code", "error_message", "data",
+                "no_data"}
+
+
+@dataclass
+class Case:
+    file: str
+    id: str
+    description: str
+    args: list[str]
+    steps: list[Step]
+    close_stdin: bool
+    expect: list[Any]
+    ordered: bool
+    exit_code: int
+    stderr_nonempty: bool
+    timeout: float | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.file}/{self.id}"
+
+
+CASE_KEYS = {"id", "description", "args", "send", "close_stdin", "expect", "ordered",
+             "exit_code", "stderr_nonempty", "timeout"}
+
+
+def check_expectation(item: Any, where: str) -> None:
+    if not isinstance(item, dict):
+        raise VectorError(f"{where}: an expectation must be an object")
+    if "jsonrpc" in item:
+        return
+    if set(item) == {"batch"}:
+        for index, entry in enumerate(item["batch"]):
+            check_expectation(entry, f"{where}.batch[{index}]")
+        return
+    unknown = set(item) - MATCHER_KEYS
+    if unknown or "id" not in item:
+        raise VectorError(f"{where}: a matcher needs 'id' and takes only {sorted(MATCHER_KEYS)}"
+                          f" (unknown: {sorted(unknown)})")
+
+
+def load_cases(directory: Path) -> list[Case]:
+    cases = []
+    files = sorted(directory.glob("*.json"))
+    if not files:
+        raise VectorError(f"no vector files in {directory}")
+    seen = set()
+    for path in files:
+        document = loads(path.read_text(encoding="utf-8"))
+        if set(document) != {"description", "cases"}:
+            raise VectorError(f"{path.name}: needs exactly 'description' and 'cases'")
+        for raw in document["cases"]:
+            unknown = set(raw) - CASE_KEYS
+            if unknown or not {"id", "description", "send", "expect"} <= set(raw):
+                raise VectorError(f"{path.name}: case {raw.get('id')!r}: bad keys {sorted(unknown)}")
+            case = Case(
+                file=path.stem, id=raw["id"], description=raw["description"],
+                args=list(raw.get("args", [])),
+                steps=[parse_step(item) for item in raw["send"]],
+                close_stdin=raw.get("close_stdin", True), expect=raw["expect"],
+                ordered=raw.get("ordered", False), exit_code=raw.get("exit_code", 0),
+                stderr_nonempty=raw.get("stderr_nonempty", False),
+                timeout=float(raw["timeout"]) if "timeout" in raw else None)
+            if case.name in seen:
+                raise VectorError(f"duplicate case {case.name}")
+            seen.add(case.name)
+            for index, item in enumerate(case.expect):
+                check_expectation(item, f"{case.name}.expect[{index}]")
+            cases.append(case)
+    return cases
+
+
+# --- Running one case ----------------------------------------------------------------------
+
+class FrameReader(threading.Thread):
+    """Splits the worker's stdout into frames as they arrive."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.frames: list[bytes] = []
+        self.trailing = b""
+        self.changed = threading.Condition()
+
+    def run(self) -> None:
+        buffer = b""
+        while True:
+            chunk = self.stream.read1(1 << 16) if hasattr(self.stream, "read1") else self.stream.read(1 << 16)
+            if not chunk:
+                break
+            buffer += chunk
+            while len(buffer) >= 4:
+                size = int.from_bytes(buffer[:4], "big")
+                if len(buffer) < 4 + size:
+                    break
+                with self.changed:
+                    self.frames.append(buffer[4:4 + size])
+                    self.changed.notify_all()
+                buffer = buffer[4 + size:]
+        with self.changed:
+            self.trailing = buffer
+            self.changed.notify_all()
+
+    def wait_for(self, count: int, deadline: float) -> bool:
+        with self.changed:
+            while len(self.frames) < count and self.is_alive():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.changed.wait(remaining)
+            return len(self.frames) >= count
+
+
+class Feeder(threading.Thread):
+    """Writes the case's steps to the worker; a worker that stops reading blocks only this."""
+
+    def __init__(self, case: Case, process: subprocess.Popen, reader: FrameReader,
+                 deadline: float) -> None:
+        super().__init__(daemon=True)
+        self.case, self.process, self.reader, self.deadline = case, process, reader, deadline
+        self.notes: list[str] = []
+
+    def close_stdin(self) -> None:
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+
+    def run(self) -> None:
+        stdin = self.process.stdin
+        broken = False
+        for step in self.case.steps:
+            if step.kind == "bytes":
+                if broken:
+                    continue
+                try:
+                    stdin.write(step.data)
+                    stdin.flush()
+                except (BrokenPipeError, OSError, ValueError):
+                    broken = True
+                    self.notes.append("the worker closed its stdin before every frame was sent")
+            elif step.kind == "sleep_ms":
+                time.sleep(step.data / 1000)
+            elif step.kind == "await_replies":
+                if not self.reader.wait_for(step.data, self.deadline):
+                    self.notes.append(f"await_replies {step.data}: only "
+                                      f"{len(self.reader.frames)} reply frames came")
+                    return
+            elif step.kind == "signal":
+                try:
+                    self.process.send_signal(getattr(signal, step.data))
+                except ProcessLookupError:
+                    self.notes.append(f"{step.data}: the worker had already exited")
+            elif step.kind == "close_stdin":
+                self.close_stdin()
+        if self.case.close_stdin:
+            self.close_stdin()
+
+
+@dataclass
+class Outcome:
+    case: Case
+    problems: list[str] = field(default_factory=list)
+    replies: list[Any] = field(default_factory=list)
+    exit_code: int | None = None
+    stderr_tail: str = ""
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running (killed by the runner)"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        process.kill()
+    except ProcessLookupError:
+        pass
+
+
+def run_case(case: Case, command: list[str], timeout: float, validator: Validator) -> Outcome:
+    outcome = Outcome(case)
+    timeout = case.timeout or timeout
+    started = time.monotonic()
+    deadline = started + timeout
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            process = subprocess.Popen(command + case.args, stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=stderr,
+                                       start_new_session=True)
+        except OSError as error:
+            outcome.problems.append(f"cannot start the worker {command}: {error}")
+            return outcome
+        reader = FrameReader(process.stdout)
+        reader.start()
+        feeder = Feeder(case, process, reader, deadline)
+        feeder.start()
+        try:
+            outcome.exit_code = process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            outcome.problems.append(
+                f"timed out after {timeout:g}s: the worker did not exit (killed); "
+                f"{len(reader.frames)} reply frames had come")
+        finally:
+            kill_group(process)  # also ends anything the worker left holding its pipes
+            process.wait()
+            feeder.join(2)
+            reader.join(2)
+            for pipe in (process.stdin, process.stdout):
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+        outcome.seconds = time.monotonic() - started
+        stderr.seek(0, os.SEEK_END)
+        size = stderr.tell()
+        stderr.seek(max(0, size - STDERR_TAIL_BYTES))
+        outcome.stderr_tail = stderr.read().decode("utf-8", "replace")
+        stderr_size = size
+    if outcome.problems:  # timed out: the rest would only repeat it
+        outcome.problems += feeder.notes
+        outcome.replies = decode_frames(reader.frames, [])
+        return outcome
+    problems = outcome.problems
+    if reader.trailing:
+        problems.append(f"stdout ended inside a frame: {len(reader.trailing)} bytes after the "
+                        f"last whole frame ({reader.trailing[:40]!r})")
+    outcome.replies = decode_frames(reader.frames, problems)
+    if not problems:
+        check_schemas(case, outcome.replies, validator, problems)
+        check_expectations(case, outcome.replies, problems)
+    if outcome.exit_code != case.exit_code:
+        problems.append(f"exit: expected exit status {case.exit_code}, got "
+                        f"{describe_exit(outcome.exit_code)}")
+    if case.stderr_nonempty and stderr_size == 0:
+        problems.append("stderr: expected a log line, the worker wrote nothing to stderr")
+    if problems:
+        problems += feeder.notes
+    return outcome
+
+
+def decode_frames(frames: list[bytes], problems: list[str]) -> list[Any]:
+    replies = []
+    for index, frame in enumerate(frames):
+        try:
+            replies.append(loads(frame.decode("utf-8")))
+        except (UnicodeDecodeError, ValueError) as error:
+            problems.append(f"reply frame {index} is not UTF-8 JSON ({error}): {frame[:80]!r}")
+            replies.append(frame.decode("utf-8", "replace"))
+    return replies
+
+
+def id_key(value: Any) -> tuple:
+    return (type(value).__name__, value if not isinstance(value, Decimal) else value.normalize())
+
+
+def sent_methods(case: Case) -> dict[tuple, set[str]]:
+    """Which method each request id of the case was used for (to validate results)."""
+    methods: dict[tuple, set[str]] = {}
+    for step in case.steps:
+        messages = step.sent_value if isinstance(step.sent_value, list) else [step.sent_value]
+        for message in messages:
+            if isinstance(message, dict) and "id" in message and isinstance(message.get("method"), str):
+                request_id = message["id"]
+                if request_id is None or isinstance(request_id, (str, int, Decimal)):
+                    methods.setdefault(id_key(request_id), set()).add(message["method"])
+    return methods
+
+
+def check_schemas(case: Case, replies: list[Any], validator: Validator,
+                  problems: list[str]) -> None:
+    methods = sent_methods(case)
+    for index, reply in enumerate(replies):
+        for error in validator.errors(reply, "outgoing.json")[:5]:
+            problems.append(f"schema: reply frame {index}: {error}")
+        for response in (reply if isinstance(reply, list) else [reply]):
+            if not isinstance(response, dict) or "result" not in response:
+                continue
+            names = methods.get(id_key(response.get("id")), set())
+            if len(names) != 1:
+                continue
+            name = method_schema(next(iter(names)), "result")
+            if (validator.directory / name).is_file():
+                for error in validator.errors(response["result"], name)[:5]:
+                    problems.append(f"schema: reply frame {index}: result of "
+                                    f"{next(iter(names))}: {error}")
+
+
+def match(expected: Any, got: Any) -> list[str]:
+    """Why ``got`` does not meet ``expected`` (an empty list when it does)."""
+    if "jsonrpc" in expected:
+        return [] if json_equal(expand_macros(expected), got) else ["not the exact reply"]
+    if "batch" in expected:
+        entries = expected["batch"]
+        if not isinstance(got, list):
+            return ["expected a batch reply (a JSON array)"]
+        if len(got) != len(entries):
+            return [f"expected {len(entries)} batch entries, got {len(got)}"]
+        why = []
+        for index, (entry, item) in enumerate(zip(entries, got)):
+            why += [f"batch[{index}]: {reason}" for reason in match(entry, item)]
+        return why
+    if not isinstance(got, dict):
+        return ["expected a single response object"]
+    why = []
+    if "id" not in got or not json_equal(expected["id"], got["id"]):
+        why.append(f"id: expected {dumps(expected['id'])}, got {short(got.get('id', '<none>'))}")
+    wants_error = any(key in expected for key in ("error_code", "error_message", "data", "no_data"))
+    if wants_error:
+        error = got.get("error")
+        if not isinstance(error, dict):
+            return why + ["expected an error, got a result"]
+        if "error_code" in expected and not json_equal(expected["error_code"], error.get("code")):
+            why.append(f"error code: expected {expected['error_code']}, got {error.get('code')}")
+        if "error_message" in expected and expected["error_message"] != error.get("message"):
+            why.append(f"error message: expected {expected['error_message']!r}, "
+                       f"got {error.get('message')!r}")
+        if "data" in expected and not json_equal(expected["data"], error.get("data", "<none>")):
+            why.append(f"error data: expected {dumps(expected['data'])}, "
+                       f"got {short(error.get('data', '<none>'))}")
+        if expected.get("no_data") and "data" in error:
+            why.append(f"error data: expected none, got {short(error['data'])}")
+    elif "result" in expected or "result_schema" in expected:
+        if "result" not in got:
+            return why + [f"expected a result, got error {short(got.get('error'))}"]
+        if "result" in expected and not json_equal(expand_macros(expected["result"]), got["result"]):
+            why.append(f"result: expected {short(expand_macros(expected['result']))}, "
+                       f"got {short(got['result'])}")
+        if "result_schema" in expected:
+            inline = Validator(HERE / "schemas")
+            inline.documents["<inline>"] = expected["result_schema"]
+            why += [f"result: {error}" for error in inline.errors(got["result"], "<inline>")]
+    return why
+
+
+def assignments(expect: list[Any], got: list[Any]) -> Iterator[list[int]]:
+    """Every way to give each expectation its own reply (replies may come in any order)."""
+    def extend(chosen: list[int]) -> Iterator[list[int]]:
+        if len(chosen) == len(expect):
+            yield chosen
+            return
+        for index in range(len(got)):
+            if index not in chosen and not match(expect[len(chosen)], got[index]):
+                yield from extend(chosen + [index])
+    return extend([])
+
+
+def check_expectations(case: Case, replies: list[Any], problems: list[str]) -> None:
+    expect = case.expect
+    if case.ordered or len(expect) <= 1:
+        if len(replies) == len(expect):
+            for index, (want, got) in enumerate(zip(expect, replies)):
+                problems += [f"reply {index}: {reason}" for reason in match(want, got)]
+            return
+    elif len(replies) == len(expect) and next(assignments(expect, replies), None) is not None:
+        return
+    if len(replies) != len(expect):
+        problems.append(f"expected {len(expect)} reply frames, got {len(replies)}")
+    else:
+        problems.append("the replies do not match the expectations in any order")
+        for index, want in enumerate(expect):
+            best = min((match(want, got) for got in replies), key=len)
+            problems.append(f"  expectation {index} (closest reply): {'; '.join(best)}")
+
+
+# --- Main ----------------------------------------------------------------------------------
+
+def report(outcome: Outcome, out) -> None:
+    case = outcome.case
+    print(f"FAIL {case.name}: {case.description}", file=out)
+    for problem in outcome.problems:
+        print(f"    {problem}", file=out)
+    print("    expected replies "
+          f"({'in this order' if case.ordered else 'in any order'}), exit status {case.exit_code}:",
+          file=out)
+    for item in case.expect or ["(none)"]:
+        print(f"      {short(item)}", file=out)
+    print(f"    got ({describe_exit(outcome.exit_code)}, {outcome.seconds:.2f}s):", file=out)
+    for item in outcome.replies or ["(no reply frames)"]:
+        print(f"      {short(item)}", file=out)
+    tail = outcome.stderr_tail.strip().splitlines()[-10:]
+    if tail:
+        print("    worker stderr (tail):", file=out)
+        for line in tail:
+            print(f"      | {line[:300]}", file=out)
+
+
+def main(argv: list[str]) -> int:
+    if "--" in argv:
+        split = argv.index("--")
+        own, command = argv[:split], argv[split + 1:]
+    else:
+        own, command = argv, []
+    parser = argparse.ArgumentParser(
+        prog="conformance.py",
+        description="Run the protocol conformance vectors against a worker command.",
+        usage="%(prog)s [--filter REGEX] [--vectors DIR] [--timeout SEC] -- WORKER_COMMAND...")
+    parser.add_argument("--filter", help="run only cases whose name (file/id) matches this regex")
+    parser.add_argument("--vectors", type=Path, default=HERE / "vectors",
+                        help="directory of case files (default: vectors/ beside this script)")
+    parser.add_argument("--schemas", type=Path, default=HERE / "schemas",
+                        help="directory of JSON Schemas (default: schemas/ beside this script)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help=f"seconds a case may take before the worker is killed "
+                             f"(default {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print passing cases too")
+    args = parser.parse_args(own)
+    try:
+        cases = load_cases(args.vectors)
+    except (VectorError, ValueError, OSError) as error:
+        print(f"conformance.py: bad vectors: {error}", file=sys.stderr)
+        return 2
+    if args.filter:
+        pattern = re.compile(args.filter)
+        cases = [case for case in cases if pattern.search(case.name)]
+    if args.list:
+        for case in cases:
+            print(f"{case.name}: {case.description}")
+        return 0
+    if not command:
+        parser.error("no worker command: put it after --")
+    validator = Validator(args.schemas)
+    passed = failed = 0
+    for case in cases:
+        try:
+            outcome = run_case(case, command, args.timeout, validator)
+        except SchemaError as error:
+            print(f"conformance.py: bad schemas: {error}", file=sys.stderr)
+            return 2
+        if outcome.passed:
+            passed += 1
+            if args.verbose:
+                print(f"ok   {case.name} ({outcome.seconds:.2f}s)")
+        else:
+            failed += 1
+            report(outcome, sys.stdout)
+        sys.stdout.flush()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed or not cases else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
