@@ -92,6 +92,30 @@ def json_equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def first_difference(expected: Any, got: Any, where: str = "$") -> str | None:
+    """Where two JSON values first differ, as 'path: expected X, got Y' (None if equal)."""
+    if isinstance(expected, list) and isinstance(got, list):
+        for index, (a, b) in enumerate(zip(expected, got)):
+            found = first_difference(a, b, f"{where}[{index}]")
+            if found:
+                return found
+        if len(expected) != len(got):
+            return f"{where}: expected {len(expected)} items, got {len(got)}"
+        return None
+    if isinstance(expected, dict) and isinstance(got, dict):
+        for key in expected:
+            if key not in got:
+                return f"{where}: missing member {key!r}"
+            found = first_difference(expected[key], got[key], f"{where}.{key}")
+            if found:
+                return found
+        extra = [key for key in got if key not in expected]
+        return f"{where}: unexpected member {extra[0]!r}" if extra else None
+    if json_equal(expected, got):
+        return None
+    return f"{where}: expected {short(expected, 120)}, got {short(got, 120)}"
+
+
 def short(value: Any, limit: int = 400) -> str:
     text = value if isinstance(value, str) else dumps(value)
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
@@ -688,7 +712,8 @@ def check_schemas(case: Case, replies: list[Any], validator: Validator,
 def match(expected: Any, got: Any) -> list[str]:
     """Why ``got`` does not meet ``expected`` (an empty list when it does)."""
     if "jsonrpc" in expected:
-        return [] if json_equal(expand_macros(expected), got) else ["not the exact reply"]
+        difference = first_difference(expand_macros(expected), got)
+        return [f"not the exact reply: {difference}"] if difference else []
     if "batch" in expected:
         entries = expected["batch"]
         if not isinstance(got, list):
@@ -722,9 +747,10 @@ def match(expected: Any, got: Any) -> list[str]:
     elif "result" in expected or "result_schema" in expected:
         if "result" not in got:
             return why + [f"expected a result, got error {short(got.get('error'))}"]
-        if "result" in expected and not json_equal(expand_macros(expected["result"]), got["result"]):
-            why.append(f"result: expected {short(expand_macros(expected['result']))}, "
-                       f"got {short(got['result'])}")
+        if "result" in expected:
+            difference = first_difference(expand_macros(expected["result"]), got["result"], "result")
+            if difference:
+                why.append(difference)
         if "result_schema" in expected:
             inline = Validator(HERE / "schemas")
             inline.documents["<inline>"] = expected["result_schema"]

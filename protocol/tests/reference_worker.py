@@ -180,8 +180,6 @@ class Worker:
     # Output: whole frames, one at a time.
     def write_frame(self, text: str) -> None:
         body = text.encode("utf-8")
-        if self.options.fault == "garbage":
-            body = b"not a frame\n" + body
         with self.write_lock:
             if self.stdout_broken:
                 return
@@ -540,6 +538,10 @@ def main(argv: list[str]) -> int:
     if options.fault == "hang":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         threading.Event().wait()
+    if options.fault == "garbage":
+        # The classic bug: a debug print to stdout, outside any frame.
+        sys.stdout.buffer.write(b"debug: worker starting\n")
+        sys.stdout.buffer.flush()
     if options.fault == "flood-stderr":
         # Legal but hostile: a runner that does not drain stderr deadlocks on this.
         line = "flood " * 20 + "\n"

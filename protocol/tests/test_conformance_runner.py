@@ -1,0 +1,275 @@
+"""The conformance runner is itself tested: it must pass a correct worker and catch wrong ones.
+
+The correct worker is reference_worker.py beside this file; its ``--fault`` modes are the
+wrong ones. Each fault test runs only the cases that matter for it, so the file stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+PROTOCOL = TESTS.parent
+RUNNER = PROTOCOL / "conformance.py"
+REFERENCE = [sys.executable, str(TESTS / "reference_worker.py")]
+SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$")
+
+
+def load_module(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+conformance = load_module("conformance", RUNNER)
+reference = load_module("reference_worker", TESTS / "reference_worker.py")
+CONSTANTS = json.loads((PROTOCOL / "constants.json").read_text(encoding="utf-8"))
+
+
+def run_suite(*runner_args: str, worker: list[str] = REFERENCE, limit: float = 300):
+    started = time.monotonic()
+    completed = subprocess.run([sys.executable, str(RUNNER), *runner_args, "--", *worker],
+                               capture_output=True, text=True, timeout=limit)
+    elapsed = time.monotonic() - started
+    lines = completed.stdout.strip().splitlines()
+    match = SUMMARY.match(lines[-1]) if lines else None
+    assert match, f"the last line is not 'N passed, N failed':\n{completed.stdout[-2000:]}\n{completed.stderr}"
+    return completed, int(match.group(1)), int(match.group(2)), elapsed
+
+
+def case_count(*filter_args: str) -> int:
+    listed = subprocess.run([sys.executable, str(RUNNER), "--list", *filter_args],
+                            capture_output=True, text=True, check=True)
+    return len(listed.stdout.strip().splitlines())
+
+
+# --- Against the correct worker ------------------------------------------------------------
+
+def test_reference_worker_passes_every_case():
+    completed, passed, failed, _ = run_suite()
+    assert (passed, failed) == (case_count(), 0), completed.stdout[-4000:]
+    assert completed.returncode == 0
+
+
+def test_a_worker_that_floods_stderr_still_passes_because_stderr_is_drained():
+    completed, passed, failed, _ = run_suite("--filter", "^(calculate_squares|framing)/",
+                                             worker=REFERENCE + ["--fault", "flood-stderr"])
+    assert failed == 0 and passed == case_count("--filter", "^(calculate_squares|framing)/"), \
+        completed.stdout[-3000:]
+
+
+# --- Against deliberately wrong workers ----------------------------------------------------
+
+@pytest.mark.parametrize("fault, selection, caught_case, evidence", [
+    ("wrong-squares", "^calculate_squares/", "calculate_squares/max",
+     "$.result[0]: expected 18446744065119617025, got 18446744065119617024"),
+    ("missing-error", "^params_errors/", "params_errors/negative", "expected an error, got a result"),
+    ("wrong-id", "^ids/", "ids/beyond-2-53", "id: expected 12345678901234567890, got 1.2345678901234567E+19"),
+    ("exit-at-once", "^calculate_squares/basic$", "calculate_squares/basic",
+     "expected 1 reply frames, got 0"),
+    ("garbage", "^calculate_squares/basic$", "calculate_squares/basic", "stdout ended inside a frame"),
+])
+def test_runner_names_the_case_a_wrong_worker_fails(fault, selection, caught_case, evidence):
+    completed, passed, failed, _ = run_suite("--filter", selection,
+                                             worker=REFERENCE + ["--fault", fault])
+    assert completed.returncode != 0
+    assert failed >= 1
+    assert f"FAIL {caught_case}:" in completed.stdout, completed.stdout[-3000:]
+    assert evidence in completed.stdout, completed.stdout[-3000:]
+
+
+def test_a_hanging_worker_fails_within_the_timeout_and_is_killed():
+    completed, passed, failed, elapsed = run_suite(
+        "--timeout", "1", "--filter", "^(calculate_squares/basic|lifecycle/shutdown-stdin-open)$",
+        worker=REFERENCE + ["--fault", "hang"], limit=60)
+    assert (passed, failed) == (0, 2)
+    assert completed.returncode != 0
+    assert "timed out after 1s" in completed.stdout
+    assert elapsed < 15, f"two 1 s timeouts took {elapsed:.1f}s"
+
+
+def test_a_missing_worker_binary_is_a_failure_not_a_crash():
+    completed, passed, failed, _ = run_suite("--filter", "^framing/single-frame$",
+                                             worker=[str(TESTS / "no-such-worker")])
+    assert (passed, failed) == (0, 1)
+    assert "cannot start the worker" in completed.stdout
+
+
+def test_no_worker_command_is_a_usage_error():
+    completed = subprocess.run([sys.executable, str(RUNNER)], capture_output=True, text=True)
+    assert completed.returncode == 2
+    assert "no worker command" in completed.stderr
+
+
+# --- The vectors ---------------------------------------------------------------------------
+
+CASES = conformance.load_cases(PROTOCOL / "vectors")
+
+
+def test_there_are_at_least_80_cases_with_unique_names():
+    names = [case.name for case in CASES]
+    assert len(names) >= 80
+    assert len(set(names)) == len(names)
+
+
+def expected_codes(item) -> set[int]:
+    if "batch" in item:
+        return set().union(*(expected_codes(entry) for entry in item["batch"]))
+    if "error_code" in item:
+        return {item["error_code"]}
+    if "error" in item:
+        return {item["error"]["code"]}
+    return set()
+
+
+def test_every_error_code_but_internal_error_is_expected_by_some_case():
+    seen = set()
+    for case in CASES:
+        for item in case.expect:
+            seen |= expected_codes(item)
+    codes = dict(CONSTANTS["errorCodes"])
+    codes.pop("internalError")  # no request can provoke a bug on purpose
+    assert set(codes.values()) <= seen
+
+
+def test_every_method_and_param_error_reason_is_exercised():
+    sent = set()
+    reasons = set()
+    for case in CASES:
+        for step in case.steps:
+            for message in (step.sent_value if isinstance(step.sent_value, list) else [step.sent_value]):
+                if isinstance(message, dict) and isinstance(message.get("method"), str):
+                    sent.add(message["method"])
+        for item in case.expect:
+            for entry in item.get("batch", [item]):
+                if isinstance(entry.get("data"), dict) and "reason" in entry["data"]:
+                    reasons.add(entry["data"]["reason"])
+    assert set(CONSTANTS["methods"] + CONSTANTS["testMethods"]) <= sent
+    assert set(CONSTANTS["paramErrorReasons"]) <= reasons
+
+
+def test_every_topic_file_has_a_description_and_cases():
+    for path in sorted((PROTOCOL / "vectors").glob("*.json")):
+        document = json.loads(path.read_text(encoding="utf-8"))
+        assert document["description"] and document["cases"], path.name
+
+
+# --- One source of truth -------------------------------------------------------------------
+
+def test_schemas_use_the_codes_and_reasons_of_constants_json():
+    error = json.loads((PROTOCOL / "schemas" / "error.json").read_text(encoding="utf-8"))
+    codes = {branch["properties"]["code"]["const"] for branch in error["oneOf"]}
+    assert codes == set(CONSTANTS["errorCodes"].values())
+    data = json.loads((PROTOCOL / "schemas" / "invalid-params-data.json").read_text(encoding="utf-8"))
+    reasons = [r for branch in data["oneOf"] for r in branch["properties"]["reason"]["enum"]]
+    assert sorted(reasons) == sorted(CONSTANTS["paramErrorReasons"])
+
+
+def test_reference_worker_uses_the_constants_of_constants_json():
+    assert reference.PROTOCOL_VERSION == CONSTANTS["protocolVersion"]
+    assert reference.SERVER_NAME == CONSTANTS["serverName"]
+    assert reference.MAX_NUMBER == CONSTANTS["limits"]["maxNumber"]
+    assert reference.MAX_NESTING_DEPTH == CONSTANTS["maxNestingDepth"]
+    assert reference.MAX_SLEEP_MS == CONSTANTS["maxSleepMs"]
+    assert reference.USAGE_EXIT == CONSTANTS["exitCodes"]["usage"]
+    names = {"parseError": "PARSE_ERROR", "invalidRequest": "INVALID_REQUEST",
+             "methodNotFound": "METHOD_NOT_FOUND", "invalidParams": "INVALID_PARAMS",
+             "internalError": "INTERNAL_ERROR", "requestCancelled": "REQUEST_CANCELLED",
+             "frameTooLarge": "FRAME_TOO_LARGE"}
+    assert {key: getattr(reference, attr) for key, attr in names.items()} == CONSTANTS["errorCodes"]
+
+
+def test_every_schema_loads_and_every_ref_resolves():
+    validator = conformance.Validator(PROTOCOL / "schemas")
+    samples = [None, True, 0, "x", [], {}, [1], {"a": 1}]
+    for path in sorted((PROTOCOL / "schemas").glob("*.json")):
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema", path.name
+        for sample in samples:  # walks every branch that a sample reaches; raises on a bad $ref
+            validator.errors(sample, path.name)
+
+
+# --- The validator and the matchers --------------------------------------------------------
+
+@pytest.fixture
+def validator():
+    return conformance.Validator(PROTOCOL / "schemas")
+
+
+def loads(text):
+    return conformance.loads(text)
+
+
+def test_validator_accepts_real_replies(validator):
+    for text in ['{"jsonrpc":"2.0","id":1,"result":[9,18446744065119617025]}',
+                 '{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}',
+                 '{"jsonrpc":"2.0","id":"a","error":{"code":-32602,"message":"m","data":{"index":3,"reason":"negative"}}}',
+                 '[{"jsonrpc":"2.0","id":1.5,"result":null}]']:
+        assert validator.errors(loads(text), "outgoing.json") == [], text
+
+
+@pytest.mark.parametrize("text, complaint", [
+    ('{"jsonrpc":"2.0","id":1}', "alternatives"),
+    ('{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":""}}', "alternatives"),
+    ('{"jsonrpc":"2.0","id":true,"result":1}', "alternatives"),
+    ('[]', "alternatives"),
+    ('{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Frame too large"}}', "alternatives"),
+    ('{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"m","data":{"index":-1,"reason":"negative"}}}',
+     "alternatives"),
+])
+def test_validator_rejects_malformed_replies(validator, text, complaint):
+    errors = validator.errors(loads(text), "outgoing.json")
+    assert errors and complaint in errors[0]
+
+
+def test_validator_treats_a_fraction_as_no_integer(validator):
+    assert validator.errors(loads("[1.0]"), "calculate_squares.result.json")
+    assert validator.errors(loads("[18446744065119617026]"), "calculate_squares.result.json")
+    assert not validator.errors(loads("[18446744065119617025]"), "calculate_squares.result.json")
+
+
+def test_validator_refuses_keywords_outside_its_subset(tmp_path):
+    (tmp_path / "s.json").write_text('{"format": "email"}')
+    with pytest.raises(conformance.SchemaError):
+        conformance.Validator(tmp_path).errors("x", "s.json")
+
+
+def test_json_equality_keeps_types_apart():
+    equal = conformance.json_equal
+    assert equal(loads("1.5"), loads("1.50"))
+    assert equal(loads("1e3"), loads("1000.0"))
+    assert not equal(loads("1"), loads("1.0"))
+    assert not equal(loads("1"), loads("true"))
+    assert not equal(loads("0"), loads("false"))
+    assert equal(loads("12345678901234567890"), 12345678901234567890)
+    assert not equal(loads('{"a":1}'), loads('{"a":1,"b":2}'))
+
+
+def test_matchers_check_id_code_data_and_result():
+    match = conformance.match
+    reply = loads('{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"m","data":{"reason":"invalid_shape"}}}')
+    assert match({"id": 1, "error_code": -32602, "data": {"reason": "invalid_shape"}}, reply) == []
+    assert match({"id": 2, "error_code": -32602}, reply)
+    assert match({"id": 1, "error_code": -32600}, reply)
+    assert match({"id": 1, "result": None}, reply)
+    assert match({"id": 1, "error_code": -32602, "no_data": True}, reply)
+    ok = loads('{"jsonrpc":"2.0","id":1,"result":[0,1,4]}')
+    assert match({"id": 1, "result": {"$squares": [0, 3]}}, ok) == []
+    assert match({"id": 1, "result_schema": {"type": "array", "maxItems": 2}}, ok)
+
+
+def test_batch_matchers_keep_order():
+    match = conformance.match
+    reply = loads('[{"jsonrpc":"2.0","id":1,"result":null},{"jsonrpc":"2.0","id":2,"result":null}]')
+    assert match({"batch": [{"id": 1, "result": None}, {"id": 2, "result": None}]}, reply) == []
+    assert match({"batch": [{"id": 2, "result": None}, {"id": 1, "result": None}]}, reply)
