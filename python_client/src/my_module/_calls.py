@@ -1,0 +1,358 @@
+"""Request/response bookkeeping: one caller-visible operation (a :class:`Call`) and its Future.
+
+A call is made of one or more JSON-RPC requests ("parts": the chunks of a big input). The
+reader thread reports each part's reply with :meth:`Call.on_result`/:meth:`Call.on_error`;
+the call settles its Future exactly once, in :meth:`Call._settle`. Whatever settles it (all
+replies in, an error, a timeout, a cancelled Future), the parts still in flight are cancelled
+in the worker with ``$/cancel``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+from . import _convert
+from ._errors import ProtocolError, WorkerError
+from ._framing import frame_header
+from ._protocol import JSONRPC_VERSION, ErrorCode, Method, Reason
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+    from ._worker import Worker
+
+logger = logging.getLogger(__name__)
+
+
+def request_frame(rid: int, method: str, params: Any = None) -> bytes:
+    """A whole frame (header included) holding one JSON-RPC request."""
+    message: Dict[str, Any] = {"jsonrpc": JSONRPC_VERSION, "id": rid, "method": method}
+    if params is not None:
+        message["params"] = params
+    body = json.dumps(message, separators=(",", ":")).encode()
+    return frame_header(len(body)) + body
+
+
+def notification_frame(method: str, params: Any) -> bytes:
+    """A whole frame holding one JSON-RPC notification (no id: never answered)."""
+    message = {"jsonrpc": JSONRPC_VERSION, "method": method, "params": params}
+    body = json.dumps(message, separators=(",", ":")).encode()
+    return frame_header(len(body)) + body
+
+
+def cancel_frame(rid: int) -> bytes:
+    """The ``$/cancel`` notification for request ``rid``."""
+    return notification_frame(Method.CANCEL.value, {"id": rid})
+
+
+def error_from_reply(error: Dict[str, Any], method: str) -> WorkerError:
+    """A :class:`WorkerError` carrying a JSON-RPC error object the caller did not expect."""
+    code = error.get("code")
+    exc = WorkerError(f"worker answered {method} with error {code}: {error.get('message')}")
+    exc.code = code
+    exc.data = error.get("data")
+    return exc
+
+
+def check_error_object(error: Any) -> Dict[str, Any]:
+    """Return ``error`` if it is a JSON-RPC error object; raise ``ProtocolError`` if not."""
+    if (
+        type(error) is dict
+        and type(error.get("code")) is int
+        and isinstance(error.get("message"), str)
+    ):
+        return error
+    raise ProtocolError(f"worker sent a malformed error object: {error!r:.200}")
+
+
+class Call:
+    """One operation a caller waits for: a Future, a deadline and the parts in flight.
+
+    Subclasses say what the parts are (:meth:`part_count`, :meth:`part_frame`) and what a
+    reply means (:meth:`on_result`, :meth:`on_error`).
+    """
+
+    method: str = ""
+
+    def __init__(self, worker: Worker, deadline: Optional[float], retries: int) -> None:
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.worker = worker
+        self.deadline = deadline
+        self.retries_left = retries
+        self.lock = threading.Lock()
+        self.conn: Optional[Connection] = None  # the connection the parts are on
+        self._inflight: Dict[int, int] = {}  # part index -> request id on self.conn
+        self._finished: List[bool] = [False]  # per part: its reply (result or error) is in
+        self._claimed = False  # set (under lock) by the one path allowed to settle
+        self.future.add_done_callback(self._cancel_leftovers)
+
+    # -- parts --------------------------------------------------------------------------------
+
+    def plan(self, chunk_size: int) -> None:
+        """Decide the parts, given the largest chunk a frame may hold (default: one part)."""
+
+    def part_count(self) -> int:
+        return 1
+
+    def part_frame(self, index: int, rid: int, max_frame_bytes: int) -> bytes:
+        raise NotImplementedError
+
+    def unfinished_parts(self) -> List[int]:
+        """Indexes of the parts that still need a reply (all of them before the first send)."""
+        with self.lock:
+            return [i for i, done in enumerate(self._finished) if not done]
+
+    def track(self, conn: Connection, index: int, rid: int) -> bool:
+        """Record that part ``index`` goes out as request ``rid``; False if already settled."""
+        with self.lock:
+            if self._claimed or self.conn is not conn:
+                return False
+            self._inflight[index] = rid
+            return True
+
+    def part_failed(self, index: int, exc: BaseException) -> None:
+        """Part ``index`` could not even be encoded: by default the whole call fails."""
+        self.fail(exc)
+
+    def untrack(self, index: int) -> None:
+        with self.lock:
+            self._inflight.pop(index, None)
+
+    def _mark_finished(self, index: int) -> bool:
+        """Under self.lock: note that part ``index`` has its reply; False if that's stale."""
+        if self._claimed or self._finished[index]:
+            return False
+        self._finished[index] = True
+        self._inflight.pop(index, None)
+        return True
+
+    # -- replies (called on the reader thread) ------------------------------------------------
+
+    def on_result(self, index: int, result: Any) -> None:
+        with self.lock:
+            if not self._mark_finished(index):
+                return
+            self._claimed = True
+        self._settle(result=result)
+
+    def on_error(self, index: int, error: Dict[str, Any]) -> None:
+        with self.lock:
+            if not self._mark_finished(index):
+                return
+            self._claimed = True
+        self._settle(exc=self.translate_error(index, error))
+
+    def translate_error(self, index: int, error: Dict[str, Any]) -> BaseException:
+        if error["code"] == ErrorCode.REQUEST_CANCELLED:
+            return WorkerError(f"the worker cancelled the {self.method} request")
+        return error_from_reply(error, self.method)
+
+    def on_lost(self, conn: Connection, error: WorkerError) -> None:
+        """The connection died with parts of this call in flight: retry or fail."""
+        self.worker._call_lost(self, conn, error)
+
+    # -- ends ---------------------------------------------------------------------------------
+
+    def fail(self, exc: BaseException) -> None:
+        """Settle with ``exc`` unless already settled."""
+        with self.lock:
+            if self._claimed:
+                return
+            self._claimed = True
+        self._settle(exc=exc)
+
+    def expire(self) -> None:
+        """The deadline passed: settle with ``TimeoutError`` and cancel the parts in flight."""
+        with self.lock:
+            if self._claimed:
+                return
+            self._claimed = True
+        logger.debug("%s request timed out; cancelling it in the worker", self.method)
+        self._settle(exc=TimeoutError(f"{self.method} did not finish within its timeout"))
+
+    def remaining(self) -> Optional[float]:
+        """Seconds left before the deadline (None: no deadline; may be <= 0)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def _settle(self, result: Any = None, exc: Optional[BaseException] = None) -> None:
+        # The one place a call's Future gets its outcome. The caller of this method has
+        # claimed the call under the lock, so only a concurrent Future.cancel() can race.
+        try:
+            if exc is not None:
+                self.future.set_exception(exc)
+            else:
+                self.future.set_result(result)
+        except concurrent.futures.InvalidStateError:
+            pass  # the Future was cancelled by its owner meanwhile
+
+    def _cancel_leftovers(self, future: concurrent.futures.Future[Any]) -> None:
+        # Runs once, when the Future is done for any reason (including Future.cancel()).
+        with self.lock:
+            self._claimed = True
+            leftovers = list(self._inflight.values())
+            self._inflight.clear()
+            conn = self.conn
+        self.release_payload()
+        if leftovers and conn is not None:
+            conn.post_cancel(leftovers)
+
+    def release_payload(self) -> None:
+        """Drop references to big inputs/outputs once settled (timed-out calls may linger)."""
+
+
+class RpcCall(Call):
+    """A single request with any method (used for ``initialize``-free internal requests)."""
+
+    def __init__(
+        self, worker: Worker, method: str, params: Any, deadline: Optional[float], retries: int
+    ) -> None:
+        super().__init__(worker, deadline, retries)
+        self.method = method
+        self.params = params
+
+    def part_frame(self, index: int, rid: int, max_frame_bytes: int) -> bytes:
+        return request_frame(rid, self.method, self.params)
+
+
+class SquaresCall(Call):
+    """``calculate_squares`` of one input, split into chunks pipelined as separate requests.
+
+    Chunk k+1 is encoded and written while the worker computes chunk k. Replies may come in
+    any order; the results are put back in input order. When chunks report bad elements, the
+    error of the lowest index wins once every chunk before it has succeeded, so the exception
+    is the one PyO3 would raise for the first bad element.
+    """
+
+    method = Method.CALCULATE_SQUARES.value
+
+    def __init__(
+        self, worker: Worker, numbers: Sequence[Any], deadline: Optional[float], retries: int
+    ) -> None:
+        super().__init__(worker, deadline, retries)
+        self.numbers: Optional[Sequence[Any]] = numbers
+        self.bounds: List[Tuple[int, int]] = []
+        self._results: List[Optional[List[int]]] = []
+        self._errors: Dict[int, BaseException] = {}
+        self._prefix = 0  # parts 0.._prefix-1 all have replies
+
+    def plan(self, chunk_size: int) -> None:
+        """Split the input into chunks of ``chunk_size`` (once: a retry keeps the plan)."""
+        with self.lock:
+            if self.bounds or self.numbers is None:
+                return
+            n = len(self.numbers)
+            self.bounds = [
+                (start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)
+            ] or [(0, 0)]
+            self._results = [None] * len(self.bounds)
+            self._finished = [False] * len(self.bounds)
+
+    def part_count(self) -> int:
+        return len(self.bounds)
+
+    def part_frame(self, index: int, rid: int, max_frame_bytes: int) -> bytes:
+        """Encode chunk ``index``; raises the element's ``TypeError``/``OverflowError``."""
+        numbers = self.numbers
+        assert numbers is not None
+        start, end = self.bounds[index]
+        chunk = numbers if end - start == len(numbers) else numbers[start:end]
+        prefix = b'{"jsonrpc":"2.0","id":%d,"method":"%s","params":{"numbers":' % (
+            rid,
+            self.method.encode(),
+        )
+        budget = max_frame_bytes - len(prefix) - 2
+        try:
+            body = _convert.encode_chunk(chunk, budget)
+        except _convert.ElementError as bad:
+            raise _convert.element_error(start + bad.index, bad.value, bad.reason) from None
+        length = len(prefix) + len(body) + 2
+        return b"".join((frame_header(length), prefix, body, b"}}"))
+
+    def part_failed(self, index: int, exc: BaseException) -> None:
+        """The local scan found a bad element in chunk ``index`` (nothing was sent for it)."""
+        self._record(index, error=exc)
+
+    def on_result(self, index: int, result: Any) -> None:
+        start, end = self.bounds[index]
+        if type(result) is not list or len(result) != end - start:
+            raise ProtocolError(
+                f"worker answered a calculate_squares chunk of {end - start} numbers with "
+                f"{type(result).__name__} of length "
+                f"{len(result) if isinstance(result, list) else 'n/a'}"
+            )
+        self._record(index, result=result)
+
+    def on_error(self, index: int, error: Dict[str, Any]) -> None:
+        self._record(index, error=self.translate_error(index, error))
+
+    def translate_error(self, index: int, error: Dict[str, Any]) -> BaseException:
+        data = error.get("data")
+        if error["code"] != ErrorCode.INVALID_PARAMS or not isinstance(data, dict):
+            return super().translate_error(index, error)
+        reason = data.get("reason")
+        start, end = self.bounds[index]
+        if reason == Reason.NOT_AN_ARRAY:
+            return _convert.element_error(start, None, reason)
+        position = data.get("index")
+        if (
+            reason not in (Reason.NOT_AN_INTEGER, Reason.NEGATIVE, Reason.TOO_LARGE)
+            or type(position) is not int
+            or not 0 <= position < end - start
+        ):
+            return ProtocolError(f"worker refused a well-formed calculate_squares request: {error}")
+        numbers = self.numbers
+        value = numbers[start + position] if numbers is not None else None
+        return _convert.element_error(start + position, value, reason)
+
+    def _record(
+        self,
+        index: int,
+        result: Optional[List[int]] = None,
+        error: Optional[BaseException] = None,
+    ) -> None:
+        with self.lock:
+            if not self._mark_finished(index):
+                return
+            if error is not None:
+                self._errors[index] = error
+            else:
+                self._results[index] = result
+            parts = len(self.bounds)
+            while self._prefix < parts and self._finished[self._prefix]:
+                self._prefix += 1
+            first_error = min(self._errors) if self._errors else None
+            if first_error is not None and first_error < self._prefix:
+                outcome: Any = self._errors[first_error]
+                failed = True
+            elif self._prefix == parts:
+                failed = False
+                if parts == 1:
+                    outcome = self._results[0]
+                else:
+                    outcome = []
+                    for part in self._results:
+                        outcome.extend(part)  # type: ignore[arg-type]
+            else:
+                return
+            self._claimed = True
+        if failed:
+            self._settle(exc=outcome)
+        else:
+            self._settle(result=outcome)
+
+    def unfinished_parts(self) -> List[int]:
+        """Chunks still needing a reply; none past a chunk known to hold a bad element."""
+        parts = super().unfinished_parts()
+        with self.lock:
+            if self._errors:
+                first_error = min(self._errors)
+                parts = [i for i in parts if i < first_error]
+        return parts
+
+    def release_payload(self) -> None:
+        self.numbers = None
+        self._results = []

@@ -1,0 +1,170 @@
+"""From the caller's argument to JSON arrays on the wire, and from the worker's validation
+errors back to the exceptions a PyO3 ``Vec<u32>`` argument raises.
+
+The happy path has no Python-level loop per element: the argument becomes a list or tuple
+with C-level calls (``list()``, ``.tolist()``), each chunk is encoded by the C JSON encoder,
+and the worker validates every element. Python looks at elements one by one only when that
+encoder refuses a chunk (an element that is not an ``int``: a numpy scalar, a float NaN,
+``Decimal``...) or when the encoded text holds ``true``/``false``: then :func:`coerce_chunk`
+converts the chunk the way PyO3 does, element by element, and raises for the first bad one.
+
+``bool``: PyO3's ``u32`` extraction calls ``PyLong_AsLong``, and ``bool`` is an ``int``
+subclass, so PyO3 accepts ``True`` as 1 and ``False`` as 0. So does this module (JSON would
+carry them as ``true``/``false``, which the worker rightly refuses, so they are converted to
+integers here).
+
+Deliberate differences from PyO3, which only takes a sequence: any iterable is accepted
+(generators, sets, ``array.array``, numpy arrays via ``.tolist()``), and ``bytes``/
+``bytearray`` are refused like ``str`` (PyO3 would read them as small integers) because a
+byte string passed here is almost surely a mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import reprlib
+from collections.abc import Iterable, Mapping
+from typing import Any, List, NoReturn, Sequence, Union
+
+from ._protocol import MAX_NUMBER, Reason
+
+ARGUMENT = "numbers"
+
+NumberSequence = Union[List[Any], "tuple[Any, ...]"]
+
+# One encoder, built once: compact separators, and allow_nan=False because NaN/Infinity
+# are not JSON (the worker would answer a parse error for the whole frame).
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+_short_repr = reprlib.Repr()
+_short_repr.maxstring = 40
+_short_repr.maxother = 40
+_short_repr.maxlong = 40
+
+
+def as_sequence(numbers: Any) -> NumberSequence:
+    """Return ``numbers`` as a list or tuple (no copy for those), without looking at elements.
+
+    Raises ``TypeError`` for ``str``, ``bytes``, ``bytearray``, a mapping, ``None`` or
+    anything else that is not iterable.
+    """
+    kind = type(numbers)
+    if kind is list or kind is tuple:
+        return numbers  # type: ignore[no-any-return]
+    if isinstance(numbers, (str, bytes, bytearray)):
+        raise TypeError(
+            f"argument '{ARGUMENT}': can't extract '{kind.__name__}' to a sequence of integers"
+        )
+    if isinstance(numbers, Mapping):
+        raise TypeError(
+            f"argument '{ARGUMENT}': '{kind.__name__}' object is a mapping, "
+            f"not a sequence of integers"
+        )
+    if isinstance(numbers, (list, tuple)):
+        return numbers  # subclasses: the JSON encoder and slicing handle them as is
+    # numpy arrays, array.array, memoryview: .tolist() builds plain ints in C, and numpy is
+    # never imported here.
+    tolist = getattr(kind, "tolist", None)
+    if tolist is not None and callable(tolist):
+        converted = numbers.tolist()
+        if isinstance(converted, list):
+            return converted
+        raise TypeError(
+            f"argument '{ARGUMENT}': '{kind.__name__}' object (its tolist() gave "
+            f"'{type(converted).__name__}') is not a sequence of integers"
+        )
+    if not isinstance(numbers, Iterable):
+        raise TypeError(f"argument '{ARGUMENT}': '{kind.__name__}' object is not iterable")
+    return list(numbers)
+
+
+def element_error(index: int, value: Any, reason: str) -> Exception:
+    """The exception PyO3 would raise for element ``index`` (holding ``value``) of the argument.
+
+    ``reason`` is the worker's ``error.data.reason``. Returns (does not raise) a
+    ``TypeError`` or an ``OverflowError`` naming the index.
+    """
+    shown = _short_repr.repr(value)
+    if reason == Reason.NEGATIVE:
+        return OverflowError(
+            f"argument '{ARGUMENT}': element {index} ({shown}) is negative; "
+            f"a u32 is 0 <= n <= {MAX_NUMBER}"
+        )
+    if reason == Reason.TOO_LARGE:
+        return OverflowError(
+            f"argument '{ARGUMENT}': element {index} ({shown}) is larger than {MAX_NUMBER}, "
+            f"the u32 maximum"
+        )
+    if reason == Reason.NOT_AN_ARRAY:
+        return TypeError(f"argument '{ARGUMENT}': must be a sequence of integers")
+    return TypeError(
+        f"argument '{ARGUMENT}': element {index} ({shown}) is not an integer: "
+        f"'{type(value).__name__}' object cannot be interpreted as an integer"
+    )
+
+
+class ElementError(Exception):
+    """A bad element found by the local scan: ``index`` within the chunk, ``reason``."""
+
+    def __init__(self, index: int, value: Any, reason: str) -> None:
+        super().__init__(index, reason)
+        self.index = index
+        self.value = value
+        self.reason = reason
+
+
+def _bad(index: int, value: Any, reason: str) -> NoReturn:
+    raise ElementError(index, value, reason)
+
+
+def coerce_chunk(chunk: Sequence[Any]) -> List[int]:
+    """Convert every element as PyO3's ``u32`` extraction would (the slow path).
+
+    ``operator.index`` accepts exactly what ``PyLong_AsLong`` accepts on Python 3.10+:
+    ``int`` and its subclasses (``bool``) and objects with ``__index__`` (numpy integers),
+    and refuses floats, strings, ``None``, lists. Raises :class:`ElementError` for the
+    first element that is not an integer or is out of the u32 range.
+    """
+    out: List[int] = []
+    append = out.append
+    for i, value in enumerate(chunk):
+        try:
+            n = int(operator.index(value))
+        except TypeError:
+            _bad(i, value, Reason.NOT_AN_INTEGER)
+        if n < 0:
+            _bad(i, value, Reason.NEGATIVE)
+        if n > MAX_NUMBER:
+            _bad(i, value, Reason.TOO_LARGE)
+        append(n)
+    return out
+
+
+def encode_chunk(chunk: Sequence[Any], max_bytes: int) -> bytes:
+    """Encode a chunk as a compact JSON array of at most ``max_bytes`` bytes.
+
+    Elements the C encoder writes as JSON integers are sent as is and validated by the
+    worker. Raises :class:`ElementError` when the slow path finds a bad element.
+    """
+    try:
+        text = _encode(chunk)
+    except (TypeError, ValueError, RecursionError):
+        # Not plain JSON: numpy scalars, NaN, Decimal, circular lists, ints too long to print.
+        text = _encode(coerce_chunk(chunk))
+    else:
+        # Integers print as digits, '-', ',', '[' and ']' only. A 't' or 'f' means true/false
+        # (bools, accepted as PyO3 does) or a string/object, refused here in PyO3's order.
+        # Each test is one C-level scan of the text, a few percent of the encoding time.
+        if "t" in text or "f" in text:
+            text = _encode(coerce_chunk(chunk))
+    if len(text) > max_bytes:
+        # Valid elements take at most 11 bytes each and chunks are sized for that, so an
+        # oversized chunk holds an element that is not a u32: find it.
+        coerce_chunk(chunk)
+        raise ValueError(f"chunk of {len(chunk)} valid elements does not fit {max_bytes} bytes")
+    return text.encode("ascii")  # ensure_ascii=True: the text is ASCII
+
+
+MAX_ELEMENT_BYTES = len(str(MAX_NUMBER)) + 1
+"""Bytes one valid element takes in a compact JSON array: its digits and a comma."""
