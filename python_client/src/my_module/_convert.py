@@ -85,7 +85,7 @@ def element_error(index: int, value: Any, reason: str) -> Exception:
     ``reason`` is the worker's ``error.data.reason``. Returns (does not raise) a
     ``TypeError`` or an ``OverflowError`` naming the index.
     """
-    shown = _short_repr.repr(value)
+    shown = _shown(value)
     if reason == Reason.NEGATIVE:
         return OverflowError(
             f"argument '{ARGUMENT}': element {index} ({shown}) is negative; "
@@ -102,6 +102,13 @@ def element_error(index: int, value: Any, reason: str) -> Exception:
         f"argument '{ARGUMENT}': element {index} ({shown}) is not an integer: "
         f"'{type(value).__name__}' object cannot be interpreted as an integer"
     )
+
+
+def _shown(value: Any) -> str:
+    try:
+        return _short_repr.repr(value)
+    except ValueError:  # an int with more digits than sys.get_int_max_str_digits() allows
+        return f"<int of {value.bit_length()} bits>" if isinstance(value, int) else "<?>"
 
 
 class ElementError(Exception):

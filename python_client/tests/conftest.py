@@ -1,0 +1,89 @@
+"""Shared fixtures: the worker under test, fake workers, and a hard time bound per test.
+
+The real-worker tests run against whatever the normal lookup finds (``$MY_MODULE_WORKER``,
+then ``squares-worker`` on PATH, then this repository's ``.build`` output), so the same suite
+checks the Swift worker or the Python reference worker
+(``MY_MODULE_WORKER="python3 protocol/tests/reference_worker.py"``).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator, List, Tuple
+
+import pytest
+
+import my_module
+from my_module._locate import find_worker
+
+TESTS = Path(__file__).resolve().parent
+FAKE_WORKER = TESTS / "fake_worker.py"
+
+HARD_TIMEOUT = 60.0
+"""No single test may take longer: past it, every thread's traceback is dumped and the run
+exits (a hang is a failure, never a stuck CI)."""
+
+
+@pytest.fixture(autouse=True)
+def hard_time_bound() -> Iterator[None]:
+    faulthandler.dump_traceback_later(HARD_TIMEOUT, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture(scope="session")
+def worker_command() -> Tuple[str, ...]:
+    """The argv of the worker the normal lookup finds (a missing worker fails the suite)."""
+    return find_worker()
+
+
+@pytest.fixture
+def worker(worker_command: Tuple[str, ...]) -> Iterator[my_module.Worker]:
+    with my_module.Worker(worker_command) as w:
+        yield w
+
+
+@pytest.fixture
+def test_methods_worker(worker_command: Tuple[str, ...]) -> Iterator[my_module.Worker]:
+    """A worker serving ``test/sleep`` (``--test-methods``), for deterministic slow requests."""
+    with my_module.Worker((*worker_command, "--test-methods")) as w:
+        yield w
+
+
+FakeCommand = Callable[..., List[str]]
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> FakeCommand:
+    """``fake("stall", once=True, ignore_shutdown=True)`` -> argv of a fake worker."""
+
+    def command(mode: str, *, once: bool = False, ignore_shutdown: bool = False) -> List[str]:
+        argv = [sys.executable, str(FAKE_WORKER), mode]
+        if once:
+            argv += ["--once", str(tmp_path / f"{mode}.once")]
+        if ignore_shutdown:
+            argv.append("--ignore-shutdown")
+        return argv
+
+    return command
+
+
+def assert_reaped(pid: int) -> None:
+    """Fail unless ``pid`` is no longer our child: exited *and* waited for (no zombie)."""
+    try:
+        reaped_pid, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return
+    pytest.fail(f"worker pid {pid} is still our child (waitpid -> {reaped_pid}): not reaped")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting until {what}")
+        time.sleep(0.005)
