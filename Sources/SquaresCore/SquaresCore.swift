@@ -31,7 +31,7 @@ public struct SquaresCore: Sendable {
             squareSequentially(UnsafeBufferPointer(numbers.storage), into: output.storage)
             return output
         }
-        let ranges = partition(count: count, parallelism: parallelism, minimumLength: parallelThreshold / 2)
+        let ranges = partition(count: count, parallelism: parallelism, minimumLength: max(1, parallelThreshold / 2))
         _ = try await forEachRange(ranges) { range in
             let input = numbers.storage, result = output.storage
             var start = range.lowerBound

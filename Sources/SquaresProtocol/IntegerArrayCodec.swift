@@ -41,20 +41,25 @@ public enum IntegerArrayCodec {
     /// in an array of JSON integers (digits, `-`, `,`, JSON whitespace). Returns the offset of the
     /// `]`, or nil when another byte comes first (the array is then parsed the general way).
     ///
-    /// Runs 16 bytes at a time: this scan is the one sequential pass over a big request.
+    /// This is the one sequential pass over a big request, so it reads 8 bytes at a time, with
+    /// one branch per word for compact arrays. Swift's `SIMD16` comparisons compiled to per-lane
+    /// code here and ran at ~7 ns per number; this SWAR loop runs at ~1.
     @inlinable
     public static func scanIntegerArray(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
         guard let base = bytes.baseAddress else { return nil }
         let end = bytes.count
         var i = start
         let raw = UnsafeRawPointer(base)
-        while i + 16 <= end {
-            let v = raw.loadUnaligned(fromByteOffset: i, as: SIMD16<UInt8>.self)
-            let digit = (v &- 0x30) .< 10
-            let commaOrMinus = (v &- 0x2C) .< 2
-            let space = (v .== 0x20) .| (v .== 0x0A) .| (v .== 0x0D) .| (v .== 0x09)
-            if !all(digit .| commaOrMinus .| space) { break }
-            i += 16
+        while i + 8 <= end {
+            let word = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            // Compact arrays hold only digits and commas: one predictable branch per word. Anything
+            // else (whitespace, `-`, the closing `]`) goes byte by byte.
+            if nonDigitBytes(word) & ~matchingBytes(word, 0x2C) != 0 {
+                for at in i..<i + 8 where !isIntegerArrayByte(base[at]) {
+                    return base[at] == UInt8(ascii: "]") ? at : nil
+                }
+            }
+            i += 8
         }
         while i < end {
             let b = base[i]
@@ -65,6 +70,22 @@ public enum IntegerArrayCodec {
             }
         }
         return nil
+    }
+
+    /// Bit 7 of each byte of the result is set where `word`'s byte is not an ASCII digit.
+    @inlinable @inline(__always)
+    static func nonDigitBytes(_ word: UInt64) -> UInt64 {
+        // t = b ^ 0x30 is below 10 exactly for digits. Adding 0x76 to t's low 7 bits sets bit 7
+        // when t >= 10 (no carry leaves the byte); or-ing t catches t >= 0x80.
+        let t = word ^ 0x3030_3030_3030_3030
+        return (((t & 0x7F7F_7F7F_7F7F_7F7F) &+ 0x7676_7676_7676_7676) | t) & 0x8080_8080_8080_8080
+    }
+
+    /// Bit 7 of each byte of the result is set where `word`'s byte equals `byte` (exact).
+    @inlinable @inline(__always)
+    static func matchingBytes(_ word: UInt64, _ byte: UInt8) -> UInt64 {
+        let x = word ^ (0x0101_0101_0101_0101 &* UInt64(byte))
+        return ~((((x & 0x7F7F_7F7F_7F7F_7F7F) &+ 0x7F7F_7F7F_7F7F_7F7F) | x) | 0x7F7F_7F7F_7F7F_7F7F)
     }
 
     @inlinable @inline(__always)
@@ -107,64 +128,110 @@ public enum IntegerArrayCodec {
         _ bytes: UnsafeBufferPointer<UInt8>, range: Range<Int>, isLast: Bool, isWhole: Bool
     ) throws(IntegerSyntaxError) -> Piece {
         let base = bytes.baseAddress!
-        var p = range.lowerBound
-        let e = range.upperBound
-        @inline(__always) func skipSpace() {
-            while p < e {
-                let b = base[p]
-                guard b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 else { break }
-                p += 1
-            }
+        var outcome = PieceOutcome()
+        let values = [UInt32](unsafeUninitializedCapacity: (range.count + 1) / 2) { out, initialized in
+            outcome = decodeElements(
+                base, range.lowerBound, range.upperBound, frameEnd: bytes.count,
+                into: out.baseAddress!, isLast: isLast, isWhole: isWhole)
+            initialized = outcome.kept
         }
-        skipSpace()
-        if p == e && isWhole { return Piece(values: [], count: 0, firstProblem: nil) }
-        var problem: ElementProblem? = nil
+        if let failure = outcome.failure { throw IntegerSyntaxError(offset: failure - range.lowerBound) }
+        return Piece(values: values, count: outcome.count, firstProblem: outcome.problem)
+    }
+
+    /// 10^0 … 10^8.
+    static let powersOfTen8: [UInt64] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000]
+
+    /// The value of the first `count` (1...8) ASCII digits of `word` (first digit in the lowest
+    /// byte). The digits are moved to the top bytes, zeros fill the rest, and three multiply-shift
+    /// steps combine pairs, quads and the two halves.
+    @inline(__always)
+    static func eightDigitValue(_ word: UInt64, count: Int) -> UInt64 {
+        var v = (word &- 0x3030_3030_3030_3030) << (64 &- 8 &* UInt64(count))
+        v = (v &* 10) &+ (v >> 8)
+        v = ((v & 0x00FF_00FF_00FF_00FF) &* (100 << 16 &+ 1)) >> 16
+        v = ((v & 0x0000_FFFF_0000_FFFF) &* (10_000 << 32 &+ 1)) >> 32
+        return v
+    }
+
+    @usableFromInline
+    struct PieceOutcome {
         var count = 0
-        let capacity = (range.count + 1) / 2
+        var kept = 0
+        var problem: ElementProblem? = nil
         var failure: Int? = nil
-        let values = [UInt32](unsafeUninitializedCapacity: capacity) { out, initialized in
-            let out = out.baseAddress!
-            while true {
-                // One element: -?(0|[1-9][0-9]*)
-                var negative = false
-                if p < e && base[p] == UInt8(ascii: "-") { negative = true; p += 1 }
-                let digitsStart = p
-                var value: UInt64 = 0
+    }
+
+    /// The hot loop: all state in locals, so it stays in registers.
+    @inline(__always)
+    static func decodeElements(
+        _ base: UnsafePointer<UInt8>, _ start: Int, _ e: Int, frameEnd: Int,
+        into out: UnsafeMutablePointer<UInt32>, isLast: Bool, isWhole: Bool
+    ) -> PieceOutcome {
+        var p = start
+        var count = 0
+        var problem: ElementProblem? = nil
+        @inline(__always) func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
+        while p < e && isSpace(base[p]) { p += 1 }
+        if p == e && isWhole { return PieceOutcome() }
+        while true {
+            // One element: -?(0|[1-9][0-9]*)
+            let negative = p < e && base[p] == UInt8(ascii: "-")
+            if negative { p += 1 }
+            let digitsStart = p
+            var value: UInt64 = 0
+            // Eight bytes at a time while they are inside the frame: the digit run's length comes
+            // from the first non-digit byte's position, with no branch per digit.
+            while p &+ 8 <= frameEnd {
+                let word = UnsafeRawPointer(base + p).loadUnaligned(as: UInt64.self)
+                let run = nonDigitBytes(word).trailingZeroBitCount >> 3  // 8 when all are digits
+                if run > 0 {
+                    value = value &* powersOfTen8[run] &+ eightDigitValue(word, count: run)
+                }
+                p &+= run
+                if run < 8 { break }
+            }
+            if p &+ 8 > frameEnd {
                 while p < e {
                     let d = base[p] &- 0x30
                     if d >= 10 { break }
                     value = value &* 10 &+ UInt64(d)
                     p += 1
                 }
-                let digits = p - digitsStart
-                if digits == 0 || (digits > 1 && base[digitsStart] == 0x30) {
-                    failure = digits == 0 ? p : digitsStart
-                    return
-                }
-                if problem == nil {
-                    if negative && value != 0 || negative && digits > 1 {
-                        problem = ElementProblem(index: count, reason: .negative)
-                    } else if digits > 10 || value > UInt64(UInt32.max) {
-                        problem = ElementProblem(index: count, reason: .tooLarge)
-                    } else {
-                        out[count] = UInt32(truncatingIfNeeded: value)
-                        initialized = count + 1
-                    }
-                }
-                count += 1
-                skipSpace()
-                if p == e {
-                    if !isLast { failure = p }  // a middle piece must end with its comma
-                    return
-                }
-                guard base[p] == UInt8(ascii: ",") else { failure = p; return }
-                p += 1
-                if p == e && !isLast { return }
-                skipSpace()
             }
+            let digits = p - digitsStart
+            if digits == 0 || (digits > 1 && base[digitsStart] == 0x30) {
+                return PieceOutcome(count: count, kept: count, problem: problem, failure: digits == 0 ? p : digitsStart)
+            }
+            if problem == nil {
+                if negative && (value != 0 || digits > 1) {
+                    problem = ElementProblem(index: count, reason: .negative)
+                } else if digits > 10 || value > UInt64(UInt32.max) {
+                    problem = ElementProblem(index: count, reason: .tooLarge)
+                } else {
+                    out[count] = UInt32(truncatingIfNeeded: value)
+                }
+            }
+            count += 1
+            if p < e && base[p] == UInt8(ascii: ",") {
+                p += 1
+                if p == e && !isLast { break }  // a middle piece ends just after its comma
+                while p < e && isSpace(base[p]) { p += 1 }
+                continue
+            }
+            while p < e && isSpace(base[p]) { p += 1 }
+            if p == e {
+                if isLast { break }
+                return PieceOutcome(count: count, kept: 0, problem: problem, failure: p)  // missing comma
+            }
+            guard base[p] == UInt8(ascii: ",") else {
+                return PieceOutcome(count: count, kept: 0, problem: problem, failure: p)
+            }
+            p += 1
+            if p == e && !isLast { break }
+            while p < e && isSpace(base[p]) { p += 1 }
         }
-        if let failure { throw IntegerSyntaxError(offset: failure - range.lowerBound) }
-        return Piece(values: values, count: count, firstProblem: problem)
+        return PieceOutcome(count: count, kept: problem?.index ?? count, problem: problem, failure: nil)
     }
 
     /// Decodes the array text `span` (between `[` and `]`) split into `parts` pieces, decoded in
@@ -223,70 +290,62 @@ public enum IntegerArrayCodec {
 
     // MARK: - Encoding
 
-    /// "00", "01", …, "99": two digits per table read halves the divisions.
-    @usableFromInline
-    static let digitPairs: [UInt8] = Array((0..<100).map { (n: Int) -> String in n < 10 ? "0\(n)" : "\(n)" }.joined().utf8)
-
-    /// The decimal digits of `value` written backwards ending at `end`; returns the first digit's
-    /// position.
+    /// Eight ASCII digits of `x` < 10^8, leading zeros included, first digit in the lowest byte:
+    /// the two 4-digit halves, then the four 2-digit quarters, then the eight digits are split
+    /// lane-wise with multiply-shift divisions (exact over these ranges).
     @inlinable @inline(__always)
-    static func writeDigits(_ value: UInt64, endingAt end: UnsafeMutablePointer<UInt8>, pairs: UnsafePointer<UInt8>) -> UnsafeMutablePointer<UInt8> {
-        var p = end
-        var v = value
-        // Peel 8 digits at a time so the inner loop runs on 32-bit values.
-        while v >= 100_000_000 {
-            let q = v / 100_000_000
-            var low = UInt32(truncatingIfNeeded: v &- q &* 100_000_000)
-            for _ in 0..<4 {
-                let r = Int(low % 100)
-                low /= 100
-                p -= 2
-                p[0] = pairs[2 * r]
-                p[1] = pairs[2 * r + 1]
-            }
-            v = q
+    static func eightDigits(_ x: UInt32) -> UInt64 {
+        let merged = UInt64(x / 10_000) | (UInt64(x % 10_000) << 32)
+        let hundreds32 = ((merged &* 10_486) >> 20) & 0x0000_007F_0000_007F
+        let pairs = ((merged &- 100 &* hundreds32) << 16) &+ hundreds32
+        let tens = ((pairs &* 103) >> 10) & 0x000F_000F_000F_000F
+        return (tens &+ ((pairs &- 10 &* tens) << 8)) | 0x3030_3030_3030_3030
+    }
+
+    /// Writes the decimal digits of `x` < 10^8 without leading zeros; returns the next position.
+    /// Stores eight bytes: the caller leaves room after the digits.
+    @inlinable @inline(__always)
+    static func writeShort(_ x: UInt32, to q: UnsafeMutablePointer<UInt8>) -> UnsafeMutablePointer<UInt8> {
+        let digits = x >= 10_000 ? (x >= 1_000_000 ? (x >= 10_000_000 ? 8 : 7) : (x >= 100_000 ? 6 : 5))
+            : (x >= 100 ? (x >= 1_000 ? 4 : 3) : (x >= 10 ? 2 : 1))
+        let word = eightDigits(x) >> (64 &- 8 &* UInt64(digits))
+        UnsafeMutableRawPointer(q).storeBytes(of: word, as: UInt64.self)
+        return q + digits
+    }
+
+    @inlinable @inline(__always)
+    static func writeEight(_ x: UInt32, to q: UnsafeMutablePointer<UInt8>) -> UnsafeMutablePointer<UInt8> {
+        UnsafeMutableRawPointer(q).storeBytes(of: eightDigits(x), as: UInt64.self)
+        return q + 8
+    }
+
+    /// Writes the decimal digits of `value`; returns the next position. May store up to eight
+    /// bytes past the digits.
+    @inlinable @inline(__always)
+    static func writeDecimal(_ value: UInt64, to q: UnsafeMutablePointer<UInt8>) -> UnsafeMutablePointer<UInt8> {
+        if value < 100_000_000 { return writeShort(UInt32(truncatingIfNeeded: value), to: q) }
+        let high = value / 100_000_000
+        let low = UInt32(truncatingIfNeeded: value &- high &* 100_000_000)
+        if high < 100_000_000 {
+            return writeEight(low, to: writeShort(UInt32(truncatingIfNeeded: high), to: q))
         }
-        var small = UInt32(truncatingIfNeeded: v)
-        while small >= 100 {
-            let r = Int(small % 100)
-            small /= 100
-            p -= 2
-            p[0] = pairs[2 * r]
-            p[1] = pairs[2 * r + 1]
-        }
-        if small >= 10 {
-            p -= 2
-            p[0] = pairs[2 * Int(small)]
-            p[1] = pairs[2 * Int(small) + 1]
-        } else {
-            p -= 1
-            p[0] = UInt8(truncatingIfNeeded: small) &+ 0x30
-        }
-        return p
+        let top = high / 100_000_000
+        let middle = UInt32(truncatingIfNeeded: high &- top &* 100_000_000)
+        return writeEight(low, to: writeEight(middle, to: writeShort(UInt32(truncatingIfNeeded: top), to: q)))
     }
 
     /// The JSON text of the squares of `values`, comma-separated, with a leading comma when
     /// `leadingComma` (used to join pieces). The brackets are not included.
     public static func encodeSquares(of values: UnsafeBufferPointer<UInt32>, leadingComma: Bool) -> [UInt8] {
-        // At most 20 digits and a comma per element.
-        let capacity = values.count * 21 + 1
+        // At most 20 digits and a comma per element, and 8 bytes of room for the last 8-byte store.
+        let capacity = values.count * 21 + 1 + 8
         return [UInt8](unsafeUninitializedCapacity: capacity) { out, initialized in
-            digitPairs.withUnsafeBufferPointer { pairsBuffer in
-                let pairs = pairsBuffer.baseAddress!
-                var q = out.baseAddress!
-                var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
-                withUnsafeMutableBytes(of: &scratch) { raw in
-                    let end = raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + 24
-                    for (i, x) in values.enumerated() {
-                        if i > 0 || leadingComma { q.pointee = UInt8(ascii: ","); q += 1 }
-                        let first = writeDigits(square(x), endingAt: end, pairs: pairs)
-                        let n = end - first
-                        q.update(from: first, count: n)
-                        q += n
-                    }
-                }
-                initialized = q - out.baseAddress!
+            var q = out.baseAddress!
+            for (i, x) in values.enumerated() {
+                if i > 0 || leadingComma { q.pointee = UInt8(ascii: ","); q += 1 }
+                q = writeDecimal(square(x), to: q)
             }
+            initialized = q - out.baseAddress!
         }
     }
 

@@ -50,3 +50,16 @@ extension ParsedFrame {
         return .success(IntegerArray(pieces: [values], count: values.count, firstProblem: nil))
     }
 }
+
+extension ParsedFrame {
+    /// True for absent params, `{}` and `[]`.
+    public func isEmpty(_ params: JSONValue?) -> Bool {
+        switch params {
+        case nil: true
+        case .object(let object)?: object.members.isEmpty
+        case .array(let elements)?: elements.isEmpty
+        case .integerArray(let index)?: integerArrays[index].count == 0
+        default: false
+        }
+    }
+}

@@ -105,7 +105,7 @@ public struct Server: Sendable {
                     registry.cancel(target)
                 }
             case ProtocolConstants.Method.shutdown:
-                shutdown = true
+                if frame.isEmpty(request.params) { shutdown = true }
             default:
                 break
             }
@@ -166,11 +166,16 @@ public struct Server: Sendable {
             }, unless: signal)
             return .encoded(squaresText(segments))
         case ProtocolConstants.Method.initialize:
-            if let params = request.params, case .object = params {} else if request.params != nil {
-                throw RPCError.init(.invalidParams, message: "Invalid params: initialize takes an object")
+            switch request.params {
+            case nil, .object?: return .value(initializeResult)
+            default: throw RPCError.invalidParams(.invalidShape, detail: "initialize takes an object")
             }
-            return .value(initializeResult)
-        case ProtocolConstants.Method.shutdown, ProtocolConstants.Method.cancel:
+        case ProtocolConstants.Method.shutdown:
+            guard frame.isEmpty(request.params) else {
+                throw RPCError.invalidParams(.invalidShape, detail: "shutdown takes no params")
+            }
+            return .value(.null)
+        case ProtocolConstants.Method.cancel:
             return .value(.null)
         case ProtocolConstants.Method.testSleep where configuration.testMethods:
             let milliseconds = try sleepDuration(request.params)
