@@ -491,22 +491,26 @@ class FrameReader(threading.Thread):
         self.changed = threading.Condition()
 
     def run(self) -> None:
-        buffer = b""
+        buffer = bytearray()
+        start = 0  # where the next frame begins in buffer
         while True:
-            chunk = self.stream.read1(1 << 16) if hasattr(self.stream, "read1") else self.stream.read(1 << 16)
+            chunk = self.stream.read1(1 << 16)
             if not chunk:
                 break
             buffer += chunk
-            while len(buffer) >= 4:
-                size = int.from_bytes(buffer[:4], "big")
-                if len(buffer) < 4 + size:
+            while len(buffer) - start >= 4:
+                size = int.from_bytes(buffer[start:start + 4], "big")
+                if len(buffer) - start < 4 + size:
                     break
                 with self.changed:
-                    self.frames.append(buffer[4:4 + size])
+                    self.frames.append(bytes(buffer[start + 4:start + 4 + size]))
                     self.changed.notify_all()
-                buffer = buffer[4 + size:]
+                start += 4 + size
+            if start:
+                del buffer[:start]
+                start = 0
         with self.changed:
-            self.trailing = buffer
+            self.trailing = bytes(buffer)
             self.changed.notify_all()
 
     def wait_for(self, count: int, deadline: float) -> bool:

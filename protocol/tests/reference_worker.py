@@ -171,7 +171,6 @@ class Worker:
         self.options = options
         self.write_lock = threading.Lock()
         self.slots = threading.BoundedSemaphore(options.max_in_flight)
-        self.threads: list[threading.Thread] = []
         self.registry_lock = threading.Lock()
         self.in_flight: dict[tuple, list[threading.Event]] = {}
         self.stdout = sys.stdout.buffer
@@ -377,13 +376,12 @@ class Worker:
             self.slots.release()
 
     def start(self, calls: list[dict] | None, single: dict | None) -> None:
-        thread = threading.Thread(target=self.serve_frame, args=(calls, single), daemon=True)
-        self.threads.append(thread)
-        thread.start()
+        threading.Thread(target=self.serve_frame, args=(calls, single), daemon=True).start()
 
     def finish(self) -> None:
-        for thread in self.threads:
-            thread.join()
+        """Waits for every frame in flight: each holds a slot until its reply is written."""
+        for _ in range(self.options.max_in_flight):
+            self.slots.acquire()
         with self.write_lock:
             try:
                 self.stdout.flush()
@@ -439,51 +437,66 @@ def skip_exact(count: int) -> None:
 
 
 def serve(worker: Worker) -> int:
-    options = worker.options
+    """Reads frames until EOF or shutdown (returns 0); raises Truncated or Stop."""
     while True:
         worker.slots.acquire()  # at the bound, stop reading: the pipe pushes back
-        header = read_exact(4)
-        if header is None:
-            worker.slots.release()
-            return 0
-        size = int.from_bytes(header, "big")
-        if size > options.max_frame_bytes:
-            log.warning("frame of %d bytes refused (limit %d)", size, options.max_frame_bytes)
-            worker.write_frame(worker.reply_text(None, error=error_object(
-                FRAME_TOO_LARGE, "Frame too large",
-                {"frameBytes": size, "maxFrameBytes": options.max_frame_bytes})))
-            worker.slots.release()
-            skip_exact(size)
-            continue
-        body = read_exact(size)
-        if body is None:
-            raise Truncated(f"EOF after the header of a {size}-byte frame")
+        slot = {"handed_over": False}
         try:
-            message = parse_frame(body)
-        except ParseError as error:
-            log.info("parse error: %s", error)
-            worker.start(None, {"reply": True, "id": None,
-                                "error": error_object(PARSE_ERROR, "Parse error")})
-            continue
-        stop_after = False
-        if isinstance(message, list):
-            if not message:
-                worker.start(None, {"reply": True, "id": None, "error": error_object(
-                    INVALID_REQUEST, "Invalid Request: empty batch")})
-                continue
-            calls = [worker.classify(entry) for entry in message]
-            single = None
-        else:
-            calls = [worker.classify(message)]
-            single = calls[0]
-        for call in calls:
-            worker.register(call)
-            if call.get("method") == "shutdown" and shutdown_params_ok(call):
-                stop_after = True
-        worker.start(None if single is not None else calls, single)
-        if stop_after:
-            log.info("shutdown: no more frames are read")
+            go_on = serve_one_frame(worker, slot)
+        finally:
+            if not slot["handed_over"]:
+                worker.slots.release()
+        if not go_on:
             return 0
+
+
+def serve_one_frame(worker: Worker, slot: dict) -> bool:
+    """Reads one frame and hands it to a thread (with the slot); False at EOF or shutdown."""
+    options = worker.options
+
+    def start(calls: list[dict] | None, single: dict | None) -> None:
+        slot["handed_over"] = True
+        worker.start(calls, single)
+
+    header = read_exact(4)
+    if header is None:
+        return False
+    size = int.from_bytes(header, "big")
+    if size > options.max_frame_bytes:
+        log.warning("frame of %d bytes refused (limit %d)", size, options.max_frame_bytes)
+        worker.write_frame(worker.reply_text(None, error=error_object(
+            FRAME_TOO_LARGE, "Frame too large",
+            {"frameBytes": size, "maxFrameBytes": options.max_frame_bytes})))
+        skip_exact(size)
+        return True
+    body = read_exact(size)
+    if body is None:
+        raise Truncated(f"EOF after the header of a {size}-byte frame")
+    try:
+        message = parse_frame(body)
+    except ParseError as error:
+        log.info("parse error: %s", error)
+        start(None, {"reply": True, "id": None, "error": error_object(PARSE_ERROR, "Parse error")})
+        return True
+    if isinstance(message, list):
+        if not message:
+            start(None, {"reply": True, "id": None, "error": error_object(
+                INVALID_REQUEST, "Invalid Request: empty batch")})
+            return True
+        calls = [worker.classify(entry) for entry in message]
+        single = None
+    else:
+        calls = [worker.classify(message)]
+        single = calls[0]
+    shutting_down = False
+    for call in calls:
+        worker.register(call)  # before the next frame is read, so a $/cancel behind it finds it
+        if call.get("method") == "shutdown" and shutdown_params_ok(call):
+            shutting_down = True
+    start(None if single is not None else calls, single)
+    if shutting_down:
+        log.info("shutdown: no more frames are read")
+    return not shutting_down
 
 
 # --- Command line --------------------------------------------------------------------------
