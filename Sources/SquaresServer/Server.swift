@@ -23,11 +23,11 @@ public struct Server: Sendable {
 
     /// Serves `inbound` until it ends, a `shutdown` arrives or the input is cut inside a frame, then
     /// finishes the frames in flight (their replies written) and returns.
-    public func run(_ inbound: some AsyncSequence<InboundEvent, Never>, writer: some ReplyWriter) async -> ExitStatus {
+    public func run(_ inbound: some AsyncSequence<InboundEvent, Never>, writer: some ReplyWriter) async -> ServerExitStatus {
         var iterator = inbound.makeAsyncIterator()
         return await withTaskGroup(of: Void.self) { group in
             var inFlight = 0
-            var status = ExitStatus.success
+            var status = ServerExitStatus.success
             reading: while true {
                 while inFlight >= configuration.maxInFlight {
                     await group.next()

@@ -41,7 +41,7 @@ public protocol ReplyWriter: Sendable {
 }
 
 /// How the serving loop ended.
-public enum ExitStatus: Int32, Sendable {
+public enum ServerExitStatus: Int32, Sendable {
     /// End of input at a frame boundary, `shutdown`, or a stop signal.
     case success = 0
     /// End of input inside a frame.

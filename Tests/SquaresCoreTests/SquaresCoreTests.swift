@@ -1,0 +1,69 @@
+import Testing
+@testable import SquaresCore
+
+@Suite("Squaring core")
+struct SquaresCoreTests {
+    @Test("edge values square exactly, with no UInt32 wrap-around",
+          arguments: [(UInt32(0), UInt64(0)), (1, 1), (65_535, 4_294_836_225), (65_536, 4_294_967_296),
+                      (4_294_967_295, 18_446_744_065_119_617_025)])
+    func edgeValues(input: UInt32, expected: UInt64) async throws {
+        #expect(square(input) == expected)
+        #expect(try await SquaresCore(parallelism: 2).squares(of: [input]) == [expected])
+    }
+
+    @Test("an empty input gives an empty result")
+    func empty() async throws {
+        #expect(try await SquaresCore(parallelism: 4).squares(of: []) == [])
+    }
+
+    @Test("sizes around every chunk boundary equal the sequential result", arguments: [
+        1, 2, 3, 7, 31, 32, 33,
+        SquaresCore.defaultParallelThreshold - 1, SquaresCore.defaultParallelThreshold, SquaresCore.defaultParallelThreshold + 1,
+        SquaresCore.sliceLength - 1, SquaresCore.sliceLength, SquaresCore.sliceLength + 1,
+        2 * SquaresCore.sliceLength + 1, 3 * SquaresCore.defaultParallelThreshold + 5,
+    ])
+    func boundaries(count: Int) async throws {
+        var generator = SystemRandomNumberGenerator()
+        let numbers = (0..<count).map { _ in UInt32.random(in: 0...UInt32.max, using: &generator) }
+        let expected = numbers.map { UInt64($0) * UInt64($0) }
+        for parallelism in [1, 2, 3, 8] {
+            let core = SquaresCore(parallelism: parallelism)
+            #expect(try await core.squares(of: numbers) == expected, "parallelism \(parallelism), count \(count)")
+            let eager = SquaresCore(parallelism: parallelism, parallelThreshold: 1)
+            #expect(try await eager.squares(of: numbers) == expected, "eager parallelism \(parallelism), count \(count)")
+        }
+    }
+
+    @Test("a cancelled task stops with CancellationError")
+    func cancellation() async throws {
+        let numbers = OwnedBuffer<UInt32>([UInt32](repeating: 7, count: 4 * SquaresCore.sliceLength))
+        let task = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await SquaresCore(parallelism: 2).squares(of: numbers)
+        }
+        await #expect(throws: CancellationError.self) { try await task.value }
+    }
+
+    @Test("partition covers the range in order with nearly equal parts")
+    func partitionShape() {
+        for count in [0, 1, 5, 100, 1001] {
+            for parallelism in [1, 2, 3, 7] {
+                let ranges = partition(count: count, parallelism: parallelism, minimumLength: 10)
+                #expect(ranges.map(\.count).reduce(0, +) == count)
+                #expect(zip(ranges, ranges.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+                #expect(ranges.first?.lowerBound ?? 0 == 0)
+                #expect(ranges.count <= parallelism)
+                if let largest = ranges.map(\.count).max(), let smallest = ranges.map(\.count).min() {
+                    #expect(largest - smallest <= 1)
+                }
+            }
+        }
+    }
+
+    @Test("forEachRange returns results in range order")
+    func forEachRangeOrder() async throws {
+        let ranges = partition(count: 100, parallelism: 7, minimumLength: 1)
+        let results = try await forEachRange(ranges) { $0.lowerBound }
+        #expect(results == ranges.map(\.lowerBound))
+    }
+}

@@ -1,0 +1,171 @@
+import SquaresProtocol
+import Testing
+@testable import SquaresServer
+
+@Suite("Server, driven in process")
+struct ServerTests {
+    @Test("a request is answered with the exact squares")
+    func squares() async {
+        let harness = Harness()
+        harness.send(request(1, "calculate_squares", #"{"numbers":[1,2,4294967295]}"#))
+        #expect(await harness.replies(1) == [#"{"jsonrpc":"2.0","id":1,"result":[1,4,18446744065119617025]}"#])
+        #expect(await harness.finish() == .success)
+    }
+
+    @Test("a big request is squared in parallel pieces and joined in order")
+    func bigRequest() async {
+        let harness = Harness()
+        let values = (0..<200_000).map { UInt32($0) &* 2_654_435_761 }
+        harness.send(request(9, "calculate_squares", "[[" + values.map(String.init).joined(separator: ",") + "]]"))
+        let expected = #"{"jsonrpc":"2.0","id":9,"result":["# + values.map { String(UInt64($0) * UInt64($0)) }.joined(separator: ",") + "]}"
+        #expect(await harness.replies(1) == [expected])
+        #expect(await harness.finish() == .success)
+    }
+
+    @Test("a batch is answered in one frame; notifications get no entry")
+    func batch() async {
+        let harness = Harness()
+        harness.send("[" + request(1, "calculate_squares", "[[3]]") + #",{"jsonrpc":"2.0","method":"calculate_squares","params":[[1]]},5,"# + request(2, "nope") + "]")
+        let replies = await harness.replies(1)
+        #expect(replies.count == 1)
+        #expect(replies.first?.hasPrefix(#"[{"jsonrpc":"2.0","id":1,"result":[9]},{"jsonrpc":"2.0","id":null,"error":{"code":-32600"#) == true)
+        #expect(replies.first?.contains(#"{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"Method not found: nope","data":{"method":"nope"}}}]"#) == true)
+        #expect(await harness.finish() == .success)
+    }
+
+    @Test("notifications alone produce no frame at all")
+    func notificationsOnly() async {
+        let harness = Harness()
+        harness.send(#"{"jsonrpc":"2.0","method":"calculate_squares","params":[[2]]}"#)
+        harness.send(#"[{"jsonrpc":"2.0","method":"x"},{"jsonrpc":"2.0","method":"$/cancel","params":{"id":1}}]"#)
+        harness.send(request(3, "calculate_squares", "[[3]]"))
+        #expect(await harness.replies(1) == [#"{"jsonrpc":"2.0","id":3,"result":[9]}"#])
+        #expect(await harness.finish() == .success)
+        #expect(harness.writer.written.count == 1)
+    }
+
+    @Test("a quick request is answered before a slow one sent earlier")
+    func outOfOrder() async {
+        let harness = Harness()
+        harness.send(request(1, "test/sleep", #"{"ms":300}"#))
+        harness.send(request(2, "calculate_squares", "[[5]]"))
+        let replies = await harness.replies(2)
+        #expect(replies == [#"{"jsonrpc":"2.0","id":2,"result":[25]}"#, #"{"jsonrpc":"2.0","id":1,"result":null}"#])
+        #expect(await harness.finish() == .success)
+    }
+
+    @Test("$/cancel stops a running request, which answers -32800; others go on")
+    func cancellation() async {
+        let harness = Harness()
+        harness.send(request(1, "test/sleep", #"{"ms":60000}"#))
+        harness.send(request(2, "test/sleep", #"{"ms":10}"#))
+        harness.send(#"{"jsonrpc":"2.0","method":"$/cancel","params":{"id":1}}"#)
+        let replies = await harness.replies(2)
+        #expect(Set(replies) == [
+            #"{"jsonrpc":"2.0","id":1,"error":{"code":-32800,"message":"Request cancelled"}}"#,
+            #"{"jsonrpc":"2.0","id":2,"result":null}"#,
+        ])
+        #expect(await harness.finish() == .success)
+    }
+
+    @Test("a cancel in the same batch as its request cancels it")
+    func cancelInBatch() async {
+        let harness = Harness()
+        harness.send("[" + request(7, "test/sleep", #"{"ms":60000}"#) + #",{"jsonrpc":"2.0","method":"$/cancel","params":{"id":7}}]"#)
+        #expect(await harness.replies(1) == [#"[{"jsonrpc":"2.0","id":7,"error":{"code":-32800,"message":"Request cancelled"}}]"#])
+        #expect(await harness.finish() == .success)
+    }
+
+    @Test("at the in-flight bound the server stops taking input until a request finishes")
+    func inFlightBound() async {
+        let harness = Harness(ServerConfiguration(parallelism: 2, maxInFlight: 2, testMethods: true))
+        for id in 1...4 { harness.send(request(id, "test/sleep", #"{"ms":400}"#)) }
+        try? await Task.sleep(for: .milliseconds(200))
+        #expect(harness.inbound.taken.count == 2, "took \(harness.inbound.taken.count) events with 2 in flight")
+        #expect(harness.writer.written.isEmpty)
+        #expect(await harness.replies(4).count == 4)
+        #expect(harness.inbound.taken.count == 4)
+        #expect(await harness.finish() == .success)
+    }
+
+    @Test("an oversized frame is answered with both sizes and the next frame is served")
+    func oversized() async {
+        let harness = Harness(ServerConfiguration(parallelism: 2, maxFrameBytes: 100))
+        harness.send(.oversized(length: 5000))
+        harness.send(request(1, "calculate_squares", "[[6]]"))
+        #expect(await harness.replies(2) == [
+            #"{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Frame too large","data":{"frameBytes":5000,"maxFrameBytes":100}}}"#,
+            #"{"jsonrpc":"2.0","id":1,"result":[36]}"#,
+        ])
+        #expect(await harness.finish() == .success)
+    }
+
+    @Test("end of input inside a frame finishes in-flight work, then reports a truncated input")
+    func truncated() async {
+        let harness = Harness()
+        harness.send(request(1, "test/sleep", #"{"ms":100}"#))
+        harness.send(.truncated(position: "inside a frame body (3 of 10 bytes)"))
+        #expect(await harness.run.value == .truncatedInput)
+        #expect(harness.writer.written == [#"{"jsonrpc":"2.0","id":1,"result":null}"#])
+    }
+
+    @Test("end of input at a boundary finishes in-flight work and succeeds")
+    func cleanEnd() async {
+        let harness = Harness()
+        harness.send(request(1, "test/sleep", #"{"ms":100}"#))
+        #expect(await harness.finish() == .success)
+        #expect(harness.writer.written == [#"{"jsonrpc":"2.0","id":1,"result":null}"#])
+    }
+
+    @Test("shutdown is answered, in-flight work finishes, and later frames are not read")
+    func shutdown() async {
+        let harness = Harness()
+        harness.send(request(1, "test/sleep", #"{"ms":100}"#))
+        harness.send(request(2, "shutdown"))
+        harness.send(request(3, "calculate_squares", "[[2]]"))
+        #expect(await harness.run.value == .success)
+        #expect(Set(harness.writer.written) == [#"{"jsonrpc":"2.0","id":1,"result":null}"#, #"{"jsonrpc":"2.0","id":2,"result":null}"#])
+        #expect(harness.inbound.taken.count == 2)
+    }
+
+    @Test("a parse error answers with a null id and the worker goes on")
+    func parseError() async {
+        let harness = Harness()
+        harness.send("{not json")
+        harness.send(request(1, "calculate_squares", "[[1]]"))
+        let replies = await harness.replies(2)
+        #expect(replies.first?.hasPrefix(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700"#) == true)
+        #expect(replies.last == #"{"jsonrpc":"2.0","id":1,"result":[1]}"#)
+        #expect(await harness.finish() == .success)
+    }
+
+    @Test("test/sleep is not served without --test-methods")
+    func testMethodsOff() async {
+        let harness = Harness(ServerConfiguration(parallelism: 1))
+        harness.send(request(1, "test/sleep", #"{"ms":1}"#))
+        #expect(await harness.replies(1).first?.contains(#""code":-32601"#) == true)
+        #expect(await harness.finish() == .success)
+    }
+
+    @Test("initialize reports the version, limits and parallelism")
+    func initialize() async {
+        let harness = Harness(ServerConfiguration(parallelism: 3, maxInFlight: 5, maxFrameBytes: 1000))
+        harness.send(request(1, "initialize", "{}"))
+        #expect(await harness.replies(1) == [
+            #"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"1.0","serverInfo":{"name":"squares-worker","version":"0.1.0"},"methods":["initialize","calculate_squares","shutdown","$/cancel"],"limits":{"maxFrameBytes":1000,"maxInFlight":5,"maxNumber":4294967295},"parallelism":3,"encodings":["json"]}}"#,
+        ])
+        #expect(await harness.finish() == .success)
+    }
+
+    @Test("the cancellation registry forgets finished requests")
+    func registryCleanup() async {
+        let registry = CancellationRegistry()
+        let a = registry.register(.number("1")), b = registry.register(.number("1"))
+        #expect(registry.count == 2)
+        registry.cancel(.number("1"))
+        #expect(a.isFired && b.isFired)
+        registry.unregister(.number("1"), a)
+        registry.unregister(.number("1"), b)
+        #expect(registry.count == 0)
+    }
+}
