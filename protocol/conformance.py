@@ -585,7 +585,7 @@ class Outcome:
 
 def describe_exit(code: int | None) -> str:
     if code is None:
-        return "still running (killed by the runner)"
+        return "no exit: killed by the runner"
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"

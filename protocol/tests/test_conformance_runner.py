@@ -199,6 +199,47 @@ def test_every_schema_loads_and_every_ref_resolves():
             validator.errors(sample, path.name)
 
 
+def expectations_by_id(case) -> dict:
+    found = {}
+    for item in case.expect:
+        for entry in item.get("batch", [item]):
+            if "id" in entry:
+                found.setdefault(conformance.dumps(entry["id"]), []).append(entry)
+    return found
+
+
+def sent_requests(case):
+    for step in case.steps:
+        for message in (step.sent_value if isinstance(step.sent_value, list) else [step.sent_value]):
+            if isinstance(message, dict) and "id" in message:
+                yield message
+
+
+def test_schemas_accept_what_the_vectors_serve_and_refuse_what_they_reject():
+    """The schemas and the vectors say the same thing about params."""
+    validator = conformance.Validator(PROTOCOL / "schemas")
+    checked = {"served": 0, "refused": 0}
+    for case in CASES:
+        expected = expectations_by_id(case)
+        requests = list(sent_requests(case))
+        for message in requests:
+            key = conformance.dumps(message["id"])
+            if sum(conformance.dumps(m["id"]) == key for m in requests) != 1 or len(expected.get(key, [])) != 1:
+                continue
+            entry = expected[key][0]
+            params_schema = conformance.method_schema(str(message.get("method")), "params")
+            has_schema = (PROTOCOL / "schemas" / params_schema).is_file()
+            if "result" in entry or "result_schema" in entry:
+                assert validator.errors(message, "incoming.json") == [], case.name
+                if has_schema and "params" in message:
+                    assert validator.errors(message["params"], params_schema) == [], case.name
+                checked["served"] += 1
+            elif entry.get("error_code") == -32602 and has_schema and "params" in message:
+                assert validator.errors(message["params"], params_schema), case.name
+                checked["refused"] += 1
+    assert checked["served"] > 50 and checked["refused"] > 20, checked
+
+
 # --- The validator and the matchers --------------------------------------------------------
 
 @pytest.fixture
