@@ -14,7 +14,7 @@ a time. Every other mode misbehaves in one way, named by the mode:
   wrong-length      answer initialize, then a result with one element too many
   stall             answer initialize, then read calculate_squares but never answer it
   crash-mid-call    answer initialize, then on calculate_squares say why and exit 70
-  flood-stderr      serve correctly, writing 4 MiB to stderr before every reply
+  flood-stderr      serve correctly, writing 2 MiB to stderr before every reply
   version-2         answer initialize with protocolVersion "2.0"
 
 ``--once MARKER``: misbehave only while MARKER does not exist (it is created on the first
@@ -151,7 +151,7 @@ def main() -> None:
                 continue
             if mode == "flood-stderr":
                 line = b"info fake worker: flooding stderr " + b"x" * 90 + b"\n"
-                for _ in range(4 * 1024 * 1024 // len(line)):
+                for _ in range(2 * 1024 * 1024 // len(line)):
                     os.write(2, line)
             reply(rid, [n * n for n in numbers])
         else:

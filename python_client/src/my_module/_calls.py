@@ -165,14 +165,15 @@ class Call:
             self._claimed = True
         self._settle(exc=exc)
 
-    def expire(self) -> None:
+    def expire(self, why: Optional[str] = None) -> None:
         """The deadline passed: settle with ``TimeoutError`` and cancel the parts in flight."""
         with self.lock:
             if self._claimed:
                 return
             self._claimed = True
         logger.debug("%s request timed out; cancelling it in the worker", self.method)
-        self._settle(exc=TimeoutError(f"{self.method} did not finish within its timeout"))
+        message = f"{self.method} did not finish within its timeout"
+        self._settle(exc=TimeoutError(f"{message}: {why}" if why else message))
 
     def remaining(self) -> Optional[float]:
         """Seconds left before the deadline (None: no deadline; may be <= 0)."""

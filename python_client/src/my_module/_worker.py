@@ -275,8 +275,8 @@ class Worker:
             while not call.future.done():
                 try:
                     conn = self._connection(call.deadline)
-                except TimeoutError:
-                    call.expire()
+                except TimeoutError as exc:
+                    call.expire(str(exc))
                     return
                 except WorkerCrashedError as exc:
                     if self._take_retry(call, exc):
