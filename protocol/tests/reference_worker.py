@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import threading
-from decimal import Decimal
 from typing import Any
 
 PROTOCOL_VERSION = "1.0"
@@ -122,12 +121,14 @@ def id_text(request_id: Any) -> str:
 
 
 def id_key(request_id: Any) -> tuple:
-    """What makes two ids the same id: the JSON type and the value (1 and 1.0 are the same)."""
+    """What makes two ids the same id: the JSON type, and the value of a string or the text of
+    a number (1 and 1.0 are not the same id: SPEC.md leaves that open, the Swift worker and
+    this one agree)."""
     if request_id is None:
         return ("null",)
     if isinstance(request_id, str):
         return ("string", request_id)
-    return ("number", Decimal(request_id.text))
+    return ("number", request_id.text)
 
 
 def is_valid_id(value: Any) -> bool:
@@ -292,9 +293,8 @@ class Worker:
             return "null"
         if method == "$/cancel":
             target = cancel_target(params)
-            if target is _NO_TARGET:
-                raise invalid_params('$/cancel takes {"id": X}', {"reason": "invalid_shape"})
-            self.cancel(target)
+            if target is not _NO_TARGET:  # bad params are ignored, even in a request
+                self.cancel(target)
             return "null"
         if method == "test/sleep" and self.options.test_methods:
             return self.sleep(call)
@@ -304,8 +304,7 @@ class Worker:
         return {
             "protocolVersion": PROTOCOL_VERSION,
             "serverInfo": {"name": SERVER_NAME, "version": SERVER_VERSION},
-            "methods": ["initialize", "calculate_squares", "shutdown", "$/cancel"]
-            + (["test/sleep"] if self.options.test_methods else []),
+            "methods": ["initialize", "calculate_squares", "shutdown", "$/cancel"],
             "limits": {"maxFrameBytes": self.options.max_frame_bytes,
                        "maxInFlight": self.options.max_in_flight,
                        "maxNumber": MAX_NUMBER},
@@ -514,6 +513,13 @@ def positive(text: str) -> int:
     return value
 
 
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = UsageParser(prog="squares-worker",
                          description="Reference squares worker (length-prefixed JSON-RPC 2.0 "
@@ -522,7 +528,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="reported parallelism (default: active cores)")
     parser.add_argument("--max-in-flight", type=positive, default=64,
                         help="frames processed at once before reading stops (default 64)")
-    parser.add_argument("--max-frame-bytes", type=positive, default=67108864,
+    parser.add_argument("--max-frame-bytes", type=non_negative, default=67108864,
                         help="largest frame body served (default 67108864)")
     parser.add_argument("--log-level", default="info",
                         choices=["trace", "debug", "info", "notice", "warning", "error",

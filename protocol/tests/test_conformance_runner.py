@@ -227,6 +227,8 @@ def test_schemas_accept_what_the_vectors_serve_and_refuse_what_they_reject():
             if sum(conformance.dumps(m["id"]) == key for m in requests) != 1 or len(expected.get(key, [])) != 1:
                 continue
             entry = expected[key][0]
+            if message.get("method") == "$/cancel":
+                continue  # its schema is what a client sends; the worker ignores bad params (SPEC §4)
             params_schema = conformance.method_schema(str(message.get("method")), "params")
             has_schema = (PROTOCOL / "schemas" / params_schema).is_file()
             if "result" in entry or "result_schema" in entry:
