@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import SquaresServer
 import SquaresProtocol
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -68,16 +69,7 @@ struct SquaresWorker: AsyncParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         enlargePipeBuffers(logger: logger)
         let inbox = FrameInbox()
-        let stopSignals = [SIGTERM, SIGINT].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                logger.info("signal \(number): finishing the requests in flight")
-                inbox.finish()
-            }
-            source.resume()
-            return source
-        }
+        let stopSignals = watchStopSignals(inbox: inbox, logger: logger)
         let reader = FrameReaderThread(descriptor: STDIN_FILENO, maxFrameBytes: maxFrameBytes, inbox: inbox, logger: logger)
         let writer = FrameWriterThread(descriptor: STDOUT_FILENO, logger: logger)
         writer.start()
@@ -98,6 +90,26 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 /// The cores this process may use (Foundation reads the CPU affinity mask on Linux).
 func activeProcessorCount() -> Int {
     max(1, ProcessInfo.processInfo.activeProcessorCount)
+}
+
+/// SIGTERM or SIGINT: stop reading, finish what is in flight, exit 0. A second one: exit at once
+/// (128 + the signal), for a client that asked to stop but never reads the replies.
+func watchStopSignals(inbox: FrameInbox, logger: Logger) -> [any DispatchSourceSignal] {
+    let received = Atomic<Int>(0)
+    return [SIGTERM, SIGINT].map { number in
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler {
+            if received.add(1, ordering: .relaxed).newValue > 1 {
+                logger.warning("signal \(number) again: exiting without waiting")
+                _exit(128 + number)
+            }
+            logger.info("signal \(number): finishing the requests in flight")
+            inbox.finish()
+        }
+        source.resume()
+        return source
+    }
 }
 
 /// Asks for 1 MiB pipe buffers on stdin and stdout (Linux; best effort). With the default 64 KiB a
