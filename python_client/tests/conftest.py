@@ -54,6 +54,18 @@ def test_methods_worker(worker_command: Tuple[str, ...]) -> Iterator[my_module.W
         yield w
 
 
+@pytest.fixture(params=["packed", "json"])
+def any_encoding_worker(request, worker_command: Tuple[str, ...]) -> Iterator[my_module.Worker]:
+    """The worker, once talking the packed encoding (protocol 1.1) and once JSON."""
+    with my_module.Worker(worker_command) as w:
+        if request.param == "packed":
+            if "packed" not in w.info.get("encodings", []):
+                pytest.skip("this worker does not announce the packed encoding (protocol 1.0)")
+        else:
+            w.encodings = ("json",)
+        yield w
+
+
 FakeCommand = Callable[..., List[str]]
 
 

@@ -16,6 +16,7 @@ a time. Every other mode misbehaves in one way, named by the mode:
   crash-mid-call    answer initialize, then on calculate_squares say why and exit 70
   flood-stderr      serve correctly, writing 2 MiB to stderr before every reply
   version-2         answer initialize with protocolVersion "2.0"
+  stop-reading      answer initialize, then never read stdin again
 
 ``--once MARKER``: misbehave only while MARKER does not exist (it is created on the first
 misbehaviour), so a second process started with the same MARKER behaves: this is how the
@@ -119,6 +120,9 @@ def main() -> None:
         if mode == "stall-at-start":
             continue
         if method == "initialize":
+            if mode == "stop-reading":
+                reply(rid, initialize_result())
+                idle_forever()
             if mode == "garbage-at-start":
                 write_raw(b"this is not a frame, it is a log line on stdout\n")
                 continue

@@ -50,9 +50,9 @@ def _id(value) -> str:
 
 
 @pytest.mark.parametrize(("argument", "expected", "index"), TABLE, ids=_id)
-def test_exception_table(worker: my_module.Worker, argument, expected, index) -> None:
+def test_exception_table(any_encoding_worker: my_module.Worker, argument, expected, index) -> None:
     with pytest.raises(expected) as info:
-        worker.calculate_squares(argument)
+        any_encoding_worker.calculate_squares(argument)
     assert type(info.value) is expected
     message = str(info.value)
     assert message.startswith("argument 'numbers'"), message
@@ -65,28 +65,28 @@ def test_valid_edges_are_accepted(worker: my_module.Worker) -> None:
 
 
 @pytest.mark.parametrize("bad_chunk", [0, 2, 4])
-def test_first_bad_element_wins_across_chunks(worker_command, bad_chunk) -> None:
-    with my_module.Worker(worker_command) as w:
-        w.chunk_size = 10
-        numbers = list(range(50))
-        numbers[bad_chunk * 10 + 3] = -1  # a negative in chunk bad_chunk ...
-        numbers[47] = "late"  # ... and a later non-integer in the last chunk
-        numbers[bad_chunk * 10 + 8] = 2**40
-        with pytest.raises(OverflowError, match=rf"element {bad_chunk * 10 + 3} \(-1\)"):
-            w.calculate_squares(numbers)
-        # The worker is still fine afterwards.
-        assert w.calculate_squares([7]) == [49]
+def test_first_bad_element_wins_across_chunks(any_encoding_worker, bad_chunk) -> None:
+    w = any_encoding_worker
+    w.chunk_size = 10
+    numbers = list(range(50))
+    numbers[bad_chunk * 10 + 3] = -1  # a negative in chunk bad_chunk ...
+    numbers[47] = "late"  # ... and a later non-integer in the last chunk
+    numbers[bad_chunk * 10 + 8] = 2**40
+    with pytest.raises(OverflowError, match=rf"element {bad_chunk * 10 + 3} \(-1\)"):
+        w.calculate_squares(numbers)
+    # The worker is still fine afterwards.
+    assert w.calculate_squares([7]) == [49]
 
 
-def test_locally_found_error_does_not_hide_an_earlier_chunk_error(worker_command) -> None:
-    with my_module.Worker(worker_command) as w:
-        w.chunk_size = 10
-        numbers = list(range(30))
-        numbers[5] = MAX_NUMBER + 1  # found by the worker (plain JSON)
-        numbers[25] = True  # makes chunk 2 take the local path...
-        numbers[26] = "x"  # ...which finds this one locally
-        with pytest.raises(OverflowError, match=r"element 5\b"):
-            w.calculate_squares(numbers)
+def test_locally_found_error_does_not_hide_an_earlier_chunk_error(any_encoding_worker) -> None:
+    w = any_encoding_worker
+    w.chunk_size = 10
+    numbers = list(range(30))
+    numbers[5] = MAX_NUMBER + 1  # found by the worker (plain JSON)
+    numbers[25] = True  # makes chunk 2 take the local path...
+    numbers[26] = "x"  # ...which finds this one locally
+    with pytest.raises(OverflowError, match=r"element 5\b"):
+        w.calculate_squares(numbers)
 
 
 def test_exceptions_hierarchy() -> None:

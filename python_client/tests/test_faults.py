@@ -149,6 +149,38 @@ def test_stalled_worker_times_out_through_submit_and_async(fake) -> None:
             asyncio.run(w.calculate_squares_async([1], timeout=0.3))
 
 
+def test_worker_that_stops_reading_mid_frame_times_out_and_is_replaced(fake) -> None:
+    # Injected: a worker that stops reading its stdin, with a 4 MB call (more than the pipe
+    # holds): the frame in progress can neither finish nor be taken back.
+    with my_module.Worker(fake("stop-reading"), timeout=0.3) as w:
+        w.info
+        pid = w.pid
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            w.calculate_squares(list(range(300_000)))
+        # Seen: TimeoutError within the timeout plus the 1 s no-progress grace; the hung
+        # worker was killed (a half-written frame cannot be resynchronised) and reaped.
+        assert time.monotonic() - started < 3
+        wait_until(lambda: w.pid != pid, 5, "the hung worker is gone")
+        assert_reaped(pid)
+
+
+def test_small_max_frame_bytes_splits_requests_and_replies(worker_command) -> None:
+    with my_module.Worker(worker_command, max_frame_bytes=2048) as w:
+        numbers = list(range(2**32 - 5000, 2**32))  # the longest squares there are
+        assert w.calculate_squares(numbers) == [n * n for n in numbers]
+
+
+def test_reply_over_the_client_frame_limit_is_a_protocol_error(fake) -> None:
+    # Injected: a reply bigger than the client's max_frame_bytes (a raw request bypasses the
+    # chunking that normally keeps replies under it).
+    with my_module.Worker(fake("ok"), max_frame_bytes=1024) as w:
+        with pytest.raises(my_module.ProtocolError, match="over the 1024-byte limit"):
+            w._request("calculate_squares", {"numbers": list(range(2**32 - 200, 2**32))})
+        # Seen: ProtocolError (the body is never read into memory); the next call is fine.
+        assert w.calculate_squares([3]) == [9]
+
+
 def test_worker_that_never_answers_initialize_times_out(fake) -> None:
     # Injected: a worker that reads but never answers, not even initialize.
     with my_module.Worker(fake("stall-at-start")) as w:

@@ -20,8 +20,8 @@ from my_module._protocol import MAX_NUMBER
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def test_seed_example_squares_one_to_ten(worker: my_module.Worker) -> None:
-    assert worker.calculate_squares([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) == [
+def test_seed_example_squares_one_to_ten(any_encoding_worker: my_module.Worker) -> None:
+    assert any_encoding_worker.calculate_squares([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) == [
         1, 4, 9, 16, 25, 36, 49, 64, 81, 100,
     ]
 
@@ -35,17 +35,17 @@ def test_module_level_function_uses_a_shared_default_worker(worker_command) -> N
     assert first.pid is not None
 
 
-def test_squares_past_two_to_the_53_stay_exact(worker: my_module.Worker) -> None:
+def test_squares_past_two_to_the_53_stay_exact(any_encoding_worker: my_module.Worker) -> None:
     big = [MAX_NUMBER, MAX_NUMBER - 1, 2**26 + 1, 94906267]
-    result = worker.calculate_squares(big)
+    result = any_encoding_worker.calculate_squares(big)
     assert result == [n * n for n in big]
     assert result[0] == 18446744065119617025
     assert all(type(r) is int for r in result)
 
 
-def test_empty_input_gives_empty_list(worker: my_module.Worker) -> None:
-    assert worker.calculate_squares([]) == []
-    assert worker.calculate_squares(iter(())) == []
+def test_empty_input_gives_empty_list(any_encoding_worker: my_module.Worker) -> None:
+    assert any_encoding_worker.calculate_squares([]) == []
+    assert any_encoding_worker.calculate_squares(iter(())) == []
 
 
 @pytest.mark.parametrize(
@@ -60,22 +60,22 @@ def test_empty_input_gives_empty_list(worker: my_module.Worker) -> None:
         pytest.param(lambda xs: iter(list(xs)), id="iterator"),
     ],
 )
-def test_accepts_any_iterable_of_ints(worker: my_module.Worker, make) -> None:
+def test_accepts_any_iterable_of_ints(any_encoding_worker: my_module.Worker, make) -> None:
     xs = [0, 1, 2, 65535, 65536, MAX_NUMBER]
-    assert worker.calculate_squares(make(xs)) == [x * x for x in xs]
+    assert any_encoding_worker.calculate_squares(make(xs)) == [x * x for x in xs]
 
 
 def test_accepts_range(worker: my_module.Worker) -> None:
     assert worker.calculate_squares(range(5, 50, 7)) == [x * x for x in range(5, 50, 7)]
 
 
-def test_bool_counts_as_int_like_pyo3(worker: my_module.Worker) -> None:
+def test_bool_counts_as_int_like_pyo3(any_encoding_worker: my_module.Worker) -> None:
     # PyO3's u32 extraction uses PyLong_AsLong, and bool is an int subclass: True -> 1.
-    assert worker.calculate_squares([True, False, 3, True]) == [1, 0, 9, 1]
-    assert worker.calculate_squares((True,)) == [1]
+    assert any_encoding_worker.calculate_squares([True, False, 3, True]) == [1, 0, 9, 1]
+    assert any_encoding_worker.calculate_squares((True,)) == [1]
 
 
-def test_int_subclasses_and_index_objects_are_ints(worker: my_module.Worker) -> None:
+def test_int_subclasses_and_index_objects_are_ints(any_encoding_worker: my_module.Worker) -> None:
     import enum
 
     class Color(enum.IntEnum):
@@ -85,17 +85,17 @@ def test_int_subclasses_and_index_objects_are_ints(worker: my_module.Worker) -> 
         def __index__(self) -> int:
             return 12
 
-    assert worker.calculate_squares([Color.RED, Indexable(), 2]) == [49, 144, 4]
+    assert any_encoding_worker.calculate_squares([Color.RED, Indexable(), 2]) == [49, 144, 4]
 
 
-def test_numpy_integer_arrays(worker: my_module.Worker) -> None:
+def test_numpy_integer_arrays(any_encoding_worker: my_module.Worker) -> None:
     np = pytest.importorskip("numpy", reason="numpy is optional; its arrays are tested when present")
     for dtype in ("uint32", "int64", "uint64", "uint8", "int32"):
         values = np.arange(0, 200, dtype=dtype)
-        assert worker.calculate_squares(values) == [int(v) ** 2 for v in range(200)], dtype
-    assert worker.calculate_squares(np.array([MAX_NUMBER], dtype="uint32")) == [MAX_NUMBER**2]
+        assert any_encoding_worker.calculate_squares(values) == [int(v) ** 2 for v in range(200)], dtype
+    assert any_encoding_worker.calculate_squares(np.array([MAX_NUMBER], dtype="uint32")) == [MAX_NUMBER**2]
     # A list of numpy scalars is not plain JSON: the slow path converts them with __index__.
-    assert worker.calculate_squares([np.uint32(5), np.int64(6)]) == [25, 36]
+    assert any_encoding_worker.calculate_squares([np.uint32(5), np.int64(6)]) == [25, 36]
 
 
 def test_numpy_is_not_imported_by_my_module() -> None:
@@ -105,23 +105,23 @@ def test_numpy_is_not_imported_by_my_module() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_big_input_is_chunked_and_reassembled_in_order(worker: my_module.Worker) -> None:
-    n = worker.chunk_size * 5 + 123
+def test_big_input_is_chunked_and_reassembled_in_order(any_encoding_worker: my_module.Worker) -> None:
+    n = any_encoding_worker.chunk_size * 5 + 123
     numbers = list(range(MAX_NUMBER - n, MAX_NUMBER))
-    assert worker.calculate_squares(numbers) == [x * x for x in numbers]
+    assert any_encoding_worker.calculate_squares(numbers) == [x * x for x in numbers]
 
 
-def test_small_chunks_many_parts(worker_command) -> None:
-    with my_module.Worker(worker_command) as w:
-        w.chunk_size = 7
-        numbers = list(range(1000))
-        assert w.calculate_squares(numbers) == [x * x for x in numbers]
+def test_small_chunks_many_parts(any_encoding_worker: my_module.Worker) -> None:
+    w = any_encoding_worker
+    w.chunk_size = 7
+    numbers = list(range(1000))
+    assert w.calculate_squares(numbers) == [x * x for x in numbers]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.integers(min_value=0, max_value=MAX_NUMBER), max_size=300))
-def test_property_any_u32_list_squares_exactly(worker: my_module.Worker, xs) -> None:
-    assert worker.calculate_squares(xs) == [x * x for x in xs]
+def test_property_any_u32_list_squares_exactly(any_encoding_worker: my_module.Worker, xs) -> None:
+    assert any_encoding_worker.calculate_squares(xs) == [x * x for x in xs]
 
 
 def test_info_is_the_initialize_result(worker: my_module.Worker) -> None:

@@ -98,7 +98,11 @@ class Call:
     def part_count(self) -> int:
         return 1
 
-    def part_frame(self, index: int, rid: int, max_frame_bytes: int) -> bytes:
+    def part_frame(self, index: int, rid: int, max_frame_bytes: int, packed: bool) -> bytes:
+        """The whole frame of part ``index`` as request ``rid``.
+
+        ``packed``: the worker takes protocol 1.1's packed encoding, if the part can use it.
+        """
         raise NotImplementedError
 
     def unfinished_parts(self) -> List[int]:
@@ -215,7 +219,7 @@ class RpcCall(Call):
         self.method = method
         self.params = params
 
-    def part_frame(self, index: int, rid: int, max_frame_bytes: int) -> bytes:
+    def part_frame(self, index: int, rid: int, max_frame_bytes: int, packed: bool) -> bytes:
         return request_frame(rid, self.method, self.params)
 
 
@@ -238,6 +242,7 @@ class SquaresCall(Call):
         self.bounds: List[Tuple[int, int]] = []
         self._results: List[Optional[List[int]]] = []
         self._errors: Dict[int, BaseException] = {}
+        self._packed_parts: Dict[int, bool] = {}  # part index -> sent in the packed encoding
         self._prefix = 0  # parts 0.._prefix-1 all have replies
 
     def plan(self, chunk_size: int) -> None:
@@ -255,23 +260,27 @@ class SquaresCall(Call):
     def part_count(self) -> int:
         return len(self.bounds)
 
-    def part_frame(self, index: int, rid: int, max_frame_bytes: int) -> bytes:
+    def part_frame(self, index: int, rid: int, max_frame_bytes: int, packed: bool) -> bytes:
         """Encode chunk ``index``; raises the element's ``TypeError``/``OverflowError``."""
         numbers = self.numbers
         assert numbers is not None
         start, end = self.bounds[index]
         chunk = numbers if end - start == len(numbers) else numbers[start:end]
-        prefix = b'{"jsonrpc":"2.0","id":%d,"method":"%s","params":{"numbers":' % (
-            rid,
-            self.method.encode(),
-        )
-        budget = max_frame_bytes - len(prefix) - 2
-        try:
-            body = _convert.encode_chunk(chunk, budget)
-        except _convert.ElementError as bad:
-            raise _convert.element_error(start + bad.index, bad.value, bad.reason) from None
-        length = len(prefix) + len(body) + 2
-        return b"".join((frame_header(length), prefix, body, b"}}"))
+        head = b'{"jsonrpc":"2.0","id":%d,"method":"%s","params":' % (rid, self.method.encode())
+        body = _convert.encode_packed(chunk) if packed else None
+        sent_packed = body is not None
+        if body is not None:
+            prefix, suffix = head + b'{"numbersPacked":"', b'"}}'
+        else:
+            prefix, suffix = head + b'{"numbers":', b"}}"
+            try:
+                body = _convert.encode_chunk(chunk, max_frame_bytes - len(prefix) - len(suffix))
+            except _convert.ElementError as bad:
+                raise _convert.element_error(start + bad.index, bad.value, bad.reason) from None
+        with self.lock:
+            self._packed_parts[index] = sent_packed
+        length = len(prefix) + len(body) + len(suffix)
+        return b"".join((frame_header(length), prefix, body, suffix))
 
     def part_failed(self, index: int, exc: BaseException) -> None:
         """The local scan found a bad element in chunk ``index`` (nothing was sent for it)."""
@@ -279,6 +288,17 @@ class SquaresCall(Call):
 
     def on_result(self, index: int, result: Any) -> None:
         start, end = self.bounds[index]
+        if self._packed_parts.get(index):
+            squares = _convert.decode_packed_squares(
+                result.get("squaresPacked") if type(result) is dict else None, end - start
+            )
+            if squares is None:
+                raise ProtocolError(
+                    f"worker answered a packed calculate_squares chunk of {end - start} numbers "
+                    f"without {end - start} packed squares: {result!r:.120}"
+                )
+            self._record(index, result=squares)
+            return
         if type(result) is not list or len(result) != end - start:
             raise ProtocolError(
                 f"worker answered a calculate_squares chunk of {end - start} numbers with "

@@ -39,7 +39,7 @@ from ._framing import (
     write_frame,
 )
 from ._calls import cancel_frame, check_error_object, request_frame
-from ._protocol import DEFAULT_MAX_FRAME_BYTES, JSONRPC_VERSION, PROTOCOL_MAJOR, Method
+from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, JSONRPC_VERSION, PROTOCOL_MAJOR, Method
 
 logger = logging.getLogger(__name__)
 worker_logger = logging.getLogger("my_module.worker")
@@ -236,6 +236,15 @@ class Connection:
         limits = info.get("limits")
         value = limits.get("maxFrameBytes") if isinstance(limits, dict) else None
         return value if type(value) is int and value > 0 else DEFAULT_MAX_FRAME_BYTES
+
+    @property
+    def peer_encodings(self) -> Tuple[str, ...]:
+        """The encodings of ``numbers`` the worker announced (``json`` if it named none)."""
+        info = self.handshake.future.result()
+        encodings = info.get("encodings")
+        if isinstance(encodings, list) and all(isinstance(e, str) for e in encodings):
+            return tuple(encodings)
+        return (ENCODING_JSON,)
 
     def abandon(self) -> None:
         """Close the worker's stdin if no one is writing (never blocks): it then finishes

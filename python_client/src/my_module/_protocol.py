@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 
-PROTOCOL_VERSION = "1.0"
-"""The protocol version this client speaks. A worker with another *major* version is refused."""
+PROTOCOL_VERSION = "1.1"
+"""The protocol version this client speaks. A worker with another *major* version is refused;
+an older minor version is fine (1.0 lacks the packed encoding, which is then not used)."""
 
 PROTOCOL_MAJOR = int(PROTOCOL_VERSION.split(".")[0])
 
@@ -24,6 +25,14 @@ DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 MAX_NUMBER = 2**32 - 1
 """The largest valid element: the seed's elements are ``u32``."""
+
+
+ENCODING_JSON = "json"
+"""``params.numbers``: a JSON array of integers; result: a JSON array of the squares."""
+
+ENCODING_PACKED = "packed"
+"""Protocol 1.1: ``params.numbersPacked``, padded base64 of the numbers as little-endian u32s;
+result ``{"squaresPacked": ...}``, base64 of the squares as little-endian u64s."""
 
 
 class Method(str, enum.Enum):
@@ -56,3 +65,4 @@ class Reason(str, enum.Enum):
     TOO_LARGE = "too_large"
     NOT_AN_ARRAY = "not_an_array"
     INVALID_SHAPE = "invalid_shape"
+    INVALID_PACKED = "invalid_packed"  # 1.1: numbersPacked is not base64 of whole u32s

@@ -25,13 +25,13 @@ from ._deadlines import DeadlineWatcher
 from ._errors import WorkerCrashedError, WorkerError
 from ._framing import WriteTimeout
 from ._locate import Command, find_worker
-from ._protocol import DEFAULT_MAX_FRAME_BYTES, Method
+from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, ENCODING_PACKED, Method
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 65536
+CHUNK_SIZE = 32768
 """Largest number of elements sent in one request; bigger inputs are split and pipelined.
-Measured with ``benchmarks/bench_chunks.py``; see ``benchmarks/README.md``."""
+Measured with ``benchmarks/bench_chunks.py``; see the README's Performance section."""
 
 _FRAME_OVERHEAD = 128  # request envelope around the numbers array, generously
 
@@ -77,6 +77,10 @@ class Worker:
 
     chunk_size: int = CHUNK_SIZE
     """Largest number of elements per request (inputs above it are pipelined in chunks)."""
+
+    encodings: Tuple[str, ...] = (ENCODING_PACKED, ENCODING_JSON)
+    """Encodings of ``numbers`` this client may use, preferred first; the packed one (protocol
+    1.1) is used only if the worker's ``initialize`` lists it. JSON is always possible."""
 
     def __init__(
         self,
@@ -312,13 +316,20 @@ class Worker:
     def _send_parts(self, call: Call, conn: Connection) -> bool:
         """Write the call's unfinished parts to ``conn``; True if ``conn`` refused one."""
         limit = min(self.max_frame_bytes, conn.peer_max_frame_bytes)
-        call.plan(max(1, min(self.chunk_size, (limit - _FRAME_OVERHEAD) // _convert.MAX_ELEMENT_BYTES)))
+        packed = ENCODING_PACKED in self.encodings and ENCODING_PACKED in conn.peer_encodings
+        # Chunks small enough that the request fits both limits and the reply (squares are
+        # about twice as long as the numbers) fits ours.
+        call.plan(max(1, min(
+            self.chunk_size,
+            (limit - _FRAME_OVERHEAD) // _convert.MAX_ELEMENT_BYTES,
+            (self.max_frame_bytes - _FRAME_OVERHEAD) // _convert.MAX_SQUARE_BYTES,
+        )))
         for index in call.unfinished_parts():
             if call.future.done():
                 return False
             rid = conn.new_id()
             try:
-                frame = call.part_frame(index, rid, limit)
+                frame = call.part_frame(index, rid, limit, packed)
             except (TypeError, OverflowError, ValueError) as exc:
                 call.part_failed(index, exc)
                 return False
