@@ -8,7 +8,9 @@ baselines measured the same way:
 
 * ``python``: ``[x * x for x in numbers]``, what the caller would do without the worker;
 * ``codec``: the client's unavoidable share with no pipe and no worker: encode the input as
-  the client does (``repr`` of the list) and ``json.loads`` the reply's bytes;
+  the client does and decode the reply's bytes (``--encoding packed``: base64 of an
+  ``array('I')`` out, the reply's envelope + base64 + ``array('Q').tolist()`` back; ``json``:
+  ``repr`` of the list out, ``json.loads`` back);
 * ``pipe echo``: the encoded input written through ``cat`` and read back, the cost of moving
   the bytes through two pipes with no parsing on the far side.
 
@@ -19,6 +21,7 @@ while the reader thread decodes chunk k-1; too small a chunk pays per-request ov
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import random
@@ -26,12 +29,14 @@ import subprocess
 import sys
 import threading
 import time
+from array import array
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import my_module  # noqa: E402
+from my_module import _convert  # noqa: E402
 
 CHUNK_SIZES = [4096, 16384, 32768, 65536, 131072, 262144, 1 << 30]
 
@@ -66,26 +71,40 @@ def main() -> None:
     parser.add_argument("--worker", default=None, help="worker command (default: the lookup)")
     parser.add_argument("--sizes", default=",".join(map(str, CHUNK_SIZES)),
                         help="comma-separated chunk sizes to compare")
+    parser.add_argument("--encoding", choices=["packed", "json"], default="packed",
+                        help="encoding of the numbers (packed needs a protocol 1.1 worker)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
     rng = random.Random(7)
     numbers = [rng.getrandbits(32) for _ in range(args.n)]
     expected = [x * x for x in numbers]
-    reply = json.dumps({"jsonrpc": "2.0", "id": 1, "result": expected},
+    if args.encoding == "packed":
+        result: object = {"squaresPacked": base64.b64encode(array("Q", expected)).decode()}
+        encode: Callable[[], bytes] = lambda: _convert.encode_packed(numbers)  # type: ignore
+        decode = lambda body: _convert.decode_packed_squares(  # noqa: E731
+            _convert.loads_reply(body)["result"]["squaresPacked"], len(numbers))
+    else:
+        result = expected
+        encode = lambda: repr(numbers).encode()  # noqa: E731
+        decode = lambda body: json.loads(body)["result"]  # noqa: E731
+    reply = json.dumps({"jsonrpc": "2.0", "id": 1, "result": result},
                        separators=(",", ":")).encode()
-    payload = repr(numbers).encode()
+    payload = encode()
 
     workers: Dict[int, my_module.Worker] = {}
     for size in sizes:
         w = my_module.Worker(args.worker)
         w.chunk_size = size
+        w.encodings = (args.encoding,)
+        if args.encoding not in w.info.get("encodings", ["json"]):
+            sys.exit(f"the worker does not announce the {args.encoding} encoding")
         assert w.calculate_squares(numbers) == expected  # warm up, and check
         workers[size] = w
 
     cases: Dict[str, Callable[[], object]] = {
         "python": lambda: [x * x for x in numbers],
-        "codec": lambda: (repr(numbers).encode(), json.loads(reply)),
+        "codec": lambda: (encode(), decode(reply)),
         "pipe echo": lambda: pipe_echo(payload),
     }
     for size, w in workers.items():
@@ -104,7 +123,7 @@ def main() -> None:
     info = my_module.Worker(args.worker)
     parallelism = info.info["parallelism"]
     info.close()
-    print(f"{args.n} random u32 per call, best of {args.runs}; worker parallelism "
+    print(f"{args.n} random u32 per call, {args.encoding} encoding, best of {args.runs}; worker parallelism "
           f"{parallelism}; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}")
     print(f"{'case':<16}{'ms':>10}{'/ codec':>10}{'/ python':>10}")
     for name, seconds in best.items():

@@ -39,6 +39,7 @@ from ._framing import (
     write_frame,
 )
 from ._calls import cancel_frame, check_error_object, request_frame
+from ._convert import loads_reply
 from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, JSONRPC_VERSION, PROTOCOL_MAJOR, Method
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ class Handshake:
 
     def __init__(self) -> None:
         self.future: concurrent.futures.Future[Dict[str, Any]] = concurrent.futures.Future()
+        self.max_frame_bytes = DEFAULT_MAX_FRAME_BYTES  # what the worker announced, once known
+        self.encodings: Tuple[str, ...] = (ENCODING_JSON,)
 
     def on_result(self, index: int, result: Any) -> None:
         version = result.get("protocolVersion") if isinstance(result, dict) else None
@@ -114,6 +117,13 @@ class Handshake:
             raise ProtocolError(
                 f"worker speaks protocol {version}; this client speaks {PROTOCOL_MAJOR}.x"
             )
+        limits = result.get("limits")
+        value = limits.get("maxFrameBytes") if isinstance(limits, dict) else None
+        if type(value) is int and value > 0:
+            self.max_frame_bytes = value
+        encodings = result.get("encodings")
+        if isinstance(encodings, list) and all(isinstance(e, str) for e in encodings):
+            self.encodings = tuple(encodings)
         self.future.set_result(result)
 
     def on_error(self, index: int, error: Dict[str, Any]) -> None:
@@ -232,19 +242,12 @@ class Connection:
     @property
     def peer_max_frame_bytes(self) -> int:
         """The frame limit the worker announced in ``initialize`` (after the handshake)."""
-        info = self.handshake.future.result()
-        limits = info.get("limits")
-        value = limits.get("maxFrameBytes") if isinstance(limits, dict) else None
-        return value if type(value) is int and value > 0 else DEFAULT_MAX_FRAME_BYTES
+        return self.handshake.max_frame_bytes
 
     @property
     def peer_encodings(self) -> Tuple[str, ...]:
         """The encodings of ``numbers`` the worker announced (``json`` if it named none)."""
-        info = self.handshake.future.result()
-        encodings = info.get("encodings")
-        if isinstance(encodings, list) and all(isinstance(e, str) for e in encodings):
-            return tuple(encodings)
-        return (ENCODING_JSON,)
+        return self.handshake.encodings
 
     def abandon(self) -> None:
         """Close the worker's stdin if no one is writing (never blocks): it then finishes
@@ -368,7 +371,7 @@ class Connection:
 
     def _dispatch(self, body: bytes) -> None:
         try:
-            message = json.loads(body)
+            message = loads_reply(body)
         except ValueError as exc:
             raise ProtocolError(
                 f"worker wrote a frame that is not JSON ({exc}): {body[:80]!r}"

@@ -1,0 +1,112 @@
+"""What does a small call cost? Round trips of a few numbers, against baselines in this run.
+
+Usage: python benchmarks/bench_latency.py [--calls 3000] [--size 3] [--worker CMD]
+
+* ``raw frames``: the same worker driven by the simplest possible client (write a frame,
+  read the reply on the same thread): the worker's and the pipes' share;
+* ``my_module``: ``Worker.calculate_squares`` (writer lock, reader thread, Future);
+* ``my_module x8``: the same from 8 threads at once (calls per second, not latency);
+* ``ProcessPoolExecutor``: ``concurrent.futures`` with one process doing the squaring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import List
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import my_module  # noqa: E402
+
+
+def squares(numbers: List[int]) -> List[int]:
+    return [n * n for n in numbers]
+
+
+def read_exact(stream, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = stream.read(n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def raw_round_trips(argv, numbers: List[int], calls: int) -> float:
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, bufsize=0)
+    started = 0.0
+    for i in range(calls + 100):
+        if i == 100:
+            started = time.perf_counter()
+        body = json.dumps({"jsonrpc": "2.0", "id": i, "method": "calculate_squares",
+                           "params": {"numbers": numbers}}).encode()
+        proc.stdin.write(struct.pack("!I", len(body)) + body)
+        (length,) = struct.unpack("!I", read_exact(proc.stdout, 4))
+        json.loads(read_exact(proc.stdout, length))
+    elapsed = time.perf_counter() - started
+    proc.stdin.close()
+    proc.wait()
+    return elapsed / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--size", type=int, default=3, help="numbers per call")
+    parser.add_argument("--worker", default=None)
+    args = parser.parse_args()
+    numbers = list(range(args.size))
+    results = {}
+
+    with my_module.Worker(args.worker) as worker:
+        argv = worker.command
+        for _ in range(100):
+            worker.calculate_squares(numbers)
+        started = time.perf_counter()
+        for _ in range(args.calls):
+            worker.calculate_squares(numbers)
+        results["my_module"] = (time.perf_counter() - started) / args.calls
+
+        per_thread = args.calls // 8
+        barrier = threading.Barrier(8)
+
+        def run() -> None:
+            barrier.wait()
+            for _ in range(per_thread):
+                worker.calculate_squares(numbers)
+
+        threads = [threading.Thread(target=run) for _ in range(8)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        results["my_module x8"] = (time.perf_counter() - started) / (per_thread * 8)
+
+    results["raw frames"] = raw_round_trips(argv, numbers, args.calls)
+
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1) as pool:
+        for _ in range(100):
+            pool.submit(squares, numbers).result()
+        started = time.perf_counter()
+        for _ in range(args.calls):
+            pool.submit(squares, numbers).result()
+        results["ProcessPoolExecutor"] = (time.perf_counter() - started) / args.calls
+
+    print(f"{args.calls} calls of {args.size} numbers; per call (x8: wall time / calls)")
+    for name, seconds in results.items():
+        print(f"{name:<22}{seconds * 1e6:>8.0f} us{seconds / results['raw frames']:>8.2f} x raw")
+
+
+if __name__ == "__main__":
+    main()
