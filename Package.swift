@@ -13,13 +13,17 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-extras/swift-extras-base64", from: "1.2.0"),
     ],
     targets: [
         // Pure compute: exact UInt64 squares of UInt32 inputs, chunked over a task group.
         .target(name: "SquaresCore"),
         // What is said on the wire: framing state machine, JSON reader/writer, the integer-array
         // fast codec, JSON-RPC messages and error codes. No I/O.
-        .target(name: "SquaresProtocol", dependencies: ["SquaresCore"]),
+        .target(
+            name: "SquaresProtocol",
+            dependencies: ["SquaresCore", .product(name: "ExtrasBase64", package: "swift-extras-base64")]
+        ),
         // What is done: dispatch, concurrency, cancellation, lifecycle, and the stdio transport.
         .target(
             name: "SquaresServer",

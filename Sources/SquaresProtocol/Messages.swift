@@ -34,7 +34,7 @@ public struct RPCError: Error, Sendable, Equatable {
         case .notAnInteger: "is not an integer"
         case .negative: "is negative"
         case .tooLarge: "is greater than \(ProtocolConstants.maxNumber)"
-        case .notAnArray, .invalidShape: "is invalid"
+        case .notAnArray, .invalidShape, .invalidPacked: "is invalid"
         }
         return invalidParams(problem.reason, index: problem.index, detail: "numbers[\(problem.index)] \(what)")
     }

@@ -1,7 +1,9 @@
 /// The contract's fixed names and numbers, defined once for the Swift side. The tests check them
 /// against `protocol/constants.json`.
 public enum ProtocolConstants {
-    public static let protocolVersion = "1.0"
+    public static let protocolVersion = "1.1"
+    /// The encodings `calculate_squares` accepts, as `initialize` advertises them.
+    public static let encodings = ["json", "packed"]
     public static let workerName = "squares-worker"
     public static let workerVersion = "0.1.0"
 
@@ -62,4 +64,6 @@ public enum ParamsErrorReason: String, Sendable, CaseIterable {
     case notAnArray = "not_an_array"
     /// Anything else about the params' shape: `numbers` missing, wrong positional arity.
     case invalidShape = "invalid_shape"
+    /// `numbersPacked` is not padded base64 of a whole number of little-endian `UInt32`s.
+    case invalidPacked = "invalid_packed"
 }

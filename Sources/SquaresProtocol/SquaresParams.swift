@@ -1,5 +1,27 @@
-/// Reading `calculate_squares`'s params: `{"numbers": [...]}` or `[[...]]`.
+/// What `calculate_squares` was asked to square.
+public enum SquaresInput: Sendable {
+    /// A JSON array, decoded.
+    case json(IntegerArray)
+    /// The packed encoding's base64 text, not yet decoded.
+    case packed(String)
+}
+
+/// Reading `calculate_squares`'s params: `{"numbers": [...]}`, `[[...]]` or
+/// `{"numbersPacked": "<base64>"}`.
 extension ParsedFrame {
+    public func squaresInput(in params: JSONValue?) -> Result<SquaresInput, RPCError> {
+        if case .object(let object)? = params, let packed = object["numbersPacked"] {
+            guard object["numbers"] == nil else {
+                return .failure(.invalidParams(.invalidShape, detail: "give numbers or numbersPacked, not both"))
+            }
+            guard case .string(let text) = packed else {
+                return .failure(.invalidParams(.invalidPacked, detail: "numbersPacked is not a string"))
+            }
+            return .success(.packed(text))
+        }
+        return numbers(in: params).map(SquaresInput.json)
+    }
+
     /// The numbers to square, or the invalid-params error naming the first bad element.
     public func numbers(in params: JSONValue?) -> Result<IntegerArray, RPCError> {
         let shapeError = RPCError.invalidParams(.invalidShape, detail: "expected {\"numbers\": [...]} or [[...]]")

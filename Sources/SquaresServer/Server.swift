@@ -37,24 +37,24 @@ public struct Server: Sendable {
                     logger.debug("end of input")
                     break reading
                 }
-                let dispatch: Dispatch
+                let plan: FramePlan
                 switch event {
                 case .oversized(let length):
                     logger.warning("refused a frame of \(length) bytes (limit \(configuration.maxFrameBytes))")
                     let reply = OutboundFrame(.failure(id: .null, error: .frameTooLarge(length: length, limit: configuration.maxFrameBytes)))
-                    dispatch = Dispatch(job: { await writer.write(reply) }, shutdown: false)
+                    plan = FramePlan(job: { await writer.write(reply) }, shutdown: false)
                 case .truncated(let position):
                     logger.error("input ended \(position)")
                     status = .truncatedInput
                     break reading
                 case .frame(let bytes):
-                    dispatch = await prepare(bytes, writer: writer)
+                    plan = await prepare(bytes, writer: writer)
                 }
-                if let job = dispatch.job {
+                if let job = plan.job {
                     group.addTask(operation: job)
                     inFlight += 1
                 }
-                if dispatch.shutdown {
+                if plan.shutdown {
                     logger.debug("shutdown requested")
                     break reading
                 }
@@ -66,7 +66,7 @@ public struct Server: Sendable {
 
     /// What the loop does with one frame: the child task that answers it, if any, and whether the
     /// frame asked the worker to shut down.
-    struct Dispatch {
+    struct FramePlan {
         var job: (@Sendable () async -> Void)?
         var shutdown: Bool
     }
@@ -74,17 +74,17 @@ public struct Server: Sendable {
     /// A request with its cancellation signal, registered before any later frame is read.
     struct Call: Sendable {
         var request: Request
-        var signal: CancellationSignal?
+        var signal: CancellationSignal
     }
 
-    func prepare(_ bytes: FrameBytes, writer: some ReplyWriter) async -> Dispatch {
+    func prepare(_ bytes: FrameBytes, writer: some ReplyWriter) async -> FramePlan {
         let frame: ParsedFrame
         do {
             frame = try await reader.parse(bytes)
         } catch {
             logger.debug("parse error: \(error)")
             let reply = OutboundFrame(.failure(id: .null, error: RPCError(.parseError, message: "Parse error: \(error.description)")))
-            return Dispatch(job: { await writer.write(reply) }, shutdown: false)
+            return FramePlan(job: { await writer.write(reply) }, shutdown: false)
         }
         let content = FrameContent(frame)
         let entries: [Entry] = switch content {
@@ -93,12 +93,11 @@ public struct Server: Sendable {
         }
         var shutdown = false
         // Requests are registered first, so a `$/cancel` later in the same batch finds them.
-        var calls: [Call?] = entries.map { entry -> Call? in
+        let calls: [Call?] = entries.map { entry -> Call? in
             guard case .request(let request) = entry, let id = request.id else { return nil }
             return Call(request: request, signal: registry.register(id))
         }
-        for (i, entry) in entries.enumerated() {
-            guard case .request(let request) = entry else { continue }
+        for case .request(let request) in entries {
             switch request.method {
             case ProtocolConstants.Method.cancel:
                 if case .object(let object)? = request.params, let target = object["id"] {
@@ -109,15 +108,14 @@ public struct Server: Sendable {
             default:
                 break
             }
-            if request.isNotification { calls[i] = nil }
         }
         let producesReply = entries.contains { entry in
             if case .request(let request) = entry { return !request.isNotification }
             return true
         }
-        guard producesReply else { return Dispatch(job: nil, shutdown: shutdown) }
+        guard producesReply else { return FramePlan(job: nil, shutdown: shutdown) }
         let isBatch = if case .batch = content { true } else { false }
-        let job: @Sendable () async -> Void = { [self, calls] in
+        let job: @Sendable () async -> Void = { [self] in
             var responses: [Response] = []
             for (entry, call) in zip(entries, calls) {
                 switch entry {
@@ -130,13 +128,13 @@ public struct Server: Sendable {
             }
             await writer.write(isBatch ? OutboundFrame(batch: responses) : OutboundFrame(responses[0]))
         }
-        return Dispatch(job: job, shutdown: shutdown)
+        return FramePlan(job: job, shutdown: shutdown)
     }
 
     /// Runs one request and unregisters it.
     func answer(_ call: Call, in frame: ParsedFrame) async -> Response {
         let id = call.request.id ?? .null
-        let signal = call.signal ?? CancellationSignal()
+        let signal = call.signal
         defer { registry.unregister(id, signal) }
         if signal.isFired { return .failure(id: id, error: RPCError(.requestCancelled)) }
         do {
@@ -155,16 +153,10 @@ public struct Server: Sendable {
     func result(of request: Request, in frame: ParsedFrame, signal: CancellationSignal) async throws -> ResultBody {
         switch request.method {
         case ProtocolConstants.Method.calculateSquares:
-            let numbers = try frame.numbers(in: request.params).get()
-            let parallelism = configuration.parallelism
-            // Small arrays finish in microseconds: a cancellation race would cost more than it saves.
-            if numbers.count < SquaresCore.defaultParallelThreshold {
-                return .encoded(squaresText(try await IntegerArrayCodec.encodeSquares(of: numbers, parallelism: 1)))
+            switch try frame.squaresInput(in: request.params).get() {
+            case .json(let numbers): return try await squaresJSON(numbers, signal: signal)
+            case .packed(let text): return try await squaresPacked(text, signal: signal)
             }
-            let segments = try await SquaresServer.run({
-                try await IntegerArrayCodec.encodeSquares(of: numbers, parallelism: parallelism)
-            }, unless: signal)
-            return .encoded(squaresText(segments))
         case ProtocolConstants.Method.initialize:
             switch request.params {
             case nil, .object?: return .value(initializeResult)
@@ -184,6 +176,36 @@ public struct Server: Sendable {
         default:
             throw RPCError(.methodNotFound, message: "Method not found: \(request.method)", data: .object(["method": .string(request.method)]))
         }
+    }
+
+    /// JSON in, JSON out: the fast codec squares and encodes each decoded piece in parallel.
+    private func squaresJSON(_ numbers: IntegerArray, signal: CancellationSignal) async throws -> ResultBody {
+        let parallelism = configuration.parallelism
+        // Small arrays finish in microseconds: a cancellation race would cost more than it saves.
+        if numbers.count < SquaresCore.defaultParallelThreshold {
+            return .encoded(squaresText(try await IntegerArrayCodec.encodeSquares(of: numbers, parallelism: 1)))
+        }
+        let segments = try await SquaresServer.run({
+            try await IntegerArrayCodec.encodeSquares(of: numbers, parallelism: parallelism)
+        }, unless: signal)
+        return .encoded(squaresText(segments))
+    }
+
+    /// Packed in, packed out: base64 decode, the parallel core, base64 encode.
+    private func squaresPacked(_ text: String, signal: CancellationSignal) async throws -> ResultBody {
+        let parallelism = configuration.parallelism
+        let core = SquaresCore(parallelism: parallelism)
+        let work: @Sendable () async throws -> [[UInt8]] = {
+            let numbers: OwnedBuffer<UInt32>
+            do {
+                numbers = try await PackedCodec.decodeNumbers(text, parallelism: parallelism)
+            } catch let error as PackedCodec.Invalid {
+                throw RPCError.invalidParams(.invalidPacked, detail: "numbersPacked: \(error.detail)")
+            }
+            return try await PackedCodec.encodeSquares(try await core.squares(of: numbers), parallelism: parallelism)
+        }
+        let segments = text.utf8.count < SquaresCore.defaultParallelThreshold ? try await work() : try await SquaresServer.run(work, unless: signal)
+        return .encoded([Array(#"{"squaresPacked":""#.utf8)] + segments + [Array(#""}"#.utf8)])
     }
 
     private func squaresText(_ segments: [[UInt8]]) -> [[UInt8]] {
@@ -210,7 +232,7 @@ public struct Server: Sendable {
                 "maxNumber": .integer(ProtocolConstants.maxNumber),
             ]),
             "parallelism": .integer(configuration.parallelism),
-            "encodings": .array([.string("json")]),
+            "encodings": .array(ProtocolConstants.encodings.map(JSONValue.string)),
         ])
     }
 }

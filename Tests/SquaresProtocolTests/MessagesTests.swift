@@ -83,6 +83,7 @@ struct MessagesTests {
         #expect(json["serverName"] as? String == ProtocolConstants.workerName)
         #expect(json["methods"] as? [String] == ProtocolConstants.Method.advertised)
         #expect(json["testMethods"] as? [String] == [ProtocolConstants.Method.testSleep])
+        #expect(json["encodings"] as? [String] == ProtocolConstants.encodings)
         #expect(json["maxNestingDepth"] as? Int == ProtocolConstants.maxNestingDepth)
         #expect(json["maxSleepMs"] as? Int == ProtocolConstants.maxSleepMilliseconds)
         let limits = json["limits"] as! [String: Any]

@@ -152,8 +152,19 @@ struct ServerTests {
         let harness = Harness(ServerConfiguration(parallelism: 3, maxInFlight: 5, maxFrameBytes: 1000))
         harness.send(request(1, "initialize", "{}"))
         #expect(await harness.replies(1) == [
-            #"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"1.0","serverInfo":{"name":"squares-worker","version":"0.1.0"},"methods":["initialize","calculate_squares","shutdown","$/cancel"],"limits":{"maxFrameBytes":1000,"maxInFlight":5,"maxNumber":4294967295},"parallelism":3,"encodings":["json"]}}"#,
+            #"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"1.1","serverInfo":{"name":"squares-worker","version":"0.1.0"},"methods":["initialize","calculate_squares","shutdown","$/cancel"],"limits":{"maxFrameBytes":1000,"maxInFlight":5,"maxNumber":4294967295},"parallelism":3,"encodings":["json","packed"]}}"#,
         ])
+        #expect(await harness.finish() == .success)
+    }
+
+    @Test("a packed request is answered with packed squares; a bad one names invalid_packed")
+    func packed() async {
+        let harness = Harness()
+        harness.send(request(1, "calculate_squares", #"{"numbersPacked":"AQAAAAIAAAD/////"}"#))
+        harness.send(request(2, "calculate_squares", #"{"numbersPacked":"AQAAAA="}"#))
+        let replies = await harness.replies(2)
+        #expect(replies.contains(#"{"jsonrpc":"2.0","id":1,"result":{"squaresPacked":"AQAAAAAAAAAEAAAAAAAAAAEAAAD+////"}}"#))
+        #expect(replies.contains { $0.hasPrefix(#"{"jsonrpc":"2.0","id":2,"error":{"code":-32602"#) && $0.hasSuffix(#""data":{"reason":"invalid_packed"}}}"#) })
         #expect(await harness.finish() == .success)
     }
 

@@ -11,15 +11,21 @@ frame on a thread of its own.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
+import re
 import signal
+import struct
 import sys
 import threading
 from typing import Any
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
+ENCODINGS = ("json", "packed")
+PARAM_ERROR_REASONS = ("not_an_integer", "negative", "too_large", "not_an_array", "invalid_shape",
+                       "invalid_packed")
 SERVER_NAME = "squares-worker"
 SERVER_VERSION = "0.1.0"
 MAX_NUMBER = 4294967295
@@ -309,10 +315,12 @@ class Worker:
                        "maxInFlight": self.options.max_in_flight,
                        "maxNumber": MAX_NUMBER},
             "parallelism": self.options.parallelism,
-            "encodings": ["json"],
+            "encodings": list(ENCODINGS),
         }
 
     def calculate_squares(self, params: Any) -> str:
+        if isinstance(params, dict) and "numbersPacked" in params:
+            return self.calculate_squares_packed(params)
         if isinstance(params, dict):
             if "numbers" not in params:
                 raise invalid_params('missing member "numbers"', {"reason": "invalid_shape"})
@@ -344,6 +352,23 @@ class Worker:
             # The classic bug: squaring in doubles loses exactness past 2**53.
             return "[" + ",".join(str(int(float(n) * float(n))) for n in numbers) + "]"
         return "[" + ",".join(str(n * n) for n in numbers) + "]"
+
+    def calculate_squares_packed(self, params: dict) -> str:
+        """The packed encoding (1.1): base64 of little-endian u32s in, of u64s out."""
+        if "numbers" in params:
+            raise invalid_params("give numbers or numbersPacked, not both",
+                                 {"reason": "invalid_shape"})
+        try:
+            numbers = decode_packed(params["numbersPacked"])
+        except ValueError as error:
+            if self.options.fault == "missing-error":
+                return '{"squaresPacked":""}'
+            raise invalid_params(f"numbersPacked: {error}", {"reason": "invalid_packed"}) from None
+        if self.options.fault == "wrong-squares":
+            squares = [int(float(n) * float(n)) for n in numbers]
+        else:
+            squares = [n * n for n in numbers]
+        return dumps({"squaresPacked": encode_packed(squares)})
 
     def sleep(self, call: dict) -> str:
         params = call["params"]
@@ -386,6 +411,32 @@ class Worker:
                 self.stdout.flush()
             except OSError:
                 pass
+
+
+# --- The packed encoding ---------------------------------------------------------------------
+
+# Padded base64 of the standard alphabet (RFC 4648 section 4): whole 4-character groups, "="
+# only as the last one or two characters, nothing else (no whitespace, no base64url).
+PADDED_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
+def decode_packed(text: Any) -> list[int]:
+    """The numbers of a ``numbersPacked`` value; ValueError says why it is not one."""
+    if not isinstance(text, str):
+        raise ValueError("not a string")
+    if len(text) % 4:
+        raise ValueError(f"base64 length {len(text)} is not a multiple of 4")
+    if PADDED_BASE64.fullmatch(text) is None:
+        raise ValueError("not padded base64 of the standard alphabet")
+    data = base64.b64decode(text)  # pad bits are ignored, as RFC 4648 section 3.5 allows
+    if len(data) % 4:
+        raise ValueError(f"{len(data)} bytes is not a whole number of 4-byte numbers")
+    return list(struct.unpack(f"<{len(data) // 4}I", data))
+
+
+def encode_packed(squares: list[int]) -> str:
+    """``squaresPacked``: padded base64 of the squares as little-endian u64s."""
+    return base64.b64encode(struct.pack(f"<{len(squares)}Q", *squares)).decode("ascii")
 
 
 _NO_TARGET = object()

@@ -6,8 +6,10 @@ wrong ones. Each fault test runs only the cases that matter for it, so the file 
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
+import random
 import re
 import subprocess
 import sys
@@ -73,7 +75,11 @@ def test_a_worker_that_floods_stderr_still_passes_because_stderr_is_drained():
 @pytest.mark.parametrize("fault, selection, caught_case, evidence", [
     ("wrong-squares", "^calculate_squares/", "calculate_squares/max",
      "$.result[0]: expected 18446744065119617025, got 18446744065119617024"),
+    ("wrong-squares", "^packed/spec-example$", "packed/spec-example",
+     "$.result.squaresPacked: expected AQAAAAAAAAAEAAAAAAAAAAEAAAD+////, got AQAAAAAAAAAEAAAAAAAAAAAAAAD+////"),
     ("missing-error", "^params_errors/", "params_errors/negative", "expected an error, got a result"),
+    ("missing-error", "^packed/not-whole-numbers$", "packed/not-whole-numbers",
+     "expected an error, got a result"),
     ("wrong-id", "^ids/", "ids/beyond-2-53", "id: expected 12345678901234567890, got 1.2345678901234567E+19"),
     ("exit-at-once", "^calculate_squares/basic$", "calculate_squares/basic",
      "expected 1 reply frames, got 0"),
@@ -158,6 +164,44 @@ def test_every_method_and_param_error_reason_is_exercised():
     assert set(CONSTANTS["paramErrorReasons"]) <= reasons
 
 
+def walk(value):
+    """Every JSON value inside ``value``, itself included."""
+    yield value
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for child in children:
+        yield from walk(child)
+
+
+# How a request asks for each encoding: the params member that carries the numbers.
+ENCODING_MEMBERS = {"json": "numbers", "packed": "numbersPacked"}
+
+
+def test_every_encoding_is_advertised_and_exercised():
+    assert set(ENCODING_MEMBERS) == set(CONSTANTS["encodings"]), "a new encoding needs vectors here"
+    advertised, used = set(), set()
+    for case in CASES:
+        for item in case.expect:
+            for value in walk(item.get("result_schema", {})):
+                if isinstance(value, dict) and value.get("contains", {}).get("const") in ENCODING_MEMBERS:
+                    advertised.add(value["contains"]["const"])
+        for message in sent_requests(case):
+            params = message.get("params")
+            if message.get("method") == "calculate_squares" and isinstance(params, dict):
+                used |= {name for name, member in ENCODING_MEMBERS.items() if member in params}
+    assert advertised == set(CONSTANTS["encodings"])
+    assert used == set(CONSTANTS["encodings"])
+
+
+def test_initialize_vectors_pin_the_version_of_constants_json():
+    pinned = set()
+    for case in CASES:
+        for item in case.expect:
+            for value in walk(item.get("result_schema", {})):
+                if isinstance(value, dict) and isinstance(value.get("protocolVersion"), dict):
+                    pinned.add(value["protocolVersion"].get("const"))
+    assert pinned == {CONSTANTS["protocolVersion"]}
+
+
 def test_every_topic_file_has_a_description_and_cases():
     for path in sorted((PROTOCOL / "vectors").glob("*.json")):
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -177,6 +221,8 @@ def test_schemas_use_the_codes_and_reasons_of_constants_json():
 
 def test_reference_worker_uses_the_constants_of_constants_json():
     assert reference.PROTOCOL_VERSION == CONSTANTS["protocolVersion"]
+    assert list(reference.ENCODINGS) == CONSTANTS["encodings"]
+    assert list(reference.PARAM_ERROR_REASONS) == CONSTANTS["paramErrorReasons"]
     assert reference.SERVER_NAME == CONSTANTS["serverName"]
     assert reference.MAX_NUMBER == CONSTANTS["limits"]["maxNumber"]
     assert reference.MAX_NESTING_DEPTH == CONSTANTS["maxNestingDepth"]
@@ -279,6 +325,27 @@ def test_validator_treats_a_fraction_as_no_integer(validator):
     assert validator.errors(loads("[1.0]"), "calculate_squares.result.json")
     assert validator.errors(loads("[18446744065119617026]"), "calculate_squares.result.json")
     assert not validator.errors(loads("[18446744065119617025]"), "calculate_squares.result.json")
+
+
+@pytest.mark.parametrize("schema, width", [("packed-numbers.json", 4), ("packed-squares.json", 8)])
+def test_packed_schemas_accept_exactly_padded_base64_of_whole_integers(validator, schema, width):
+    rng = random.Random(width)
+    for size in range(0, 8 * width + 1):
+        data = bytes(rng.randrange(256) for _ in range(size))
+        text = base64.b64encode(data).decode("ascii")
+        assert (validator.errors(text, schema) == []) == (size % width == 0), (size, text)
+        if size % width == 0 and size:
+            broken = [text + "\n", " " + text, "=" + text[1:], text + "AAAA",
+                      text.replace("A", "-") if "A" in text else "-" + text[1:]]
+            if text.endswith("="):  # unpadded; padding followed by data
+                broken += [text.rstrip("="), text[:-2] + "=A"]
+            else:  # a padding character too many
+                broken += [text[:-1] + "="]
+            for item in broken:
+                assert validator.errors(item, schema), (size, item)
+    # Pad bits are zero in what a client or a worker writes (a worker may still accept others).
+    assert validator.errors("AAAAAB==", "packed-numbers.json")
+    assert validator.errors(0, schema) and validator.errors(["AAAAAA=="], schema)
 
 
 def test_validator_refuses_keywords_outside_its_subset(tmp_path):
