@@ -324,6 +324,7 @@ def test_worker_not_found(monkeypatch, tmp_path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_fork_child_starts_its_own_worker_and_leaves_the_parents_alone(worker: my_module.Worker) -> None:
     assert worker.calculate_squares([2]) == [4]
     parent_pid = worker.pid

@@ -356,7 +356,7 @@ class SquaresCall(Call):
                 else:
                     outcome = []
                     for part in self._results:
-                        outcome.extend(part)  # type: ignore[arg-type]
+                        outcome.extend(part or ())
             else:
                 return
             self._claimed = True

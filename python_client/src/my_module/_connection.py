@@ -194,7 +194,7 @@ class Connection:
         os.set_blocking(self._stdin_fd, False)
         _enlarge_pipe(self._stdin_fd)
         _enlarge_pipe(proc.stdout.fileno())
-        self._stdout = io.BufferedReader(proc.stdout, buffer_size=1 << 16)
+        self._stdout = io.BufferedReader(proc.stdout, buffer_size=1 << 16)  # type: ignore[type-var]
         logger.debug("started worker pid %d: %s", proc.pid, " ".join(self.argv))
         self._stderr_thread = threading.Thread(
             target=self._drain_stderr, name=f"my_module-stderr-{proc.pid}", daemon=True

@@ -138,7 +138,8 @@ class Worker:
         :raises WorkerError: this Worker is closed, or another worker failure.
         """
         call = self._prepare_squares(numbers, timeout)
-        return self._run(call)
+        squares: List[int] = self._run(call)
+        return squares
 
     def submit(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> "concurrent.futures.Future[List[int]]":
         """Start ``calculate_squares(numbers)`` and return its Future at once.
@@ -434,9 +435,15 @@ def _tell_owners(conn: Connection, error: WorkerError, lost: List[Tuple[Owner, i
     """A connection ended: tell each owner of requests still in flight, once."""
     seen = set()
     for owner, _ in lost:
-        if id(owner) not in seen:
-            seen.add(id(owner))
+        if id(owner) in seen:
+            continue
+        seen.add(id(owner))
+        try:
             owner.on_lost(conn, error)
+        except Exception:  # a bug; the other owners must still hear about the end
+            logger.exception("my_module failed to hand a lost request back to its caller")
+            if isinstance(owner, Call):
+                owner.fail(error)
 
 
 def _abandon(slot: _Slot) -> None:
