@@ -46,7 +46,7 @@ func report(_ name: String, _ seconds: Double, per count: Int, baseline: Double?
 var generator = SystemRandomNumberGenerator()
 let numbers = (0..<options.count).map { _ in UInt32.random(in: 0...UInt32.max, using: &generator) }
 let requestText = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"calculate_squares\",\"params\":{\"numbers\":["
-    + numbers.map(String.init).joined(separator: ",") + "]}}"
+    + numbers.map(String.init).joined(separator: ", ") + "]}}"  // as Python's json.dumps writes it
 let request = Array(requestText.utf8)
 let count = options.count
 print("squares-bench: \(count) random UInt32, request \(request.count) bytes, parallelism \(options.parallelism), median of \(options.repetitions)")
