@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from array import array
+from decimal import Decimal
 
 import pytest
 
@@ -59,7 +60,7 @@ def test_packed_round_trip() -> None:
     assert _convert.decode_packed_squares(squares, 5) == [0, 1, 2**62, MAX_NUMBER**2, 1]
 
 
-@pytest.mark.parametrize("bad", [[-1], [MAX_NUMBER + 1], [1.0], ["1"], [None]])
+@pytest.mark.parametrize("bad", [[-1], [MAX_NUMBER + 1], [1.0], ["1"], [None], [Decimal("4.5")]])
 def test_packed_refuses_what_pyo3_refuses(bad) -> None:
     assert _convert.encode_packed(bad) is None
 

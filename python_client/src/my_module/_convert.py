@@ -206,6 +206,7 @@ MAX_SQUARE_BYTES = len(str(MAX_NUMBER**2)) + 1
 # The packed encoding (protocol 1.1): base64 of little-endian u32s in, of u64s out.
 _U32 = "I" if array("I").itemsize == 4 else "L"
 _BIG_ENDIAN = sys.byteorder == "big"
+_ARRAY_TAKES_INT_ONLY_OBJECTS = sys.version_info < (3, 10)
 
 
 def encode_packed(chunk: Sequence[Any]) -> Optional[bytes]:
@@ -218,7 +219,12 @@ def encode_packed(chunk: Sequence[Any]) -> Optional[bytes]:
     numbers this way takes ~26 ms, against ~90 ms for ``repr`` and ~150 ms for ``json.dumps``.
     """
     try:
-        packed = array(_U32, chunk)
+        if _ARRAY_TAKES_INT_ONLY_OBJECTS:
+            # Before 3.10 array() also takes objects with only __int__ (Decimal(4.5) -> 4),
+            # which PyO3 refuses; operator.index refuses them too, still in a C-level loop.
+            packed = array(_U32, map(operator.index, chunk))
+        else:
+            packed = array(_U32, chunk)
     except (TypeError, OverflowError, ValueError):
         return None
     if _BIG_ENDIAN:
