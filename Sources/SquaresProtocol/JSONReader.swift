@@ -31,11 +31,8 @@ public struct JSONReader: Sendable {
     /// Parses a whole frame.
     /// - Throws: `JSONParseError` for anything that is not exactly one JSON value in UTF-8.
     public func parse(_ frame: FrameBytes) async throws(JSONParseError) -> ParsedFrame {
-        let bytes = UnsafeBufferPointer(frame.storage)
-        guard bytes.count > 0 else { throw JSONParseError(offset: 0, reason: "empty frame") }
-        var scanner = Scanner(bytes: bytes, maxDepth: maxDepth, parallelSpanBytes: parallelism > 1 ? parallelSpanBytes : Int.max)
-        var parsed = ParsedFrame(root: try scanner.parseDocument(), integerArrays: scanner.integerArrays)
-        for (slot, span) in scanner.deferred {
+        var (parsed, deferred) = try scan(frame, parallelSpanBytes: parallelism > 1 ? parallelSpanBytes : Int.max)
+        for (slot, span) in deferred {
             do {
                 parsed.integerArrays[slot] = try await IntegerArrayCodec.decode(frame, span: span, parts: parallelism)
             } catch {
@@ -43,6 +40,22 @@ public struct JSONReader: Sendable {
             }
         }
         return parsed
+    }
+
+    /// Parses a whole frame on the calling thread (for small frames).
+    /// - Throws: `JSONParseError` for anything that is not exactly one JSON value in UTF-8.
+    public func parseSequentially(_ frame: FrameBytes) throws(JSONParseError) -> ParsedFrame {
+        try scan(frame, parallelSpanBytes: Int.max).frame
+    }
+
+    /// The sequential pass: everything but the integer arrays of at least `parallelSpanBytes`,
+    /// which are returned as spans to decode.
+    private func scan(_ frame: FrameBytes, parallelSpanBytes: Int) throws(JSONParseError) -> (frame: ParsedFrame, deferred: [(slot: Int, span: Range<Int>)]) {
+        let bytes = UnsafeBufferPointer(frame.storage)
+        guard bytes.count > 0 else { throw JSONParseError(offset: 0, reason: "empty frame") }
+        var scanner = Scanner(bytes: bytes, maxDepth: maxDepth, parallelSpanBytes: parallelSpanBytes)
+        let root = try scanner.parseDocument()
+        return (ParsedFrame(root: root, integerArrays: scanner.integerArrays), scanner.deferred)
     }
 
     /// Parses a frame held in an array (a copy is made; for tests and small frames).

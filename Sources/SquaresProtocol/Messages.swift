@@ -29,6 +29,10 @@ public struct RPCError: Error, Sendable, Equatable {
         return RPCError(.invalidParams, message: "Invalid params: \(detail)", data: data)
     }
 
+    public static func invalidPacked(_ problem: PackedCodec.Invalid) -> RPCError {
+        invalidParams(.invalidPacked, detail: "numbersPacked: \(problem.detail)")
+    }
+
     public static func invalidElement(_ problem: ElementProblem) -> RPCError {
         let what = switch problem.reason {
         case .notAnInteger: "is not an integer"

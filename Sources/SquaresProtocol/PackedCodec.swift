@@ -18,11 +18,42 @@ public enum PackedCodec {
     /// Pieces smaller than this are not worth a child task.
     static let minimumPieceCharacters = 1 << 16
 
-    /// The numbers encoded in `text`, in order.
+    /// The numbers encoded in `text`, in order, decoded in up to `parallelism` pieces.
     /// - Throws: `Invalid` for anything but padded standard base64 of a multiple of 4 bytes.
     public static func decodeNumbers(_ text: String, parallelism: Int) async throws(Invalid) -> OwnedBuffer<UInt32> {
         var text = text
         text.makeContiguousUTF8()
+        let byteCount = try decodedByteCount(text)
+        let characters = text.utf8.count
+        let output = OwnedBuffer<UInt32>(uninitializedCount: byteCount / 4)
+        // Piece boundaries fall on 16-character blocks, so each piece is 12·k bytes (3·k numbers).
+        let blocks = max(characters / 16, 1)
+        let parts = max(1, min(parallelism, characters / minimumPieceCharacters))
+        let ranges = partition(count: blocks, parallelism: parts, minimumLength: 1).map { range in
+            (range.lowerBound * 16)..<(range.upperBound == blocks ? characters : range.upperBound * 16)
+        }
+        let frozen = text
+        let problems = try? await forEachRange(ranges.indices.map { $0..<$0 + 1 }) { index -> String? in
+            decode(frozen, range: ranges[index.lowerBound], byteCount: byteCount, into: output)
+        }
+        if let problem = problems?.compactMap({ $0 }).first { throw Invalid(detail: problem) }
+        return output
+    }
+
+    /// The numbers encoded in `text`, decoded on the calling thread (for small inputs).
+    public static func decodeNumbersSequentially(_ text: String) throws(Invalid) -> OwnedBuffer<UInt32> {
+        var text = text
+        text.makeContiguousUTF8()
+        let byteCount = try decodedByteCount(text)
+        let output = OwnedBuffer<UInt32>(uninitializedCount: byteCount / 4)
+        if let problem = decode(text, range: 0..<text.utf8.count, byteCount: byteCount, into: output) {
+            throw Invalid(detail: problem)
+        }
+        return output
+    }
+
+    /// The byte count that `text`'s length and padding announce.
+    static func decodedByteCount(_ text: String) throws(Invalid) -> Int {
         let characters = text.utf8.count
         guard characters % 4 == 0 else { throw Invalid(detail: "base64 length \(characters) is not a multiple of 4") }
         let tail = Array(text.utf8.suffix(2))
@@ -30,35 +61,34 @@ public enum PackedCodec {
         if tail.count == 2 && tail[0] == UInt8(ascii: "=") && tail[1] != UInt8(ascii: "=") {
             throw Invalid(detail: "misplaced padding")
         }
-        let padding = tail.filter { $0 == UInt8(ascii: "=") }.count
-        let byteCount = characters / 4 * 3 - padding
+        let byteCount = characters / 4 * 3 - tail.filter { $0 == UInt8(ascii: "=") }.count
         guard byteCount % 4 == 0 else { throw Invalid(detail: "\(byteCount) bytes is not a whole number of UInt32s") }
-        let output = OwnedBuffer<UInt32>(uninitializedCount: byteCount / 4)
-        // Piece boundaries fall on 16-character blocks, so each piece is 12·k bytes (3·k numbers).
-        let blocks = characters / 16
-        let parts = max(1, min(parallelism, characters / minimumPieceCharacters))
-        let ranges = partition(count: max(blocks, 1), parallelism: parts, minimumLength: 1).map { range in
-            (range.lowerBound * 16)..<(range.upperBound == max(blocks, 1) ? characters : range.upperBound * 16)
-        }
-        let frozen = text
-        let outcome = try? await forEachRange(ranges.indices.map { $0..<$0 + 1 }) { index -> String? in
-            let range = ranges[index.lowerBound]
-            return frozen.utf8.withContiguousStorageIfAvailable { utf8 -> String? in
-                guard let bytes = try? Base64.decode(bytes: utf8[range]) else { return "invalid base64" }
-                let start = range.lowerBound / 4 * 3
-                let expected = range.upperBound == characters ? byteCount - start : range.count / 4 * 3
-                guard bytes.count == expected else { return "misplaced padding" }
-                UnsafeMutableRawBufferPointer(output.storage).baseAddress!
-                    .advanced(by: range.lowerBound / 4 * 3)
-                    .copyMemory(from: bytes, byteCount: bytes.count)
-                return nil
-            } ?? "not contiguous"
-        }
-        if let problem = outcome?.compactMap({ $0 }).first { throw Invalid(detail: problem) }
+        return byteCount
+    }
+
+    /// Decodes the characters `range` of `text` (a multiple of 16 characters, or the end) into
+    /// their place in `output`; returns what is wrong, if anything.
+    static func decode(_ text: String, range: Range<Int>, byteCount: Int, into output: OwnedBuffer<UInt32>) -> String? {
+        text.utf8.withContiguousStorageIfAvailable { utf8 -> String? in
+            guard let bytes = try? Base64.decode(bytes: utf8[range]) else { return "invalid base64" }
+            let start = range.lowerBound / 4 * 3
+            let expected = range.upperBound == utf8.count ? byteCount - start : range.count / 4 * 3
+            guard bytes.count == expected else { return "misplaced padding" }
+            let target = UnsafeMutableRawBufferPointer(output.storage)
+            UnsafeMutableRawBufferPointer(rebasing: target[start..<start + bytes.count]).copyBytes(from: bytes)
+            #if _endian(big)
+            for i in start / 4..<(start + bytes.count) / 4 { output.storage[i] = UInt32(littleEndian: output.storage[i]) }
+            #endif
+            return nil
+        } ?? "not contiguous"
+    }
+
+    /// The base64 text of `squares` as little-endian `UInt64`s, on the calling thread.
+    public static func encodeSquaresSequentially(_ squares: OwnedBuffer<UInt64>) -> [UInt8] {
         #if _endian(big)
-        for i in output.storage.indices { output.storage[i] = UInt32(littleEndian: output.storage[i]) }
+        for i in squares.storage.indices { squares.storage[i] = squares.storage[i].littleEndian }
         #endif
-        return output
+        return Base64.encodeToBytes(bytes: UnsafeRawBufferPointer(squares.storage))
     }
 
     /// The base64 text of `squares` as little-endian `UInt64`s, in segments to write in order.

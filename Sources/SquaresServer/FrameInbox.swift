@@ -45,6 +45,13 @@ public final class FrameInbox: AsyncSequence, Sendable {
         }
     }
 
+    /// True while the loop waits for input with nothing queued: every frame before this point has
+    /// been taken, and the loop has not stopped reading. Only then may the producer answer a
+    /// frame itself without reordering it against a `shutdown` or a full in-flight bound.
+    public var isLoopWaiting: Bool {
+        state.withLock { $0.waiter != nil && $0.pending.isEmpty && !$0.finished }
+    }
+
     /// Ends the sequence after the events already put; later `put`s are dropped. Safe from any
     /// thread (the stop-signal handler calls it).
     public func finish() {

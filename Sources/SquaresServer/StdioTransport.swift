@@ -19,12 +19,19 @@ public final class FrameReaderThread: Sendable {
     private let descriptor: Int32
     private let maxFrameBytes: Int
     private let logger: Logger
+    private let inline: (answer: @Sendable (FrameBytes) -> OutboundFrame?, writer: FrameWriterThread)?
 
-    public init(descriptor: Int32, maxFrameBytes: Int, inbox: FrameInbox, logger: Logger) {
+    /// With `inline`, a frame that arrives while the loop waits is first offered to `answer` (see
+    /// `Server.answerInline`), and its reply written directly, on this thread.
+    public init(
+        descriptor: Int32, maxFrameBytes: Int, inbox: FrameInbox, logger: Logger,
+        inline: (answer: @Sendable (FrameBytes) -> OutboundFrame?, writer: FrameWriterThread)? = nil
+    ) {
         self.descriptor = descriptor
         self.maxFrameBytes = maxFrameBytes
         self.inbox = inbox
         self.logger = logger
+        self.inline = inline
     }
 
     public func start() {
@@ -48,7 +55,12 @@ public final class FrameReaderThread: Sendable {
             if n == 0 { break }
             decoder.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) { event in
                 switch event {
-                case .frame(let bytes): inbox.put(.frame(bytes))
+                case .frame(let bytes):
+                    if let inline, inbox.isLoopWaiting, let reply = inline.answer(bytes) {
+                        inline.writer.writeNow(reply)
+                    } else {
+                        inbox.put(.frame(bytes))
+                    }
                 case .oversized(let length): inbox.put(.oversized(length: length))
                 }
             }
@@ -72,7 +84,9 @@ public final class FrameWriterThread: ReplyWriter {
     private let logger: Logger
     private let queue = Mutex<[Item]>([])
     private let available = DispatchSemaphore(value: 0)
-    private let broken = Atomic<Bool>(false)
+    /// Held for each whole frame, by the writer thread or the reader's inline path; true once the
+    /// descriptor cannot be written.
+    private let output = Mutex(false)
 
     public init(descriptor: Int32, logger: Logger) {
         self.descriptor = descriptor
@@ -96,10 +110,16 @@ public final class FrameWriterThread: ReplyWriter {
         while true {
             available.wait()
             guard let item = queue.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
-            if !broken.load(ordering: .relaxed) && !writeWhole(item.frame) {
-                broken.store(true, ordering: .relaxed)
-            }
+            writeNow(item.frame)
             item.written.resume()
+        }
+    }
+
+    /// Writes `frame` on the calling thread (a dedicated one: this blocks), after any frame being
+    /// written by another thread.
+    public func writeNow(_ frame: OutboundFrame) {
+        output.withLock { broken in
+            if !broken && !writeWhole(frame) { broken = true }
         }
     }
 

@@ -70,13 +70,16 @@ struct SquaresWorker: AsyncParsableCommand {
         enlargePipeBuffers(logger: logger)
         let inbox = FrameInbox()
         let stopSignals = watchStopSignals(inbox: inbox, logger: logger)
-        let reader = FrameReaderThread(descriptor: STDIN_FILENO, maxFrameBytes: maxFrameBytes, inbox: inbox, logger: logger)
         let writer = FrameWriterThread(descriptor: STDOUT_FILENO, logger: logger)
+        let server = Server(configuration: configuration, logger: logger)
+        let reader = FrameReaderThread(
+            descriptor: STDIN_FILENO, maxFrameBytes: maxFrameBytes, inbox: inbox, logger: logger,
+            inline: (server.answerInline, writer))
         writer.start()
         reader.start()
         logger.info("ready: parallelism \(configuration.parallelism), max in flight \(maxInFlight), max frame \(maxFrameBytes) bytes")
 
-        let status = await Server(configuration: configuration, logger: logger).run(inbox, writer: writer)
+        let status = await server.run(inbox, writer: writer)
         withExtendedLifetime(stopSignals) {}
         logger.info("exiting with status \(status.rawValue)")
         // Every reply has been written (each request awaits its write); the reader thread may still

@@ -1,3 +1,4 @@
+import Logging
 import SquaresProtocol
 import Testing
 @testable import SquaresServer
@@ -178,5 +179,38 @@ struct ServerTests {
         registry.unregister(.number("1"), a)
         registry.unregister(.number("1"), b)
         #expect(registry.count == 0)
+    }
+}
+
+@Suite("Inline answers for small calls")
+struct InlineTests {
+    let server: Server = {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        return Server(configuration: ServerConfiguration(parallelism: 2), logger: logger)
+    }()
+
+    func inline(_ text: String) -> String? {
+        server.answerInline(FrameBytes(Array(text.utf8))).map { String(decoding: $0.segments.joined(), as: UTF8.self) }
+    }
+
+    @Test("a small calculate_squares is answered inline, JSON or packed, result or error")
+    func eligible() {
+        #expect(inline(request(1, "calculate_squares", "[[1, 2, 4294967295]]")) == #"{"jsonrpc":"2.0","id":1,"result":[1,4,18446744065119617025]}"#)
+        #expect(inline(request(2, "calculate_squares", #"{"numbersPacked":"AQAAAAIAAAD/////"}"#)) == #"{"jsonrpc":"2.0","id":2,"result":{"squaresPacked":"AQAAAAAAAAAEAAAAAAAAAAEAAAD+////"}}"#)
+        #expect(inline(request(3, "calculate_squares", "[[1, -2]]"))?.contains(#""data":{"index":1,"reason":"negative"}"#) == true)
+        #expect(inline(request(4, "calculate_squares", #"{"numbersPacked":"AQ="}"#))?.contains(#""reason":"invalid_packed""#) == true)
+        #expect(inline(request(5, "calculate_squares", "[[]]")) == #"{"jsonrpc":"2.0","id":5,"result":[]}"#)
+    }
+
+    @Test("everything else is left to the serving loop", arguments: [
+        request(1, "initialize"), request(1, "shutdown"), request(1, "test/sleep", #"{"ms":1}"#),
+        "[" + request(1, "calculate_squares", "[[1]]") + "]",
+        #"{"jsonrpc":"2.0","method":"calculate_squares","params":[[1]]}"#,
+        "{not json", "",
+        request(1, "calculate_squares", "[[" + Array(repeating: "4294967295", count: 7000).joined(separator: ",") + "]]"),
+    ])
+    func ineligible(text: String) {
+        #expect(inline(text) == nil)
     }
 }

@@ -7,8 +7,78 @@ import Testing
 import Glibc
 #endif
 
+/// A worker's stdio wiring on two pipes, in process: returns the write end of its input, the read
+/// end of its output and the serving task.
+func startPipeWorker(inline: Bool, configuration: ServerConfiguration = ServerConfiguration(parallelism: 2)) -> (input: Int32, output: Int32, run: Task<ServerExitStatus, Never>) {
+    var input: [Int32] = [0, 0], output: [Int32] = [0, 0]
+    precondition(pipe(&input) == 0 && pipe(&output) == 0)
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    let inbox = FrameInbox()
+    let writer = FrameWriterThread(descriptor: output[1], logger: logger)
+    let server = Server(configuration: configuration, logger: logger)
+    FrameReaderThread(
+        descriptor: input[0], maxFrameBytes: configuration.maxFrameBytes, inbox: inbox, logger: logger,
+        inline: inline ? (server.answerInline, writer) : nil
+    ).start()
+    writer.start()
+    let (readEnd, writeEnd) = (input[0], output[1])
+    let run = Task {
+        let status = await server.run(inbox, writer: writer)
+        close(writeEnd)
+        _ = readEnd
+        return status
+    }
+    return (input[1], output[0], run)
+}
+
+/// Every frame that can be read from `descriptor` until its end.
+func readFrames(_ descriptor: Int32) -> (texts: [String], clean: Bool) {
+    var events: [FrameEvent] = []
+    var decoder = FrameDecoder(maxFrameBytes: 1 << 24)
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        decoder.feed(Array(buffer[0..<n])) { events.append($0) }
+    }
+    close(descriptor)
+    let texts = events.compactMap { event -> String? in
+        guard case .frame(let body) = event else { return nil }
+        return String(decoding: body.storage, as: UTF8.self)
+    }
+    return (texts, decoder.isAtFrameBoundary)
+}
+
+func framed(_ texts: [String]) -> [UInt8] {
+    texts.flatMap { text in frameHeader(length: text.utf8.count) + Array(text.utf8) }
+}
+
 @Suite("Stdio transport over real pipes, in process")
 struct StdioTransportTests {
+    @Test("with inline answers, every small call is answered and nothing after shutdown is served", arguments: [false, true])
+    func inlineOrdering(inline: Bool) async {
+        let worker = startPipeWorker(inline: inline)
+        var texts = (1...200).map { request($0, "calculate_squares", "[[\($0)]]") }
+        texts.append(request(1000, "shutdown"))
+        texts += (2000..<2050).map { request($0, "calculate_squares", "[[\($0)]]") }
+        let bytes = framed(texts)
+        let writer = Task.detached { bytes.withUnsafeBytes { write(worker.input, $0.baseAddress, $0.count) } }
+        #expect(await worker.run.value == .success)
+        let (replies, clean) = readFrames(worker.output)
+        _ = await writer.value
+        close(worker.input)
+        #expect(clean)
+        #expect(replies.count == 201)
+        for id in 1...200 {
+            #expect(replies.contains(#"{"jsonrpc":"2.0","id":\#(id),"result":[\#(id * id)]}"#))
+        }
+        #expect(replies.contains(#"{"jsonrpc":"2.0","id":1000,"result":null}"#))
+        for id in 2000..<2050 {
+            #expect(!replies.contains { $0.contains(#""id":\#(id),"#) }, "id \(id) came after shutdown")
+        }
+    }
+
     @Test("frames written to a pipe are served and the replies read back whole")
     func pipeRoundTrip() async throws {
         var input: [Int32] = [0, 0], output: [Int32] = [0, 0]
