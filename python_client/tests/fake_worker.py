@@ -17,6 +17,12 @@ a time. Every other mode misbehaves in one way, named by the mode:
   flood-stderr      serve correctly, writing 2 MiB to stderr before every reply
   version-2         answer initialize with protocolVersion "2.0"
   stop-reading      answer initialize, then never read stdin again
+  huge-header       answer initialize, then on calculate_squares announce a 4 GiB - 1 frame
+                    (header ff ff ff ff) followed by a few bytes, and go quiet
+  chaos             answer initialize, then for each calculate_squares pick at random
+                    (seeded by --seed and the pid): answer right (most often), crash (exit
+                    70), write garbage, never answer it, answer late, flood stderr first,
+                    or answer with the wrong length (weights: CHAOS below)
 
 ``--once MARKER``: misbehave only while MARKER does not exist (it is created on the first
 misbehaviour), so a second process started with the same MARKER behaves: this is how the
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import struct
 import sys
@@ -87,12 +94,31 @@ def initialize_result(version: str = "1.0"):
     }
 
 
+CHAOS = (  # (action, weight) for each calculate_squares in mode chaos
+    ("ok", 80),
+    ("crash", 5),
+    ("garbage", 4),
+    ("stall", 3),
+    ("late", 3),
+    ("flood", 3),
+    ("wrong-length", 2),
+)
+
+
+def flood_stderr(total: int) -> None:
+    line = b"info fake worker: flooding stderr " + b"x" * 90 + b"\n"
+    for _ in range(total // len(line)):
+        os.write(2, line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode")
     parser.add_argument("--once", metavar="MARKER")
     parser.add_argument("--ignore-shutdown", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    rng = random.Random(args.seed * 1_000_003 + os.getpid())
     mode = args.mode
     if args.once:
         if os.path.exists(args.once):
@@ -135,6 +161,27 @@ def main() -> None:
         elif method == "calculate_squares":
             params = message.get("params")
             numbers = params["numbers"] if isinstance(params, dict) else params[0]
+            if mode == "chaos":
+                action = rng.choices([a for a, _ in CHAOS], [w for _, w in CHAOS])[0]
+                if action == "crash":
+                    sys.stderr.write("fake worker: chaos crash\n")
+                    sys.stderr.flush()
+                    os._exit(70)
+                if action == "stall":
+                    continue
+                if action == "garbage":
+                    write_raw(b"chaos: this is not a frame\n")
+                    continue
+                if action == "late":
+                    time.sleep(rng.uniform(0.05, 0.3))
+                if action == "flood":
+                    flood_stderr(256 * 1024)
+                extra = [0] if action == "wrong-length" else []
+                reply(rid, [n * n for n in numbers] + extra)
+                continue
+            if mode == "huge-header":
+                write_raw(HEADER.pack(0xFFFFFFFF) + b"{" * 64)
+                idle_forever()
             if mode == "stall":
                 continue
             if mode == "crash-mid-call":
@@ -154,9 +201,7 @@ def main() -> None:
                 reply(rid, [n * n for n in numbers] + [0])
                 continue
             if mode == "flood-stderr":
-                line = b"info fake worker: flooding stderr " + b"x" * 90 + b"\n"
-                for _ in range(2 * 1024 * 1024 // len(line)):
-                    os.write(2, line)
+                flood_stderr(2 * 1024 * 1024)
             reply(rid, [n * n for n in numbers])
         else:
             write_message({"jsonrpc": "2.0", "id": rid,

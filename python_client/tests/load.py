@@ -1,0 +1,189 @@
+"""Load for the reliability tests: random inputs, calls in every style, outcomes tallied.
+
+Every call ends in one :class:`Outcome`: ``ok`` (the result was compared with
+``[x * x for x in numbers]``), ``cancelled`` (``future.cancel()`` won), the name of a
+documented exception, or ``wrong``/``undocumented``/``hung`` (always a failure). Its duration
+is kept with its timeout, so a test can check that nothing outlived its bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import logging
+import random
+import threading
+import time
+from array import array
+from dataclasses import dataclass
+from typing import Callable, Counter, Dict, Iterable, Iterator, List, Optional, Sequence, Set
+
+import my_module
+
+DOCUMENTED = (
+    my_module.WorkerCrashedError,
+    my_module.ProtocolError,
+    my_module.WorkerNotFoundError,
+    TimeoutError,
+)
+"""The exceptions a call may raise for a worker fault (README, "Errors"), most specific first."""
+
+STYLES = ("sync", "submit", "cancel", "async")
+
+
+def random_numbers(rng: random.Random, size: int) -> List[int]:
+    """``size`` random u32 (the whole range, so squares go past 2**53)."""
+    if size == 0:
+        return []
+    numbers = array("I", rng.getrandbits(32 * size).to_bytes(4 * size, "little"))
+    assert len(numbers) == size, "array('I') is not 4 bytes on this platform"
+    return numbers.tolist()
+
+
+def log_uniform_size(rng: random.Random, low: int, high: int) -> int:
+    """A size between ``low`` and ``high``, uniform in log scale (as many tiny as huge calls)."""
+    return int(round(low * (high / low) ** rng.random()))
+
+
+@dataclass
+class Outcome:
+    kind: str  # ok, cancelled, an exception class name, wrong, undocumented, hung
+    style: str
+    size: int
+    seconds: float
+    timeout: Optional[float]
+    detail: str = ""
+
+
+def call_once(
+    worker: my_module.Worker,
+    numbers: Sequence[int],
+    style: str,
+    timeout: Optional[float],
+    rng: random.Random,
+    hang_after: float = 30.0,
+) -> Outcome:
+    """Run one call in ``style`` and classify how it ended."""
+    started = time.monotonic()
+    kind, detail = "ok", ""
+    try:
+        if style == "sync":
+            result = worker.calculate_squares(numbers, timeout=timeout)
+        elif style in ("submit", "cancel"):
+            future = worker.submit(numbers, timeout=timeout)
+            if style == "cancel":
+                time.sleep(rng.choice((0.0, 0.0005, 0.002, 0.01, 0.05)))
+                future.cancel()
+            try:
+                result = future.result(timeout=hang_after)
+            except concurrent.futures.CancelledError:
+                kind = "cancelled"
+                result = None
+            except concurrent.futures.TimeoutError:
+                if not future.done():
+                    kind, detail = "hung", f"Future not done after {hang_after} s"
+                    result = None
+                else:
+                    raise
+        elif style == "async":
+            result = asyncio.run(asyncio.wait_for(
+                worker.calculate_squares_async(numbers, timeout=timeout), hang_after))
+        else:
+            raise ValueError(style)
+        if kind == "ok" and result != [x * x for x in numbers]:
+            kind, detail = "wrong", f"{len(result)} results for {len(numbers)} numbers"
+    except DOCUMENTED as exc:
+        kind, detail = type(exc).__name__, str(exc)[:300]
+        if isinstance(exc, TimeoutError) and not isinstance(exc, my_module.WorkerError):
+            kind = "TimeoutError"  # asyncio.TimeoutError is TimeoutError since 3.11
+    except asyncio.TimeoutError:
+        kind, detail = "hung", f"coroutine not done after {hang_after} s"
+    except concurrent.futures.CancelledError:
+        kind, detail = "undocumented", "CancelledError without a cancel()"
+    except Exception as exc:  # noqa: BLE001 -- reported, and fails the test
+        kind, detail = "undocumented", repr(exc)[:300]
+    return Outcome(kind, style, len(numbers), time.monotonic() - started, timeout, detail)
+
+
+class Tally:
+    """Outcomes from many threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.outcomes: List[Outcome] = []
+
+    def add(self, outcome: Outcome) -> None:
+        with self._lock:
+            self.outcomes.append(outcome)
+
+    def kinds(self) -> Counter[str]:
+        return collections.Counter(o.kind for o in self.outcomes)
+
+    def by_style(self) -> Dict[str, Counter[str]]:
+        table: Dict[str, Counter[str]] = collections.defaultdict(collections.Counter)
+        for o in self.outcomes:
+            table[o.style][o.kind] += 1
+        return dict(table)
+
+    def numbers_verified(self) -> int:
+        return sum(o.size for o in self.outcomes if o.kind == "ok")
+
+    def unexpected(self, allowed: Iterable[str]) -> List[Outcome]:
+        allowed = set(allowed)
+        return [o for o in self.outcomes if o.kind not in allowed]
+
+    def late(self, slack: float) -> List[Outcome]:
+        """Calls that ended more than ``slack`` s after their timeout."""
+        return [o for o in self.outcomes if o.timeout is not None and o.seconds > o.timeout + slack]
+
+
+def run_threads(count: int, body: Callable[[int], None], join_timeout: float) -> None:
+    """Run ``body(i)`` on ``count`` threads started together; fail if one does not end."""
+    barrier = threading.Barrier(count)
+    errors: List[BaseException] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            body(i)
+        except BaseException as exc:  # noqa: BLE001 -- re-raised below on the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"load-{i}") for i in range(count)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + join_timeout
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threads if t.is_alive()]
+    assert not stuck, f"threads never finished: {stuck}"
+    if errors:
+        raise errors[0]
+
+
+
+class _SpawnCounter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.pids: Set[int] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("started worker pid"):
+            self.pids.add(int(record.args[0]))  # type: ignore[index]
+
+
+@contextlib.contextmanager
+def count_spawns() -> Iterator[Set[int]]:
+    """The pids of the worker processes my_module starts inside the ``with`` (from its log)."""
+    logger = logging.getLogger("my_module._connection")
+    handler = _SpawnCounter()
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield handler.pids
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

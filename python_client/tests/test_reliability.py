@@ -1,0 +1,234 @@
+"""Fault injection under load: many threads call while the worker is killed or misbehaves.
+
+Each test injects one kind of fault while several threads have calls in flight, and asserts
+that every call either returned the exact squares or raised one of the documented exceptions
+(README, "Errors") within its timeout, and that afterwards the process holds exactly the
+threads, child processes (no zombie) and file descriptors it held before.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import stat
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+
+import my_module
+
+from conftest import FAKE_WORKER
+from load import STYLES, Tally, call_once, count_spawns, log_uniform_size, random_numbers, run_threads
+from resources import Snapshot, assert_no_leaks, kill_child, vm_kib
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="counts threads, children and fds in /proc"
+)
+
+SLACK = 1.5
+"""Seconds a call may end after its timeout: the thread hand-offs, plus the 1 s grace a
+half-written frame gets before a worker that stopped reading is killed (README, Timeouts)."""
+
+
+def report(title: str, lines: List[str]) -> None:
+    print(f"\n[{title}]\n  " + "\n  ".join(lines))
+
+
+# -- SIGKILL at random moments under load ------------------------------------------------------
+
+
+def test_sigkill_at_random_moments_under_load_from_16_threads(worker_command) -> None:
+    # Injected: SIGKILL of the worker every 20-400 ms (at any moment: while it starts, reads,
+    # squares or writes) while 16 threads call with inputs of 1 to 300,000 numbers, in every
+    # style (blocking, submit, submit then cancel, asyncio).
+    duration = float(os.environ.get("FAULT_SECONDS", "8"))
+    timeout = 15.0
+    before = Snapshot.settled()
+    tally = Tally()
+    kills: List[int] = []
+    stop = threading.Event()
+    worker = my_module.Worker(worker_command)
+
+    def killer() -> None:
+        rng = random.Random(1)
+        while not stop.wait(rng.uniform(0.02, 0.4)):
+            pid = worker.pid
+            if pid is not None and kill_child(pid):
+                kills.append(pid)
+
+    def load(i: int) -> None:
+        rng = random.Random(100 + i)
+        while time.monotonic() < end:
+            numbers = random_numbers(rng, log_uniform_size(rng, 1, 300_000))
+            style = rng.choices(STYLES, (50, 30, 10, 10))[0]
+            tally.add(call_once(worker, numbers, style, timeout, rng))
+
+    killer_thread = threading.Thread(target=killer, name="killer")
+    with count_spawns() as spawned:
+        end = time.monotonic() + duration
+        killer_thread.start()
+        try:
+            run_threads(16, load, join_timeout=duration + timeout + 10)
+        finally:
+            stop.set()
+            killer_thread.join()
+        worker.close()
+    after = assert_no_leaks(before)
+
+    kinds = tally.kinds()
+    report("sigkill under load", [
+        f"{len(kills)} SIGKILLs over {duration:g} s, {len(spawned)} worker processes, "
+        f"{len(tally.outcomes)} calls: {dict(kinds)}",
+        f"by style: { {k: dict(v) for k, v in tally.by_style().items()} }",
+        f"{tally.numbers_verified():,} squares verified",
+        f"resources before: {before.summary()}; after: {after.summary()}",
+    ])
+    # Every call: the exact squares (most, thanks to the transparent retry) or
+    # WorkerCrashedError (killed again on its retry), within its timeout.
+    assert tally.unexpected({"ok", "cancelled", "WorkerCrashedError"}) == []
+    assert tally.late(SLACK) == []
+    assert len(kills) >= duration  # at least one a second actually hit a live worker
+    assert kinds["ok"] > len(tally.outcomes) // 2
+    crashed = [o for o in tally.outcomes if o.kind == "WorkerCrashedError"]
+    assert all("SIGKILL" in o.detail for o in crashed), crashed[:3]
+
+
+# -- faulty workers under load -----------------------------------------------------------------
+
+# mode -> (outcomes allowed besides nothing, timeout per call, threads x calls per thread)
+FAULTS: Dict[str, Tuple[Tuple[str, ...], float, Tuple[int, int]]] = {
+    # garbage on stdout: the liar is killed, the calls in flight fail, the next call respawns
+    "garbage": (("ProtocolError",), 10.0, (8, 4)),
+    "garbage-json": (("ProtocolError",), 10.0, (8, 4)),
+    "garbage-at-start": (("ProtocolError",), 10.0, (8, 3)),
+    "unknown-id": (("ProtocolError",), 10.0, (8, 4)),
+    "wrong-length": (("ProtocolError",), 10.0, (8, 4)),
+    "version-2": (("ProtocolError",), 10.0, (8, 3)),
+    # stalls: the timeout, never later
+    "stall": (("TimeoutError",), 0.5, (8, 3)),
+    "stall-at-start": (("TimeoutError",), 0.5, (8, 3)),
+    # a worker that stops reading: small calls time out; a big one (more than the pipe
+    # holds) is stuck mid-frame, so the worker is killed, which fails or retries the other
+    # calls in flight on it (WorkerCrashedError if the retry is killed too)
+    "stop-reading": (("TimeoutError", "WorkerCrashedError"), 0.5, (8, 3)),
+    # exits at start, or in the middle of every call: WorkerCrashedError after one retry
+    "exit-at-start": (("WorkerCrashedError",), 10.0, (8, 4)),
+    "crash-mid-call": (("WorkerCrashedError",), 10.0, (8, 4)),
+    # 2 MiB of stderr before every reply: drained, so every call succeeds
+    "flood-stderr": (("ok",), 20.0, (8, 2)),
+    # a random one of the faults above (or none) for every call
+    "chaos": (("ok", "ProtocolError", "WorkerCrashedError", "TimeoutError"), 1.0, (8, 12)),
+}
+
+
+@pytest.mark.parametrize("mode", list(FAULTS))
+def test_faulty_worker_under_load(mode: str) -> None:
+    allowed, timeout, (thread_count, calls) = FAULTS[mode]
+    before = Snapshot.settled()
+    tally = Tally()
+    command = [sys.executable, str(FAKE_WORKER), mode, "--seed", "7"]
+    worker = my_module.Worker(command, timeout=timeout)
+    worker.startup_timeout = min(worker.startup_timeout, 2 * timeout)
+    worker.chunk_size = 4096  # several chunks in flight per call, even from the slow fake
+
+    def load(i: int) -> None:
+        rng = random.Random(i)
+        for c in range(calls):
+            size = 300_000 if mode == "stop-reading" and c == 0 and i % 2 else rng.choice((1, 10, 500, 5000))
+            numbers = random_numbers(rng, size)
+            style = rng.choice(("sync", "sync", "submit", "async"))
+            tally.add(call_once(worker, numbers, style, None, rng))
+
+    with count_spawns() as spawned:
+        run_threads(thread_count, load, join_timeout=calls * (timeout + SLACK) + 30)
+        worker.close()
+    after = assert_no_leaks(before)
+    for o in tally.outcomes:
+        o.timeout = timeout  # the Worker's default timeout applied to every call
+    report(f"fake worker {mode}", [
+        f"{len(tally.outcomes)} calls: {dict(tally.kinds())}; "
+        f"{len(spawned)} worker processes started",
+        f"slowest call {max(o.seconds for o in tally.outcomes):.2f} s (timeout {timeout:g} s)",
+        f"resources before: {before.summary()}; after: {after.summary()}",
+    ])
+    assert tally.unexpected(allowed) == []
+    assert tally.late(SLACK) == []
+    if mode != "chaos":
+        assert set(tally.kinds()) >= {allowed[0]}
+    else:  # the mix really happened
+        assert tally.kinds()["ok"] > 0 and len(tally.kinds()) >= 3, tally.kinds()
+
+
+def test_missing_worker_under_load(tmp_path: Path, monkeypatch) -> None:
+    # Injected: the worker executable is missing: from the start (Worker(), the module
+    # function), and deleted between the lookup and the spawn while 8 threads call.
+    before = Snapshot.settled()
+    missing = tmp_path / "no-such-worker"
+    with pytest.raises(my_module.WorkerNotFoundError, match="does not exist"):
+        my_module.Worker(missing)
+    monkeypatch.setenv("MY_MODULE_WORKER", str(missing))
+    default = my_module._default._worker
+    if default is None or default.closed:  # the module function looks the worker up now
+        with pytest.raises(my_module.WorkerNotFoundError, match="swift build -c release"):
+            my_module.calculate_squares([1])
+
+    script = tmp_path / "worker.sh"
+    script.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_WORKER} ok\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    worker = my_module.Worker(script, timeout=5)
+    hidden = tmp_path / "hidden.sh"
+    script.rename(hidden)  # gone after the lookup, before the first spawn
+    tally = Tally()
+
+    def load(i: int) -> None:
+        rng = random.Random(i)
+        for _ in range(5):
+            tally.add(call_once(worker, random_numbers(rng, 100), rng.choice(("sync", "submit")), 5.0, rng))
+
+    run_threads(8, load, join_timeout=60)
+    assert tally.unexpected({"WorkerNotFoundError"}) == []
+    assert all(o.seconds < 1 for o in tally.outcomes)
+    assert all(str(script) in o.detail for o in tally.outcomes)
+    # Put back: the same Worker recovers on the next call.
+    hidden.rename(script)
+    assert worker.calculate_squares([7]) == [49]
+    worker.close()
+    after = assert_no_leaks(before)
+    report("missing worker", [
+        f"{len(tally.outcomes)} calls: {dict(tally.kinds())}",
+        f"resources before: {before.summary()}; after: {after.summary()}",
+    ])
+
+
+def test_oversized_reply_header_is_refused_without_allocating_it() -> None:
+    # Injected: a reply header announcing 4 GiB - 1 bytes. The client refuses it from the
+    # header alone (ProtocolError), never reserving the 4 GiB: its peak virtual size stays
+    # far below what a 4 GiB buffer would make it.
+    before = Snapshot.settled()
+    size_before = vm_kib(os.getpid(), "VmSize")
+    peak_before = vm_kib(os.getpid(), "VmPeak")
+    with my_module.Worker([sys.executable, str(FAKE_WORKER), "huge-header"], timeout=10) as w:
+        with pytest.raises(my_module.ProtocolError, match="4294967295 bytes"):
+            w.calculate_squares([1, 2, 3])
+    peak = vm_kib(os.getpid(), "VmPeak")
+    assert size_before is not None and peak_before is not None and peak is not None
+    assert peak <= max(peak_before, size_before + 1024 * 1024), (
+        f"VmPeak {peak} KiB after, {peak_before} KiB before; VmSize {size_before} KiB before")
+    assert_no_leaks(before)
+
+
+def test_the_leak_check_sees_a_worker_left_running(worker_command) -> None:
+    # The check above is only as good as what it counts: a live worker must show up in it as
+    # a child process, its reader and stderr threads, and its three pipe fds.
+    before = Snapshot.settled()
+    worker = my_module.Worker(worker_command)
+    assert worker.calculate_squares([3]) == [9]
+    leaked = "\n".join(Snapshot.take().extra(before))
+    assert "child processes" in leaked and "more Python threads" in leaked and "open fds" in leaked
+    assert str(worker.pid) in leaked
+    worker.close()
+    assert_no_leaks(before)
