@@ -4,14 +4,15 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 WORKER := .build/release/squares-worker
 
-.PHONY: demo test worker venv test-swift test-protocol test-python bench clean
+.PHONY: demo test worker venv test-swift test-protocol test-python bench bench-e2e bench-e2e-quick clean
 
 ## Build the worker (release) and run the demo.
 demo: worker venv
 	$(VPY) python_client/examples/demo.py
 
-## Build everything and run every test: Swift, protocol conformance, Python.
-test: worker venv test-swift test-protocol test-python
+## Build everything and run every test: Swift, protocol conformance, Python, and a smoke run
+## of the end-to-end benchmark.
+test: worker venv test-swift test-protocol test-python bench-e2e-quick
 
 worker:
 	swift build -c release --product squares-worker
@@ -39,6 +40,14 @@ test-python: worker venv
 ## Release benchmark of the codec and the core against Foundation's Codable.
 bench:
 	swift run -c release squares-bench
+
+## End-to-end benchmark of the Python client against its baselines (~2 min; BENCH_ARGS="--json FILE").
+bench-e2e: worker venv
+	$(VPY) python_client/benchmarks/bench_e2e.py $(BENCH_ARGS)
+
+# Smoke run of the same (~10 s): checks that it runs, asserts nothing about speed.
+bench-e2e-quick: worker venv
+	$(VPY) python_client/benchmarks/bench_e2e.py --quick
 
 clean:
 	rm -rf .build $(VENV)

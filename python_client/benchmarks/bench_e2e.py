@@ -1,0 +1,443 @@
+"""End to end: my_module.calculate_squares against what a user would do instead, in one run.
+
+Usage (from the repository root; ``make bench-e2e`` builds the worker and runs this in .venv)::
+
+    python python_client/benchmarks/bench_e2e.py [--quick] [--json FILE] [--worker CMD]
+
+Standard library only. Everything runs in this one process and run, interleaved (every round
+runs every case once, in a rotating order), and the table gives medians and ratios to the
+baselines measured alongside, for n = 10, 1,000, 100,000 and 1,000,000 random u32:
+
+* ``pure Python``: ``[x * x for x in xs]``, what the caller would write without the worker;
+* ``stdlib JSON floor``: ``json.dumps(xs)`` + ``json.loads`` of the squares' JSON text: the
+  cost of the JSON codec alone, with no pipe and no worker;
+* ``pipe echo``: the very frames my_module sends for this input (packed, or JSON) written to a
+  trivial echo child (a Python loop of ``os.read``/``os.write``, pipes enlarged to 1 MiB as
+  the client does) and read back by the same thread: moving the bytes, nothing else;
+  ``pipe echo via cat`` is the same through ``cat``, the floor of a pipe round trip;
+* ``my_module packed``: ``my_module.calculate_squares(xs)``, the default (the worker
+  advertises the packed encoding of protocol 1.1);
+* ``my_module JSON``: the same on a ``Worker`` with the packed encoding off
+  (``worker.encodings = ("json",)``);
+* ``ProcessPoolExecutor(2)``: ``concurrent.futures`` with 2 processes, mapping over chunks of
+  up to 32,768 numbers (my_module's own chunking; the fastest of 1 to 32 chunks here) and
+  concatenating the results;
+
+then small-call throughput (n = 10) of my_module from 1, 4 and 16 threads, and the worker's
+memory while it serves a 10,000,000-number call (``VmHWM`` - idle ``VmRSS`` from
+``/proc/<pid>/status``). Last, the targets of issue 5, each as a ratio from this run.
+
+Timings are noisy on a shared machine: compare ratios from one run, not absolute times
+across runs. ``--quick`` runs everything briefly (and 1,000,000 numbers instead of
+10,000,000 for memory) as a smoke test; its figures mean little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import gc
+import itertools
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from array import array
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import my_module  # noqa: E402
+from my_module import _convert  # noqa: E402
+from my_module._framing import frame_header  # noqa: E402
+
+SIZES = [10, 1_000, 100_000, 1_000_000]
+THREADS = [1, 4, 16]
+POOL_CHUNK = 32768
+PIPE_BYTES = 1 << 20
+
+ECHO_CHILD = (
+    "import os, fcntl\n"
+    "for fd in (0, 1):\n"
+    "    try:\n"
+    "        fcntl.fcntl(fd, 1031, 1 << 20)\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "while True:\n"
+    "    data = os.read(0, 1 << 20)\n"
+    "    if not data:\n"
+    "        break\n"
+    "    view = memoryview(data)\n"
+    "    while view:\n"
+    "        view = view[os.write(1, view):]\n"
+)
+
+
+def random_u32(n: int, seed: int) -> List[int]:
+    """``n`` uniformly random u32, the same for the same seed."""
+    rng = random.Random(seed)
+    if array("I").itemsize == 4 and sys.version_info >= (3, 9):
+        return array("I", rng.randbytes(4 * n)).tolist()
+    return [rng.getrandbits(32) for _ in range(n)]
+
+
+def square_chunk(xs: List[int]) -> List[int]:
+    return [x * x for x in xs]
+
+
+# -- the frames my_module sends --------------------------------------------------------------
+
+
+def request_frames(xs: List[int], chunk: int, packed: bool) -> List[bytes]:
+    """The request frames a my_module call of ``xs`` writes (same envelope, chunking, codec)."""
+    frames = []
+    for rid, start in enumerate(range(0, len(xs), chunk), 1):
+        part = xs[start:start + chunk]
+        head = b'{"jsonrpc":"2.0","id":%d,"method":"calculate_squares","params":' % rid
+        if packed:
+            body = _convert.encode_packed(part)
+            assert body is not None
+            pieces = (head, b'{"numbersPacked":"', body, b'"}}')
+        else:
+            pieces = (head, b'{"numbers":', _convert.encode_chunk(part, 1 << 30), b"}}")
+        frames.append(frame_header(sum(map(len, pieces))) + b"".join(pieces))
+    return frames
+
+
+# -- the echo child ----------------------------------------------------------------------------
+
+
+def _enlarge(fd: int) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (OSError, ImportError):
+        pass
+
+
+class Echo:
+    """A child that writes back every byte it reads; the parent writes and reads raw fds."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.wfd = self.proc.stdin.fileno()
+        self.rfd = self.proc.stdout.fileno()
+        _enlarge(self.wfd)
+        _enlarge(self.rfd)
+        self.round_trip([b"x" * 100])  # the child is up
+
+    def round_trip(self, frames: List[bytes]) -> None:
+        """Write ``frames`` and read the same number of bytes back."""
+        total = sum(map(len, frames))
+        writer = None
+        if total <= PIPE_BYTES // 2:
+            for frame in frames:
+                self._write(frame)
+        else:  # more than the pipes hold: write from a thread, as the client's caller does
+            writer = threading.Thread(target=lambda: [self._write(f) for f in frames])
+            writer.start()
+        received = 0
+        while received < total:
+            chunk = os.read(self.rfd, 1 << 20)
+            if not chunk:
+                raise EOFError("echo child ended")
+            received += len(chunk)
+        if writer is not None:
+            writer.join()
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.wfd, view):]
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+def run_interleaved(cases: Dict[str, Callable[[], Any]], rounds: int, reps: int) -> Dict[str, List[float]]:
+    """Per case, the time of each call (seconds): ``rounds`` rounds, each running every case
+    ``reps`` times in a row, the order of the cases rotated from round to round."""
+    names = list(cases)
+    samples: Dict[str, List[float]] = {name: [] for name in names}
+    clock = time.perf_counter_ns
+    for r in range(rounds):
+        if reps == 1:
+            gc.collect()
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            run = cases[name]
+            out = samples[name]
+            for _ in range(reps):
+                started = clock()
+                run()
+                out.append((clock() - started) * 1e-9)
+    return samples
+
+
+def throughput(call: Callable[[], Any], threads: int, calls: int) -> float:
+    """Calls per second of ``threads`` threads making ``calls`` calls between them."""
+    per_thread = max(1, calls // threads)
+    barrier = threading.Barrier(threads + 1)
+
+    def work() -> None:
+        barrier.wait()
+        for _ in range(per_thread):
+            call()
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in pool:
+        t.join()
+    return per_thread * threads / (time.perf_counter() - started)
+
+
+def proc_status(pid: int) -> Dict[str, int]:
+    """VmRSS and VmHWM of ``pid``, in bytes (Linux)."""
+    values = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
+def worker_memory(command: Optional[str], n: int, packed: bool, chunk: int) -> Dict[str, Any]:
+    """A fresh worker's idle RSS and its peak RSS while serving one call of ``n`` numbers."""
+    xs = random_u32(n, 10)
+    request_bytes = sum(map(len, request_frames(xs, chunk, packed)))
+    with my_module.Worker(command) as worker:
+        if not packed:
+            worker.encodings = ("json",)
+        worker.calculate_squares([1, 2, 3])
+        pid = worker.pid
+        assert pid is not None
+        idle = proc_status(pid)
+        started = time.perf_counter()
+        result = worker.calculate_squares(xs)
+        seconds = time.perf_counter() - started
+        peak = proc_status(pid)
+    assert len(result) == n and result[-1] == xs[-1] ** 2
+    return {
+        "n": n,
+        "encoding": "packed" if packed else "json",
+        "request_bytes": request_bytes,
+        "idle_rss": idle["VmRSS"],
+        "idle_hwm": idle["VmHWM"],
+        "peak_hwm": peak["VmHWM"],
+        "rss_after": peak["VmRSS"],
+        "peak_above_idle": peak["VmHWM"] - idle["VmRSS"],
+        "ratio": (peak["VmHWM"] - idle["VmRSS"]) / request_bytes,
+        "seconds": seconds,
+    }
+
+
+# -- reporting ---------------------------------------------------------------------------------
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:8.1f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:8.2f} ms"
+    return f"{seconds:8.3f} s "
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (figures mean little)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    parser.add_argument("--worker", default=None, help="worker command (default: my_module's lookup)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per size (default 15, quick 2)")
+    args = parser.parse_args()
+    if args.worker:
+        os.environ["MY_MODULE_WORKER"] = args.worker  # the default worker of the module functions
+    quick = args.quick
+    rounds_for = {10: 15, 1_000: 15, 100_000: 15, 1_000_000: 9}
+    reps_for = {10: 200, 1_000: 50, 100_000: 1, 1_000_000: 1}
+    if quick:
+        rounds_for = {n: 2 for n in SIZES}
+        reps_for = {10: 20, 1_000: 5, 100_000: 1, 1_000_000: 1}
+    if args.rounds:
+        rounds_for = {n: args.rounds for n in SIZES}
+    wall_started = time.perf_counter()
+
+    # The pool first: its processes are forked before this process has any thread.
+    pool = concurrent.futures.ProcessPoolExecutor(2)
+    list(pool.map(square_chunk, [[1], [2], [3], [4]]))
+    default = my_module.default_worker()
+    info = default.info
+    packed_on = "packed" in info.get("encodings", []) and "packed" in default.encodings
+    json_worker = my_module.Worker(args.worker)
+    json_worker.encodings = ("json",)
+    json_worker.info  # started now, not inside a measurement
+    chunk = default.chunk_size
+    echo = Echo([sys.executable, "-c", ECHO_CHILD])
+    cat = Echo(["cat"])
+
+    print(
+        f"bench_e2e{' --quick' if quick else ''}: Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs; worker {' '.join(default.command)} "
+        f"(protocol {info.get('protocolVersion')}, parallelism {info.get('parallelism')}, "
+        f"encodings {','.join(info.get('encodings', ['json']))}); chunk {chunk}",
+        flush=True,
+    )
+    if not packed_on:
+        print("NOTE: the worker does not advertise the packed encoding: 'my_module packed' is JSON")
+
+    results: Dict[str, Any] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "worker": list(default.command),
+        "worker_info": info,
+        "quick": quick,
+        "chunk_size": chunk,
+        "sizes": {},
+    }
+    names = {
+        "python": "pure Python [x*x for x in xs]",
+        "json_floor": "stdlib JSON floor (dumps+loads)",
+        "echo_packed": "pipe echo, packed frames",
+        "echo_json": "pipe echo, JSON frames",
+        "cat_packed": "pipe echo via cat, packed frames",
+        "my_module_packed": "my_module packed (default)",
+        "my_module_json": "my_module JSON (packed off)",
+        "process_pool": "ProcessPoolExecutor(2)",
+    }
+    for n in SIZES:
+        xs = random_u32(n, n)
+        expected = [x * x for x in xs]
+        squares_text = json.dumps(expected)
+        frames_packed = request_frames(xs, chunk, True)
+        frames_json = request_frames(xs, chunk, False)
+        assert my_module.calculate_squares(xs) == expected
+        assert json_worker.calculate_squares(xs) == expected
+
+        def pool_map(xs: List[int] = xs) -> List[int]:
+            parts = [xs[i:i + POOL_CHUNK] for i in range(0, len(xs), POOL_CHUNK)]
+            return list(itertools.chain.from_iterable(pool.map(square_chunk, parts)))
+
+        assert pool_map() == expected
+        cases: Dict[str, Callable[[], Any]] = {
+            "python": lambda xs=xs: [x * x for x in xs],
+            "json_floor": lambda xs=xs, t=squares_text: (json.dumps(xs), json.loads(t)),
+            "echo_packed": lambda f=frames_packed: echo.round_trip(f),
+            "echo_json": lambda f=frames_json: echo.round_trip(f),
+            "cat_packed": lambda f=frames_packed: cat.round_trip(f),
+            "my_module_packed": lambda xs=xs: my_module.calculate_squares(xs),
+            "my_module_json": lambda xs=xs: json_worker.calculate_squares(xs),
+            "process_pool": pool_map,
+        }
+        samples = run_interleaved(cases, rounds_for[n], reps_for[n])
+        medians = {name: statistics.median(s) for name, s in samples.items()}
+        results["sizes"][str(n)] = {
+            name: {"median_s": medians[name], "min_s": min(s), "samples": len(s)}
+            for name, s in samples.items()
+        }
+        results["sizes"][str(n)]["frame_bytes"] = {
+            "packed": sum(map(len, frames_packed)), "json": sum(map(len, frames_json))}
+        print(f"\nn = {n:,} ({rounds_for[n]} rounds x {reps_for[n]}, median per call; "
+              f"request frames: packed {sum(map(len, frames_packed)):,} B, JSON {sum(map(len, frames_json)):,} B)")
+        print(f"  {'case':<34}{'median':>11}{'/ python':>10}{'/ JSON floor':>13}{'/ echo':>9}")
+        for name in cases:
+            m = medians[name]
+            print(f"  {names[name]:<34}{fmt_time(m):>11}{m / medians['python']:>10.2f}"
+                  f"{m / medians['json_floor']:>13.2f}{m / medians['echo_packed']:>9.2f}", flush=True)
+        del xs, expected, squares_text, frames_packed, frames_json, cases, samples
+
+    # Small-call throughput from several threads (the default worker, packed).
+    small = random_u32(10, 99)
+    tp_rounds, tp_calls = (2, 400) if quick else (7, 4000)
+    rates: Dict[int, List[float]] = {t: [] for t in THREADS}
+    for r in range(tp_rounds):
+        for t in THREADS[r % len(THREADS):] + THREADS[:r % len(THREADS)]:
+            rates[t].append(throughput(lambda: my_module.calculate_squares(small), t, tp_calls))
+    tp = {t: statistics.median(v) for t, v in rates.items()}
+    results["throughput"] = {str(t): {"median_calls_per_s": tp[t], "all": rates[t]} for t in THREADS}
+    print(f"\nsmall calls (n = 10) from several threads, {tp_calls} calls per measurement, "
+          f"median of {tp_rounds}")
+    print(f"  {'threads':<10}{'calls/s':>10}{'/ 1 thread':>12}{'us per call':>13}")
+    for t in THREADS:
+        print(f"  {t:<10}{tp[t]:>10.0f}{tp[t] / tp[1]:>12.2f}{1e6 / tp[t]:>13.1f}")
+
+    for closing in (echo, cat):
+        closing.close()
+    pool.shutdown()
+    json_worker.close()
+
+    # Worker memory while serving one big call, on a fresh worker.
+    big = 1_000_000 if quick else 10_000_000
+    memory: List[Dict[str, Any]] = []
+    if os.path.exists(f"/proc/{os.getpid()}/status"):
+        memory.append(worker_memory(args.worker, big, True, chunk))
+        if not quick:
+            memory.append(worker_memory(args.worker, big, False, chunk))
+    else:
+        print("\n(no /proc: the worker's memory is not measured)")
+    results["memory"] = memory
+    if memory:
+        print(f"\nworker memory serving one call of {big:,} numbers (fresh worker; /proc/<pid>/status)")
+        print(f"  {'encoding':<10}{'request MB':>11}{'idle RSS':>10}{'peak HWM':>10}{'peak-idle':>11}"
+              f"{'/ request':>11}{'call':>10}")
+    for m in memory:
+        print(f"  {m['encoding']:<10}{m['request_bytes'] / 1e6:>11.1f}{m['idle_rss'] / 1e6:>9.1f}M"
+              f"{m['peak_hwm'] / 1e6:>9.1f}M{m['peak_above_idle'] / 1e6:>10.1f}M"
+              f"{m['ratio']:>11.2f}{m['seconds']:>9.2f}s")
+
+    # The targets of issue 5.
+    s = results["sizes"]
+
+    def med(n: int, name: str) -> float:
+        return float(s[str(n)][name]["median_s"])
+
+    targets: List[Tuple[str, float, str, float]] = [
+        ("n=1M: my_module packed / pure Python", med(1_000_000, "my_module_packed") / med(1_000_000, "python"), "<=", 1.3),
+        ("n=1M: my_module JSON / stdlib JSON floor", med(1_000_000, "my_module_json") / med(1_000_000, "json_floor"), "<=", 1.15),
+        ("n=10: my_module latency / pipe echo (Python child)", med(10, "my_module_packed") / med(10, "echo_packed"), "<=", 1.3),
+        ("n=10: my_module latency / pipe echo via cat", med(10, "my_module_packed") / med(10, "cat_packed"), "<=", 1.3),
+        ("n=10: ProcessPoolExecutor / my_module latency", med(10, "process_pool") / med(10, "my_module_packed"), ">=", 3.0),
+        ("16 threads / 1 thread small calls per second", tp[16] / tp[1], ">=", 3.0),
+    ]
+    if memory:
+        targets.append((f"{big // 1_000_000}M numbers: worker peak RSS - idle / request bytes", memory[0]["ratio"], "<=", 3.0))
+    results["targets"] = []
+    print("\ntargets (issue 5), ratios from this run")
+    print(f"  {'target':<60}{'measured':>9}{'limit':>9}  verdict")
+    for label, value, op, limit in targets:
+        met = value <= limit if op == "<=" else value >= limit
+        if met:
+            verdict = "met"
+        elif op == "<=":
+            verdict = f"missed ({value / limit:.2f}x the limit)"
+        else:
+            verdict = f"missed ({value / limit:.2f} of the goal)"
+        results["targets"].append({"target": label, "measured": value, "op": op, "limit": limit, "met": met})
+        print(f"  {label:<60}{value:>9.2f}{op + format(limit, 'g'):>9}  {verdict}")
+    total = time.perf_counter() - wall_started
+    results["seconds"] = total
+    print(f"\n{total:.0f} s in all")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
