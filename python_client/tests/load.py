@@ -108,35 +108,69 @@ def call_once(
 
 
 class Tally:
-    """Outcomes from many threads."""
+    """Outcomes from many threads, aggregated as they come (a soak makes hundreds of
+    thousands; keeping each would pin the memory it is meant to watch).
 
-    def __init__(self) -> None:
+    ``allowed``: the kinds a call may end in; any other goes to :attr:`unexpected`, as does
+    an outcome ``check`` refuses. ``slack``: seconds a call may end after its timeout (its
+    own, else ``default_timeout``) before it goes to :attr:`late`.
+    """
+
+    KEEP = 20  # unexpected or late outcomes kept, for the failure message
+
+    def __init__(
+        self,
+        allowed: Iterable[str],
+        slack: float,
+        default_timeout: Optional[float] = None,
+        check: Optional[Callable[[Outcome], bool]] = None,
+    ) -> None:
+        self.allowed = frozenset(allowed)
+        self.slack = slack
+        self.default_timeout = default_timeout
+        self.check = check
         self._lock = threading.Lock()
-        self.outcomes: List[Outcome] = []
+        self.calls = 0
+        self.kinds: Counter[str] = collections.Counter()
+        self.by_style: Dict[str, Counter[str]] = collections.defaultdict(collections.Counter)
+        self.numbers_verified = 0
+        self.slowest = 0.0
+        self.unexpected: List[Outcome] = []
+        self.unexpected_count = 0
+        self.late: List[Outcome] = []
+        self.late_count = 0
+        self.timeouts_without_timeout = 0
 
-    def add(self, outcome: Outcome) -> None:
+    def add(self, o: Outcome) -> None:
+        timeout = o.timeout if o.timeout is not None else self.default_timeout
         with self._lock:
-            self.outcomes.append(outcome)
+            self.calls += 1
+            self.kinds[o.kind] += 1
+            self.by_style[o.style][o.kind] += 1
+            self.slowest = max(self.slowest, o.seconds)
+            if o.kind == "ok":
+                self.numbers_verified += o.size
+            if o.kind == "TimeoutError" and timeout is None:
+                self.timeouts_without_timeout += 1
+            if o.kind not in self.allowed or (self.check is not None and not self.check(o)):
+                if len(self.unexpected) < self.KEEP:
+                    self.unexpected.append(o)
+                self.unexpected_count += 1
+            if timeout is not None and o.seconds > timeout + self.slack:
+                if len(self.late) < self.KEEP:
+                    self.late.append(o)
+                self.late_count += 1
 
-    def kinds(self) -> Counter[str]:
-        return collections.Counter(o.kind for o in self.outcomes)
+    def summary(self) -> str:
+        styles = {k: dict(v) for k, v in self.by_style.items()}
+        return (f"{self.calls} calls: {dict(self.kinds)}; by style {styles}; "
+                f"{self.numbers_verified:,} squares verified; slowest call {self.slowest:.2f} s")
 
-    def by_style(self) -> Dict[str, Counter[str]]:
-        table: Dict[str, Counter[str]] = collections.defaultdict(collections.Counter)
-        for o in self.outcomes:
-            table[o.style][o.kind] += 1
-        return dict(table)
-
-    def numbers_verified(self) -> int:
-        return sum(o.size for o in self.outcomes if o.kind == "ok")
-
-    def unexpected(self, allowed: Iterable[str]) -> List[Outcome]:
-        allowed = set(allowed)
-        return [o for o in self.outcomes if o.kind not in allowed]
-
-    def late(self, slack: float) -> List[Outcome]:
-        """Calls that ended more than ``slack`` s after their timeout."""
-        return [o for o in self.outcomes if o.timeout is not None and o.seconds > o.timeout + slack]
+    def assert_clean(self) -> None:
+        """Every call ended in an allowed way, none past its timeout + slack."""
+        assert self.unexpected == [], f"{self.unexpected_count} unexpected outcomes: {self.unexpected}"
+        assert self.late == [], f"{self.late_count} calls outlived their timeout: {self.late}"
+        assert self.timeouts_without_timeout == 0, "TimeoutError from a call without a timeout"
 
 
 def run_threads(count: int, body: Callable[[int], None], join_timeout: float) -> None:

@@ -8,6 +8,8 @@ threads, child processes (no zombie) and file descriptors it held before.
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import random
 import stat
@@ -20,8 +22,9 @@ from typing import Dict, List, Tuple
 import pytest
 
 import my_module
+from my_module._calls import SquaresCall
 
-from conftest import FAKE_WORKER
+from conftest import FAKE_WORKER, wait_until
 from load import STYLES, Tally, call_once, count_spawns, log_uniform_size, random_numbers, run_threads
 from resources import Snapshot, assert_no_leaks, kill_child, vm_kib
 
@@ -48,7 +51,10 @@ def test_sigkill_at_random_moments_under_load_from_16_threads(worker_command) ->
     duration = float(os.environ.get("FAULT_SECONDS", "8"))
     timeout = 15.0
     before = Snapshot.settled()
-    tally = Tally()
+    # Every call: the exact squares (most, thanks to the transparent retry), a cancellation
+    # it made, or WorkerCrashedError naming the SIGKILL (killed again on its retry).
+    tally = Tally({"ok", "cancelled", "WorkerCrashedError"}, SLACK,
+                  check=lambda o: o.kind != "WorkerCrashedError" or "SIGKILL" in o.detail)
     kills: List[int] = []
     stop = threading.Event()
     worker = my_module.Worker(worker_command)
@@ -79,22 +85,14 @@ def test_sigkill_at_random_moments_under_load_from_16_threads(worker_command) ->
         worker.close()
     after = assert_no_leaks(before)
 
-    kinds = tally.kinds()
     report("sigkill under load", [
-        f"{len(kills)} SIGKILLs over {duration:g} s, {len(spawned)} worker processes, "
-        f"{len(tally.outcomes)} calls: {dict(kinds)}",
-        f"by style: { {k: dict(v) for k, v in tally.by_style().items()} }",
-        f"{tally.numbers_verified():,} squares verified",
+        f"{len(kills)} SIGKILLs over {duration:g} s, {len(spawned)} worker processes",
+        tally.summary(),
         f"resources before: {before.summary()}; after: {after.summary()}",
     ])
-    # Every call: the exact squares (most, thanks to the transparent retry) or
-    # WorkerCrashedError (killed again on its retry), within its timeout.
-    assert tally.unexpected({"ok", "cancelled", "WorkerCrashedError"}) == []
-    assert tally.late(SLACK) == []
+    tally.assert_clean()
     assert len(kills) >= duration  # at least one a second actually hit a live worker
-    assert kinds["ok"] > len(tally.outcomes) // 2
-    crashed = [o for o in tally.outcomes if o.kind == "WorkerCrashedError"]
-    assert all("SIGKILL" in o.detail for o in crashed), crashed[:3]
+    assert tally.kinds["ok"] > tally.calls // 2
 
 
 # -- faulty workers under load -----------------------------------------------------------------
@@ -129,7 +127,7 @@ FAULTS: Dict[str, Tuple[Tuple[str, ...], float, Tuple[int, int]]] = {
 def test_faulty_worker_under_load(mode: str) -> None:
     allowed, timeout, (thread_count, calls) = FAULTS[mode]
     before = Snapshot.settled()
-    tally = Tally()
+    tally = Tally(allowed, SLACK, default_timeout=timeout)
     command = [sys.executable, str(FAKE_WORKER), mode, "--seed", "7"]
     worker = my_module.Worker(command, timeout=timeout)
     worker.startup_timeout = min(worker.startup_timeout, 2 * timeout)
@@ -147,20 +145,16 @@ def test_faulty_worker_under_load(mode: str) -> None:
         run_threads(thread_count, load, join_timeout=calls * (timeout + SLACK) + 30)
         worker.close()
     after = assert_no_leaks(before)
-    for o in tally.outcomes:
-        o.timeout = timeout  # the Worker's default timeout applied to every call
     report(f"fake worker {mode}", [
-        f"{len(tally.outcomes)} calls: {dict(tally.kinds())}; "
-        f"{len(spawned)} worker processes started",
-        f"slowest call {max(o.seconds for o in tally.outcomes):.2f} s (timeout {timeout:g} s)",
+        f"{len(spawned)} worker processes started; timeout {timeout:g} s",
+        tally.summary(),
         f"resources before: {before.summary()}; after: {after.summary()}",
     ])
-    assert tally.unexpected(allowed) == []
-    assert tally.late(SLACK) == []
+    tally.assert_clean()
     if mode != "chaos":
-        assert set(tally.kinds()) >= {allowed[0]}
+        assert tally.kinds[allowed[0]] > 0
     else:  # the mix really happened
-        assert tally.kinds()["ok"] > 0 and len(tally.kinds()) >= 3, tally.kinds()
+        assert tally.kinds["ok"] > 0 and len(tally.kinds) >= 3, tally.kinds
 
 
 def test_missing_worker_under_load(tmp_path: Path, monkeypatch) -> None:
@@ -182,7 +176,7 @@ def test_missing_worker_under_load(tmp_path: Path, monkeypatch) -> None:
     worker = my_module.Worker(script, timeout=5)
     hidden = tmp_path / "hidden.sh"
     script.rename(hidden)  # gone after the lookup, before the first spawn
-    tally = Tally()
+    tally = Tally({"WorkerNotFoundError"}, SLACK, check=lambda o: o.seconds < 1 and str(script) in o.detail)
 
     def load(i: int) -> None:
         rng = random.Random(i)
@@ -190,16 +184,15 @@ def test_missing_worker_under_load(tmp_path: Path, monkeypatch) -> None:
             tally.add(call_once(worker, random_numbers(rng, 100), rng.choice(("sync", "submit")), 5.0, rng))
 
     run_threads(8, load, join_timeout=60)
-    assert tally.unexpected({"WorkerNotFoundError"}) == []
-    assert all(o.seconds < 1 for o in tally.outcomes)
-    assert all(str(script) in o.detail for o in tally.outcomes)
+    tally.assert_clean()
+    assert tally.kinds["WorkerNotFoundError"] == 40
     # Put back: the same Worker recovers on the next call.
     hidden.rename(script)
     assert worker.calculate_squares([7]) == [49]
     worker.close()
     after = assert_no_leaks(before)
     report("missing worker", [
-        f"{len(tally.outcomes)} calls: {dict(tally.kinds())}",
+        tally.summary(),
         f"resources before: {before.summary()}; after: {after.summary()}",
     ])
 
@@ -232,3 +225,45 @@ def test_the_leak_check_sees_a_worker_left_running(worker_command) -> None:
     assert str(worker.pid) in leaked
     worker.close()
     assert_no_leaks(before)
+
+
+# -- client bugs these tests found ---------------------------------------------------------------
+
+
+def test_finished_calls_with_a_timeout_do_not_keep_their_results_alive(worker_command) -> None:
+    # Found by the soak: the deadline watcher held every submit()/async call with a timeout
+    # until its deadline (or the next compaction, every 256 calls), and with it the call's
+    # Future and result: with 30 s timeouts the client's RSS grew by hundreds of MiB.
+    with my_module.Worker(worker_command) as w:
+        numbers = range(2**32 - 100_000, 2**32)
+        assert w.submit(numbers, timeout=3600).result() == [n * n for n in numbers]
+        gc.collect()
+        blocks = sys.getallocatedblocks()
+        for _ in range(20):  # 2,000,000 big ints if they were kept
+            assert len(w.submit(numbers, timeout=3600).result(timeout=30)) == 100_000
+        gc.collect()
+        assert sys.getallocatedblocks() - blocks < 100_000
+
+
+def test_a_call_settled_while_its_chunks_are_written_stops_quietly(worker_command, caplog, monkeypatch) -> None:
+    # Found by the soak: a call cancelled (or expired) by another thread between the sender's
+    # "still running?" check and the encoding of its next chunk found its input released and
+    # failed an assertion, logged as "my_module failed to send a calculate_squares request".
+    # Made deterministic: the Future is cancelled just before chunk 2 is encoded.
+    caplog.set_level(logging.WARNING, logger="my_module")
+    encode = SquaresCall.part_frame
+
+    def part_frame(self, index, rid, max_frame_bytes, packed):
+        if index == 2:
+            self.future.cancel()
+        return encode(self, index, rid, max_frame_bytes, packed)
+
+    monkeypatch.setattr(SquaresCall, "part_frame", part_frame)
+    with my_module.Worker(worker_command) as w:
+        w.chunk_size = 1000
+        future = w.submit(range(10_000))
+        assert future.cancelled()
+        wait_until(lambda: w._in_flight() == 0, 10, "the worker answered the 2 chunks sent")
+        monkeypatch.undo()
+        assert w.calculate_squares(range(3000)) == [n * n for n in range(3000)]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

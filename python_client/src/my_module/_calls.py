@@ -69,6 +69,11 @@ def check_error_object(error: Any) -> Dict[str, Any]:
     raise ProtocolError(f"worker sent a malformed error object: {error!r:.200}")
 
 
+class CallSettled(Exception):
+    """The call was settled (timed out, cancelled, failed) by another thread while its parts
+    were being written: the rest must not be sent, and its payload may already be released."""
+
+
 class Call:
     """One operation a caller waits for: a Future, a deadline and the parts in flight.
 
@@ -261,9 +266,11 @@ class SquaresCall(Call):
         return len(self.bounds)
 
     def part_frame(self, index: int, rid: int, max_frame_bytes: int, packed: bool) -> bytes:
-        """Encode chunk ``index``; raises the element's ``TypeError``/``OverflowError``."""
+        """Encode chunk ``index``; raises the element's ``TypeError``/``OverflowError``, or
+        :class:`CallSettled` if the call was settled meanwhile (its input released)."""
         numbers = self.numbers
-        assert numbers is not None
+        if numbers is None:
+            raise CallSettled()
         start, end = self.bounds[index]
         chunk = numbers if end - start == len(numbers) else numbers[start:end]
         head = b'{"jsonrpc":"2.0","id":%d,"method":"%s","params":' % (rid, self.method.encode())

@@ -13,7 +13,7 @@ import weakref
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from . import _convert
-from ._calls import Call, RpcCall, SquaresCall
+from ._calls import Call, CallSettled, RpcCall, SquaresCall
 from ._connection import (
     ConnectionBroken,
     ConnectionRefused,
@@ -331,6 +331,8 @@ class Worker:
             rid = conn.new_id()
             try:
                 frame = call.part_frame(index, rid, limit, packed)
+            except CallSettled:
+                return False  # timed out or cancelled by another thread since the check above
             except (TypeError, OverflowError, ValueError) as exc:
                 call.part_failed(index, exc)
                 return False
