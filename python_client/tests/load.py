@@ -68,6 +68,7 @@ def call_once(
     """Run one call in ``style`` and classify how it ended."""
     started = time.monotonic()
     kind, detail = "ok", ""
+    future = None
     try:
         if style == "sync":
             result = worker.calculate_squares(numbers, timeout=timeout)
@@ -104,6 +105,10 @@ def call_once(
         kind, detail = "undocumented", "CancelledError without a cancel()"
     except Exception as exc:  # noqa: BLE001 -- reported, and fails the test
         kind, detail = "undocumented", repr(exc)[:300]
+    finally:
+        # The Future holds its exception, whose traceback holds this frame: drop the Future
+        # so that no reference cycle keeps the input alive (the soak watches memory).
+        future = None
     return Outcome(kind, style, len(numbers), time.monotonic() - started, timeout, detail)
 
 

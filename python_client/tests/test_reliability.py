@@ -153,8 +153,8 @@ def test_faulty_worker_under_load(mode: str) -> None:
     tally.assert_clean()
     if mode != "chaos":
         assert tally.kinds[allowed[0]] > 0
-    else:  # the mix really happened
-        assert tally.kinds["ok"] > 0 and len(tally.kinds) >= 3, tally.kinds
+    else:  # the mix really happened: right answers and faults (which ones is up to chance)
+        assert tally.kinds["ok"] > 0 and len(tally.kinds) >= 2, tally.kinds
 
 
 def test_missing_worker_under_load(tmp_path: Path, monkeypatch) -> None:
@@ -267,3 +267,46 @@ def test_a_call_settled_while_its_chunks_are_written_stops_quietly(worker_comman
         monkeypatch.undo()
         assert w.calculate_squares(range(3000)) == [n * n for n in range(3000)]
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_finished_call_is_freed_by_reference_counting_alone(worker_command) -> None:
+    # Found by the soak: reference cycles (Future -> its done-callback -> the call -> the
+    # Future; an exception -> its traceback -> the frame holding the call -> the Future -> the
+    # exception) kept results, inputs and the caller's frames alive until the cyclic GC ran:
+    # a 15 s soak ended with ~3,000,000 squares held by garbage. With the GC off, nothing a
+    # finished call touched may stay allocated.
+    rng = random.Random(5)
+
+    def succeed() -> None:
+        numbers = random_numbers(rng, 50_000)
+        assert len(w.submit(numbers).result(timeout=30)) == 50_000
+        assert len(w.calculate_squares(numbers, timeout=30)) == 50_000
+
+    def time_out() -> None:
+        numbers = random_numbers(rng, 50_000)
+        try:
+            w.calculate_squares(numbers, timeout=1e-9)
+        except TimeoutError:
+            pass
+        else:
+            pytest.fail("a 1 ns timeout did not expire")
+        future = w.submit(random_numbers(rng, 50_000), timeout=1e-9)
+        try:
+            future.result(timeout=30)
+        except TimeoutError:
+            pass
+        del future
+
+    with my_module.Worker(worker_command) as w:
+        succeed(), time_out()  # warm up: the worker started, caches filled
+        gc.collect()
+        gc.disable()
+        try:
+            blocks = sys.getallocatedblocks()
+            for _ in range(5):
+                succeed()
+                time_out()
+            leaked = sys.getallocatedblocks() - blocks
+        finally:
+            gc.enable()
+    assert leaked < 50_000, f"{leaked} blocks left by 5 x 4 calls of 50,000 numbers"

@@ -137,8 +137,8 @@ class Worker:
         :raises ProtocolError: the worker broke the wire contract (it is replaced).
         :raises WorkerError: this Worker is closed, or another worker failure.
         """
-        call = self._prepare_squares(numbers, timeout)
-        squares: List[int] = self._run(call)
+        # No local for the call: a raised exception's traceback holds this frame (see _run).
+        squares: List[int] = self._run(self._prepare_squares(numbers, timeout))
         return squares
 
     def submit(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> "concurrent.futures.Future[List[int]]":
@@ -174,7 +174,10 @@ class Worker:
         loop = asyncio.get_running_loop()
         waiter = asyncio.wrap_future(call.future, loop=loop)
         loop.run_in_executor(None, self._dispatch, call)
-        result: List[int] = await waiter
+        try:
+            result: List[int] = await waiter
+        finally:
+            del call, waiter  # no cycle through the exception's traceback (see _run)
         return result
 
     @property
@@ -258,9 +261,9 @@ class Worker:
                 "a blocking my_module call from a Future callback would deadlock the reader "
                 "thread; use submit() there instead"
             )
+        future = call.future
         try:
             self._dispatch(call)
-            future = call.future
             remaining = call.remaining()
             if remaining is not None:
                 try:
@@ -271,8 +274,13 @@ class Worker:
                 call.expire()
             return future.result()
         except BaseException:
-            call.future.cancel()  # no-op if done; else cancels its requests in the worker
+            future.cancel()  # no-op if done; else cancels its requests in the worker
             raise
+        finally:
+            # An exception raised here holds this frame (its traceback) and the Future holds
+            # the exception: without these locals that is no reference cycle keeping the
+            # call, its Future and the caller's frames alive until the cyclic GC runs.
+            del call, future
 
     def _dispatch(self, call: Call) -> None:
         """Send the call's unfinished parts. Never raises: every outcome goes to the Future."""
