@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 WORKER := .build/release/squares-worker
 
-.PHONY: demo test worker venv test-swift test-protocol test-python bench bench-e2e bench-e2e-quick clean
+.PHONY: demo test worker venv test-swift test-protocol test-python bench bench-e2e bench-e2e-quick clean test-long
 
 ## Build the worker (release) and run the demo.
 demo: worker venv
@@ -36,6 +36,16 @@ test-protocol: worker venv
 
 test-python: worker venv
 	$(VPY) -m pytest -q python_client/tests
+
+## The long versions of the client's reliability tests (python_client/README.md, Reliability): a
+## 50,000,000-number call (~5 GB of RAM), a SOAK_SECONDS soak (default 600) and FAULT_SECONDS of
+## SIGKILLs under load (default 120).
+SOAK_SECONDS ?= 600
+FAULT_SECONDS ?= 120
+test-long: worker venv
+	MY_MODULE_LONG=1 SOAK_SECONDS=$(SOAK_SECONDS) FAULT_SECONDS=$(FAULT_SECONDS) $(VPY) -m pytest -q -s -rs \
+		python_client/tests/test_limits.py python_client/tests/test_soak.py \
+		python_client/tests/test_reliability.py::test_sigkill_at_random_moments_under_load_from_16_threads
 
 ## Release benchmark of the codec and the core against Foundation's Codable.
 bench:

@@ -28,6 +28,14 @@ HARD_TIMEOUT = 60.0
 exits (a hang is a failure, never a stuck CI)."""
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "long: too slow or memory-hungry for the default run; skipped (saying why) unless "
+        "MY_MODULE_LONG=1, as `make test-long` sets",
+    )
+
+
 @pytest.fixture(autouse=True)
 def hard_time_bound() -> Iterator[None]:
     faulthandler.dump_traceback_later(HARD_TIMEOUT, exit=True)

@@ -8,6 +8,7 @@ threads, child processes (no zombie) and file descriptors it held before.
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import logging
 import os
@@ -50,6 +51,7 @@ def test_sigkill_at_random_moments_under_load_from_16_threads(worker_command) ->
     # style (blocking, submit, submit then cancel, asyncio).
     duration = float(os.environ.get("FAULT_SECONDS", "8"))
     timeout = 15.0
+    faulthandler.dump_traceback_later(duration + timeout + 60, exit=True)  # for long runs
     before = Snapshot.settled()
     # Every call: the exact squares (most, thanks to the transparent retry), a cancellation
     # it made, or WorkerCrashedError naming the SIGKILL (killed again on its retry).

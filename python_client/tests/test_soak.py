@@ -34,6 +34,7 @@ THREADS = 16
 SLACK = 1.5  # seconds a call may end after its timeout (see test_reliability.SLACK)
 RSS_GROWTH = 1.5  # the last quarter's peak may be at most this times the first quarter's...
 RSS_SLACK_KIB = 8 * 1024  # ...plus this much
+CLIENT_RSS_SLACK_KIB = 32 * 1024  # the client's working set is 16 threads' inputs and results
 
 
 def pick_timeout(rng: random.Random) -> Optional[float]:
@@ -151,3 +152,5 @@ def test_soak_16_threads_mixed_sizes_timeouts_and_cancellations(worker_command, 
     assert len(samples) >= 50
     # Flat: the worker's memory at the end is what it was once warmed up.
     assert q[3] <= RSS_GROWTH * q[0] + RSS_SLACK_KIB, f"worker RSS grew: quarter peaks {q} KiB"
+    # And the client's (it caught finished calls kept alive by the deadline watcher).
+    assert cq[3] <= RSS_GROWTH * cq[0] + CLIENT_RSS_SLACK_KIB, f"client RSS grew: quarter peaks {cq} KiB"
