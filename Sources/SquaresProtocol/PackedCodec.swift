@@ -33,10 +33,15 @@ public enum PackedCodec {
             (range.lowerBound * 16)..<(range.upperBound == blocks ? characters : range.upperBound * 16)
         }
         let frozen = text
-        let problems = try? await forEachRange(ranges.indices.map { $0..<$0 + 1 }) { index -> String? in
-            decode(frozen, range: ranges[index.lowerBound], byteCount: byteCount, into: output)
+        let problems: [String?]
+        do {
+            problems = try await forEachRange(ranges.indices.map { $0..<$0 + 1 }) { index -> String? in
+                decode(frozen, range: ranges[index.lowerBound], byteCount: byteCount, into: output)
+            }
+        } catch {
+            preconditionFailure("forEachRange rethrows only what the body throws, and it throws nothing: \(error)")
         }
-        if let problem = problems?.compactMap({ $0 }).first { throw Invalid(detail: problem) }
+        if let problem = problems.compactMap({ $0 }).first { throw Invalid(detail: problem) }
         return output
     }
 

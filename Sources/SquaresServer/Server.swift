@@ -92,12 +92,11 @@ public struct Server: Sendable {
         case .batch(let entries): entries
         }
         var shutdown = false
-        // Requests are registered first, so a `$/cancel` later in the same batch finds them.
-        let calls: [Call?] = entries.map { entry -> Call? in
-            guard case .request(let request) = entry, let id = request.id else { return nil }
-            return Call(request: request, signal: registry.register(id))
-        }
-        for case .request(let request) in entries {
+        // In stream order: a request is registered where it stands, and a `$/cancel` reaches the
+        // requests read before it (earlier frames, earlier entries of this batch), never later ones.
+        var calls: [Call?] = []
+        for entry in entries {
+            guard case .request(let request) = entry else { calls.append(nil); continue }
             switch request.method {
             case ProtocolConstants.Method.cancel:
                 if case .object(let object)? = request.params, let target = object["id"] {
@@ -108,6 +107,10 @@ public struct Server: Sendable {
             default:
                 break
             }
+            guard let id = request.id else { calls.append(nil); continue }  // a notification
+            // A `$/cancel` request is answered, never cancelled: its signal is not registered.
+            let signal = request.method == ProtocolConstants.Method.cancel ? CancellationSignal() : registry.register(id)
+            calls.append(Call(request: request, signal: signal))
         }
         let producesReply = entries.contains { entry in
             if case .request(let request) = entry { return !request.isNotification }
@@ -115,7 +118,7 @@ public struct Server: Sendable {
         }
         guard producesReply else { return FramePlan(job: nil, shutdown: shutdown) }
         let isBatch = if case .batch = content { true } else { false }
-        let job: @Sendable () async -> Void = { [self] in
+        let job: @Sendable () async -> Void = { [self, calls] in
             var responses: [Response] = []
             for (entry, call) in zip(entries, calls) {
                 switch entry {
@@ -207,9 +210,7 @@ public struct Server: Sendable {
     }
 
     static func squaresJSONSequentially(_ numbers: IntegerArray) -> ResultBody {
-        jsonResult(numbers.pieces.filter { !$0.isEmpty }.enumerated().map { i, piece in
-            piece.withUnsafeBufferPointer { IntegerArrayCodec.encodeSquares(of: $0, leadingComma: i > 0) }
-        })
+        jsonResult(IntegerArrayCodec.encodeSquaresSequentially(of: numbers))
     }
 
     static func squaresPackedSequentially(_ text: String) throws(RPCError) -> ResultBody {
@@ -220,7 +221,9 @@ public struct Server: Sendable {
             throw RPCError.invalidPacked(error)
         }
         let squares = OwnedBuffer<UInt64>(uninitializedCount: numbers.count)
-        squareSequentially(UnsafeBufferPointer(numbers.storage), into: squares.storage)
+        withExtendedLifetime(numbers) {
+            squareSequentially(UnsafeBufferPointer(numbers.storage), into: squares.storage)
+        }
         return packedResult([PackedCodec.encodeSquaresSequentially(squares)])
     }
 

@@ -14,8 +14,15 @@ import Darwin
 
 /// Reads frames from a file descriptor on a dedicated thread (blocking reads never run on the
 /// concurrency pool, which has one thread per core) into a `FrameInbox`.
+///
+/// It alone ends the inbox: at the end of input, or when woken through `stopDescriptor` (the
+/// stop-signal handler writes a byte there). So a frame it has read is always handed over or
+/// answered before the stream ends, whenever the stop comes.
 public final class FrameReaderThread: Sendable {
     public let inbox: FrameInbox
+    /// Writing a byte here (async-signal-safe) makes the reader stop reading and end the inbox.
+    public let stopDescriptor: Int32
+    private let stopReadEnd: Int32
     private let descriptor: Int32
     private let maxFrameBytes: Int
     private let logger: Logger
@@ -32,6 +39,16 @@ public final class FrameReaderThread: Sendable {
         self.inbox = inbox
         self.logger = logger
         self.inline = inline
+        var ends: [Int32] = [-1, -1]
+        precondition(pipe(&ends) == 0, "cannot create the stop pipe: \(String(cString: strerror(errno)))")
+        (stopReadEnd, stopDescriptor) = (ends[0], ends[1])
+    }
+
+    /// Stops reading at the next frame boundary of the reader's work (for tests; the worker's
+    /// signal handler writes to `stopDescriptor` itself).
+    public func requestStop() {
+        var byte: UInt8 = 0
+        _ = write(stopDescriptor, &byte, 1)
     }
 
     public func start() {
@@ -45,10 +62,23 @@ public final class FrameReaderThread: Sendable {
         // 1 MiB reads: a 64 MiB frame arrives in 64 system calls.
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
+        var watched = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0), pollfd(fd: stopReadEnd, events: Int16(POLLIN), revents: 0)]
         while true {
+            if poll(&watched, 2, -1) < 0 {
+                if errno == EINTR { continue }
+                logger.error("poll failed: \(String(cString: strerror(errno)))")
+                break
+            }
+            if watched[1].revents != 0 {
+                var signal: UInt8 = 0
+                _ = read(stopReadEnd, &signal, 1)
+                logger.info("stop requested (signal \(signal)): finishing the requests in flight")
+                inbox.finish()
+                return
+            }
             let n = read(descriptor, buffer.baseAddress, buffer.count)
             if n < 0 {
-                if errno == EINTR { continue }
+                if errno == EINTR || errno == EAGAIN { continue }
                 logger.error("read failed: \(String(cString: strerror(errno)))")
                 break
             }

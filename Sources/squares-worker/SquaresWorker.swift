@@ -1,10 +1,8 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import Logging
 import SquaresServer
 import SquaresProtocol
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -69,22 +67,21 @@ struct SquaresWorker: AsyncParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         enlargePipeBuffers(logger: logger)
         let inbox = FrameInbox()
-        let stopSignals = watchStopSignals(inbox: inbox, logger: logger)
         let writer = FrameWriterThread(descriptor: STDOUT_FILENO, logger: logger)
         let server = Server(configuration: configuration, logger: logger)
         let reader = FrameReaderThread(
             descriptor: STDIN_FILENO, maxFrameBytes: maxFrameBytes, inbox: inbox, logger: logger,
             inline: (server.answerInline, writer))
+        installStopSignalHandlers(wake: reader.stopDescriptor)
         writer.start()
         reader.start()
         logger.info("ready: parallelism \(configuration.parallelism), max in flight \(maxInFlight), max frame \(maxFrameBytes) bytes")
 
         let status = await server.run(inbox, writer: writer)
-        withExtendedLifetime(stopSignals) {}
         logger.info("exiting with status \(status.rawValue)")
         // Every reply has been written (each request awaits its write); the reader thread may still
         // be blocked in read(2), so end the process rather than return.
-        Glibc.exit(status.rawValue)
+        terminate(status.rawValue)
     }
 }
 
@@ -95,24 +92,36 @@ func activeProcessorCount() -> Int {
     max(1, ProcessInfo.processInfo.activeProcessorCount)
 }
 
-/// SIGTERM or SIGINT: stop reading, finish what is in flight, exit 0. A second one: exit at once
-/// (128 + the signal), for a client that asked to stop but never reads the replies.
-func watchStopSignals(inbox: FrameInbox, logger: Logger) -> [any DispatchSourceSignal] {
-    let received = Atomic<Int>(0)
-    return [SIGTERM, SIGINT].map { number in
-        signal(number, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-        source.setEventHandler {
-            if received.add(1, ordering: .relaxed).newValue > 1 {
-                logger.warning("signal \(number) again: exiting without waiting")
-                _exit(128 + number)
-            }
-            logger.info("signal \(number): finishing the requests in flight")
-            inbox.finish()
-        }
-        source.resume()
-        return source
+/// Ends the process (the reader thread may still be blocked in poll(2)).
+func terminate(_ status: Int32) -> Never {
+    exit(status)
+}
+
+/// Where the stop-signal handler writes, and how many stop signals came: the handler may only
+/// touch plain globals and call async-signal-safe functions.
+nonisolated(unsafe) private var stopWakeDescriptor: Int32 = -1
+nonisolated(unsafe) private var stopSignalCount: Int32 = 0
+
+/// SIGTERM or SIGINT: the reader stops reading, the worker finishes what is in flight and exits 0.
+/// A second one: exit at once (128 + the signal), for a client that never reads the replies.
+/// Installed with sigaction before the reader starts, so no signal can fall in a gap.
+func installStopSignalHandlers(wake descriptor: Int32) {
+    stopWakeDescriptor = descriptor
+    let handler: @convention(c) (Int32) -> Void = { number in
+        stopSignalCount += 1
+        if stopSignalCount > 1 { _exit(128 + number) }
+        var byte = UInt8(truncatingIfNeeded: number)
+        _ = write(stopWakeDescriptor, &byte, 1)
     }
+    var action = sigaction()
+    #if os(Linux)
+    action.__sigaction_handler.sa_handler = handler
+    #else
+    action.__sigaction_u.__sa_handler = handler
+    #endif
+    sigemptyset(&action.sa_mask)
+    action.sa_flags = SA_RESTART
+    for number in [SIGTERM, SIGINT] { sigaction(number, &action, nil) }
 }
 
 /// Asks for 1 MiB pipe buffers on stdin and stdout (Linux; best effort). With the default 64 KiB a

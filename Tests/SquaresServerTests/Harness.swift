@@ -63,7 +63,7 @@ struct Harness {
     func send(_ event: InboundEvent) { input.yield(event) }
 
     /// The first `count` replies, waiting up to `seconds` for them (fewer if they do not come).
-    func replies(_ count: Int, within seconds: Double = 10) async -> [String] {
+    func replies(_ count: Int, within seconds: Double = 60) async -> [String] {
         let deadline = ContinuousClock.now + .seconds(seconds)
         while writer.written.count < count && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(2))

@@ -16,7 +16,7 @@ struct ServerTests {
     @Test("a big request is squared in parallel pieces and joined in order")
     func bigRequest() async {
         let harness = Harness()
-        let values = (0..<200_000).map { UInt32($0) &* 2_654_435_761 }
+        let values = (0..<70_000).map { UInt32($0) &* 2_654_435_761 }
         harness.send(request(9, "calculate_squares", "[[" + values.map(String.init).joined(separator: ",") + "]]"))
         let expected = #"{"jsonrpc":"2.0","id":9,"result":["# + values.map { String(UInt64($0) * UInt64($0)) }.joined(separator: ",") + "]}"
         #expect(await harness.replies(1) == [expected])
@@ -69,6 +69,26 @@ struct ServerTests {
         #expect(await harness.finish() == .success)
     }
 
+    @Test("a $/cancel request is answered null, and cancels only requests read before it")
+    func cancelOrder() async {
+        let harness = Harness()
+        harness.send(#"{"jsonrpc":"2.0","id":7,"method":"$/cancel","params":{"id":7}}"#)
+        harness.send("[" + #"{"jsonrpc":"2.0","method":"$/cancel","params":{"id":1}}"# + "," + request(1, "calculate_squares", "[[2]]") + "]")
+        let replies = await harness.replies(2)
+        #expect(Set(replies) == [#"{"jsonrpc":"2.0","id":7,"result":null}"#, #"[{"jsonrpc":"2.0","id":1,"result":[4]}]"#])
+        #expect(await harness.finish() == .success)
+    }
+
+    @Test("cancelling a big request stops its encoding early")
+    func cancelBigRequest() async {
+        let harness = Harness(ServerConfiguration(parallelism: 1))
+        let numbers = "[[" + Array(repeating: "7", count: 300_000).joined(separator: ",") + "]]"
+        harness.send(request(1, "calculate_squares", numbers))
+        harness.send(#"{"jsonrpc":"2.0","method":"$/cancel","params":{"id":1}}"#)
+        #expect(await harness.replies(1) == [#"{"jsonrpc":"2.0","id":1,"error":{"code":-32800,"message":"Request cancelled"}}"#])
+        #expect(await harness.finish() == .success)
+    }
+
     @Test("a cancel in the same batch as its request cancels it")
     func cancelInBatch() async {
         let harness = Harness()
@@ -80,8 +100,9 @@ struct ServerTests {
     @Test("at the in-flight bound the server stops taking input until a request finishes")
     func inFlightBound() async {
         let harness = Harness(ServerConfiguration(parallelism: 2, maxInFlight: 2, testMethods: true))
-        for id in 1...4 { harness.send(request(id, "test/sleep", #"{"ms":400}"#)) }
-        try? await Task.sleep(for: .milliseconds(200))
+        // Sleeps long enough that the check below comes first even on a loaded machine.
+        for id in 1...4 { harness.send(request(id, "test/sleep", #"{"ms":1500}"#)) }
+        try? await Task.sleep(for: .milliseconds(300))
         #expect(harness.inbound.taken.count == 2, "took \(harness.inbound.taken.count) events with 2 in flight")
         #expect(harness.writer.written.isEmpty)
         #expect(await harness.replies(4).count == 4)
