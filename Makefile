@@ -38,7 +38,7 @@ test-protocol: worker venv
 test-python: worker venv
 	$(VPY) -m pytest -q python_client/tests
 
-## The long versions of the client's reliability tests (python_client/README.md, Reliability): a
+## The long versions of the client's reliability tests (README.md, Reliability): a
 ## 50,000,000-number call (~5 GB of RAM), a SOAK_SECONDS soak (default 600) and FAULT_SECONDS of
 ## SIGKILLs under load (default 120).
 SOAK_SECONDS ?= 600
