@@ -97,9 +97,9 @@ def call_once(
             kind, detail = "wrong", f"{len(result)} results for {len(numbers)} numbers"
     except DOCUMENTED as exc:
         kind, detail = type(exc).__name__, str(exc)[:300]
-        if isinstance(exc, TimeoutError) and not isinstance(exc, my_module.WorkerError):
-            kind = "TimeoutError"  # asyncio.TimeoutError is TimeoutError since 3.11
-    except asyncio.TimeoutError:
+        if style == "async" and time.monotonic() - started >= hang_after:
+            kind, detail = "hung", f"coroutine not done after {hang_after} s"  # wait_for's (3.11+)
+    except asyncio.TimeoutError:  # before 3.11, not the built-in TimeoutError
         kind, detail = "hung", f"coroutine not done after {hang_after} s"
     except concurrent.futures.CancelledError:
         kind, detail = "undocumented", "CancelledError without a cancel()"
