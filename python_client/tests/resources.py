@@ -141,7 +141,7 @@ class Snapshot:
         return found
 
 
-def assert_no_leaks(before: Snapshot, settle: float = 5.0) -> Snapshot:
+def assert_no_leaks(before: Snapshot, settle: float = 10.0) -> Snapshot:
     """Wait up to ``settle`` s until the process holds nothing it did not hold at ``before``
     (no extra thread, child process, zombie or fd); fail if it still does."""
     deadline = time.monotonic() + settle
