@@ -356,6 +356,10 @@ class Connection:
                 if body is None:
                     break
                 self._dispatch(body)
+                if self._cancel_backlog:
+                    # Cancels queued while the pipe was full: a reply means the worker made
+                    # progress and may have room again; an idle client has no other writer.
+                    self._flush_cancels_nowait()
         except TruncatedFrameError as exc:
             note = str(exc)
         except OversizedFrameError as exc:

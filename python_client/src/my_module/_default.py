@@ -63,7 +63,7 @@ def calculate_squares(numbers: Iterable[Any], *, timeout: Optional[float] = None
 async def calculate_squares_async(
     numbers: Iterable[Any], *, timeout: Optional[float] = None
 ) -> List[int]:
-    """``await``-able :func:`calculate_squares`; never blocks the event loop.
+    """``await``-able :func:`calculate_squares`; does not block the event loop on the worker.
 
     Cancelling the awaiting task cancels the request in the worker. Raises what
     :func:`calculate_squares` raises.

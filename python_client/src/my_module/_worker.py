@@ -160,10 +160,11 @@ class Worker:
         return call.future
 
     async def calculate_squares_async(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> List[int]:
-        """``await``-able :meth:`calculate_squares` that never blocks the event loop.
+        """``await``-able :meth:`calculate_squares` that does not block the event loop on I/O.
 
-        The input is written by a thread of the loop's default executor; the result arrives
-        through the call's Future. Cancelling the awaiting task cancels the request in the
+        The input is turned into a sequence on the calling thread (a generator is consumed
+        there, a numpy array's ``tolist()`` runs there); it is encoded and written by a thread
+        of the loop's default executor, and the result arrives through the call's Future. Cancelling the awaiting task cancels the request in the
         worker. Raises what :meth:`calculate_squares` raises.
         """
         import asyncio
