@@ -48,7 +48,7 @@ struct ServerTests {
     @Test("a quick request is answered before a slow one sent earlier")
     func outOfOrder() async {
         let harness = Harness()
-        harness.send(request(1, "test/sleep", #"{"ms":300}"#))
+        harness.send(request(1, "test/sleep", #"{"ms":1000}"#))
         harness.send(request(2, "calculate_squares", "[[5]]"))
         let replies = await harness.replies(2)
         #expect(replies == [#"{"jsonrpc":"2.0","id":2,"result":[25]}"#, #"{"jsonrpc":"2.0","id":1,"result":null}"#])
@@ -115,7 +115,8 @@ struct ServerTests {
         let harness = Harness(ServerConfiguration(parallelism: 2, maxFrameBytes: 100))
         harness.send(.oversized(length: 5000))
         harness.send(request(1, "calculate_squares", "[[6]]"))
-        #expect(await harness.replies(2) == [
+        // Two frames, two child tasks: the replies may come in either order.
+        #expect(Set(await harness.replies(2)) == [
             #"{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Frame too large","data":{"frameBytes":5000,"maxFrameBytes":100}}}"#,
             #"{"jsonrpc":"2.0","id":1,"result":[36]}"#,
         ])
@@ -155,9 +156,10 @@ struct ServerTests {
         let harness = Harness()
         harness.send("{not json")
         harness.send(request(1, "calculate_squares", "[[1]]"))
-        let replies = await harness.replies(2)
-        #expect(replies.first?.hasPrefix(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700"#) == true)
-        #expect(replies.last == #"{"jsonrpc":"2.0","id":1,"result":[1]}"#)
+        let replies = await harness.replies(2)  // in either order
+        #expect(replies.count == 2)
+        #expect(replies.contains { $0.hasPrefix(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700"#) })
+        #expect(replies.contains(#"{"jsonrpc":"2.0","id":1,"result":[1]}"#))
         #expect(await harness.finish() == .success)
     }
 
