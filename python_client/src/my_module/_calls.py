@@ -9,6 +9,7 @@ in the worker with ``$/cancel``.
 
 from __future__ import annotations
 
+import binascii
 import concurrent.futures
 import functools
 import json
@@ -16,7 +17,7 @@ import logging
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _convert
 from ._errors import ProtocolError, WorkerError
@@ -24,6 +25,8 @@ from ._framing import frame_header
 from ._protocol import JSONRPC_VERSION, ErrorCode, Method, Reason
 
 if TYPE_CHECKING:
+    from array import array
+
     from ._connection import Connection
     from ._worker import Worker
 
@@ -257,9 +260,14 @@ class SquaresCall(Call):
         super().__init__(worker, deadline, retries)
         self.numbers: Optional[Sequence[Any]] = numbers
         self.bounds: List[Tuple[int, int]] = []
-        self._results: List[Optional[List[int]]] = []
+        # Per part: its squares (a list from a JSON reply, the raw little-endian u64s of a packed
+        # one, turned into ints in one pass at the end), or None until its reply is in.
+        self._results: List[Union[List[int], bytes, None]] = []
         self._errors: Dict[int, BaseException] = {}
         self._packed_parts: Dict[int, bool] = {}  # part index -> sent in the packed encoding
+        # The whole input as u32s, packed once for all its chunks (None: not tried yet; False:
+        # array() refused an element, so each chunk is packed, or sent as JSON, on its own).
+        self._packed_whole: Union["array[int]", None, bool] = None
         self._prefix = 0  # parts 0.._prefix-1 all have replies
 
     def plan(self, chunk_size: int) -> None:
@@ -284,13 +292,27 @@ class SquaresCall(Call):
         if numbers is None:
             raise CallSettled()
         start, end = self.bounds[index]
-        chunk = numbers if end - start == len(numbers) else numbers[start:end]
+        whole = end - start == len(numbers)
         head = b'{"jsonrpc":"2.0","id":%d,"method":"%s","params":' % (rid, self.method.encode())
-        body = _convert.encode_packed(chunk) if packed else None
+        body: Optional[bytes] = None
+        if packed:
+            if whole:
+                body = _convert.encode_packed(numbers)
+            else:
+                # A big input is converted to u32s once (one C-level pass over the list, no
+                # chunk copies); each chunk's base64 is cut from that array.
+                packed_whole = self._packed_whole
+                if packed_whole is None:
+                    packed_whole = self._packed_whole = _convert.pack_u32(numbers) or False
+                if packed_whole is not False:
+                    body = binascii.b2a_base64(memoryview(packed_whole)[start:end], newline=False)
+                else:
+                    body = _convert.encode_packed(numbers[start:end])
         sent_packed = body is not None
         if body is not None:
             prefix, suffix = head + b'{"numbersPacked":"', b'"}}'
         else:
+            chunk = numbers if whole else numbers[start:end]
             prefix, suffix = head + b'{"numbers":', b"}}"
             try:
                 body = _convert.encode_chunk(chunk, max_frame_bytes - len(prefix) - len(suffix))
@@ -308,15 +330,15 @@ class SquaresCall(Call):
     def on_result(self, index: int, result: Any) -> None:
         start, end = self.bounds[index]
         if self._packed_parts.get(index):
-            squares = _convert.decode_packed_squares(
+            data = _convert.decode_packed_bytes(
                 result.get("squaresPacked") if type(result) is dict else None, end - start
             )
-            if squares is None:
+            if data is None:
                 raise ProtocolError(
                     f"worker answered a packed calculate_squares chunk of {end - start} numbers "
                     f"without {end - start} packed squares: {result!r:.120}"
                 )
-            self._record(index, result=squares)
+            self._record(index, result=data)
             return
         if type(result) is not list or len(result) != end - start:
             raise ProtocolError(
@@ -351,7 +373,7 @@ class SquaresCall(Call):
     def _record(
         self,
         index: int,
-        result: Optional[List[int]] = None,
+        result: Union[List[int], bytes, None] = None,
         error: Optional[BaseException] = None,
     ) -> None:
         with self.lock:
@@ -370,19 +392,14 @@ class SquaresCall(Call):
                 failed = True
             elif self._prefix == parts:
                 failed = False
-                if parts == 1:
-                    outcome = self._results[0]
-                else:
-                    outcome = []
-                    for part in self._results:
-                        outcome.extend(part or ())
+                outcome = self._results
             else:
                 return
             self._claimed = True
         if failed:
             self._settle(exc=outcome)
-        else:
-            self._settle(result=outcome)
+        else:  # assembled outside the lock: ~50 ms for 1,000,000 squares
+            self._settle(result=_assemble(outcome))
 
     def unfinished_parts(self) -> List[int]:
         """Chunks still needing a reply; none past a chunk known to hold a bad element."""
@@ -395,4 +412,24 @@ class SquaresCall(Call):
 
     def release_payload(self) -> None:
         self.numbers = None
+        self._packed_whole = None
         self._results = []
+
+
+def _assemble(parts: List[Union[List[int], bytes, None]]) -> List[int]:
+    """The squares of all parts, in order, as one list.
+
+    Packed parts are concatenated and converted to ints in one C-level pass (``array('Q')``
+    ``.tolist()``), which is cheaper than a list per part and then their concatenation.
+    """
+    if len(parts) == 1:
+        only = parts[0]
+        if isinstance(only, bytes):
+            return _convert.squares_from_bytes(only)
+        return only if only is not None else []
+    if all(isinstance(part, bytes) for part in parts):
+        return _convert.squares_from_bytes(b"".join(parts))  # type: ignore[arg-type]
+    squares: List[int] = []
+    for part in parts:
+        squares.extend(_convert.squares_from_bytes(part) if isinstance(part, bytes) else part or ())
+    return squares

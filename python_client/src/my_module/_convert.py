@@ -209,45 +209,75 @@ _BIG_ENDIAN = sys.byteorder == "big"
 _ARRAY_TAKES_INT_ONLY_OBJECTS = sys.version_info < (3, 10)
 
 
-def encode_packed(chunk: Sequence[Any]) -> Optional[bytes]:
-    """The chunk as ``numbersPacked`` (base64 of little-endian u32s), or None if one element is
-    not a u32.
+def pack_u32(numbers: Sequence[Any]) -> Optional["array[int]"]:
+    """``numbers`` as an ``array`` of little-endian u32s, or None if one element is not a u32.
 
     ``array('I', ...)`` converts in C exactly what PyO3's extraction accepts (ints, bools,
     ``__index__`` objects in 0..2**32-1) and refuses the rest; it does not say which element,
-    so a refused chunk goes the JSON way and the worker names the index. Encoding 1,000,000
-    numbers this way takes ~26 ms, against ~90 ms for ``repr`` and ~150 ms for ``json.dumps``.
+    so a refused chunk goes the JSON way and the worker names the index.
     """
     try:
         if _ARRAY_TAKES_INT_ONLY_OBJECTS:
             # Before 3.10 array() also takes objects with only __int__ (Decimal(4.5) -> 4),
             # which PyO3 refuses; operator.index refuses them too, still in a C-level loop.
-            packed = array(_U32, map(operator.index, chunk))
+            packed = array(_U32, map(operator.index, numbers))
         else:
-            packed = array(_U32, chunk)
+            packed = array(_U32, numbers)
     except (TypeError, OverflowError, ValueError):
         return None
     if _BIG_ENDIAN:
         packed.byteswap()
-    return binascii.b2a_base64(packed, newline=False)
+    return packed
 
 
-def decode_packed_squares(text: Any, count: int) -> Optional[List[int]]:
-    """The ``count`` squares in a ``squaresPacked`` value (str, or bytes from
-    :func:`loads_reply`), or None if it is not one."""
+def encode_packed(chunk: Sequence[Any]) -> Optional[bytes]:
+    """The chunk as ``numbersPacked`` (base64 of little-endian u32s), or None if one element is
+    not a u32 (see :func:`pack_u32`). Encoding 1,000,000 numbers this way takes ~26 ms, against
+    ~90 ms for ``repr`` and ~150 ms for ``json.dumps``."""
+    packed = pack_u32(chunk)
+    return None if packed is None else binascii.b2a_base64(packed, newline=False)
+
+
+def _a2b_strict(text: Union[str, bytes]) -> bytes:
+    # strict_mode (3.11+) refuses anything but canonical base64, and is ~15% faster.
+    return binascii.a2b_base64(text, strict_mode=True)  # type: ignore[call-arg]
+
+
+def _a2b_lenient(text: Union[str, bytes]) -> bytes:
+    return binascii.a2b_base64(text)
+
+
+_a2b = _a2b_strict if sys.version_info >= (3, 11) else _a2b_lenient
+
+
+def decode_packed_bytes(text: Any, count: int) -> Optional[bytes]:
+    """The ``8 * count`` bytes (little-endian u64s) of a ``squaresPacked`` value (str, or bytes
+    from :func:`loads_reply`), or None if it is not base64 of exactly ``count`` u64s."""
     if not isinstance(text, (str, bytes)):
         return None
     try:
-        data = binascii.a2b_base64(text)
+        data = _a2b(text)
     except (binascii.Error, ValueError):
         return None
     if len(data) != 8 * count:  # also catches text with stray characters (a2b skips them)
         return None
+    return data
+
+
+def squares_from_bytes(data: bytes) -> List[int]:
+    """The list of ints held by ``data``, little-endian u64s (one C-level pass)."""
     squares = array("Q")
     squares.frombytes(data)
     if _BIG_ENDIAN:
         squares.byteswap()
     return squares.tolist()
+
+
+def decode_packed_squares(text: Any, count: int) -> Optional[List[int]]:
+    """The ``count`` squares in a ``squaresPacked`` value (str, or bytes from
+    :func:`loads_reply`), or None if it is not one."""
+    data = decode_packed_bytes(text, count)
+    return None if data is None else squares_from_bytes(data)
 
 
 _PACKED_KEY = b'"squaresPacked":"'
