@@ -97,12 +97,23 @@ class Call:
         self.conn: Optional[Connection] = None  # the connection the parts are on
         self._inflight: Dict[int, int] = {}  # part index -> request id on self.conn
         self._finished: List[bool] = [False]  # per part: its reply (result or error) is in
-        self._claimed = False  # set (under lock) by the one path allowed to settle
+        # Set (under lock) by the one path allowed to settle, just before it does, and by the
+        # Future's done callback (so also on Future.cancel()): read without the lock, it says
+        # "settled, or about to be" as cheaply as an attribute can.
+        self._claimed = False
         # The callback holds the call weakly: Future -> callback -> call -> Future would be a
         # cycle, keeping every finished call's result alive until the cyclic GC ran (a soak
         # ended with ~3,000,000 squares held that way). A call with parts in flight is held
         # by its connection, so it is there when they need cancelling.
         self.future.add_done_callback(functools.partial(_cancel_leftovers_of, weakref.ref(self)))
+
+    @property
+    def claimed(self) -> bool:
+        """True once the call is settled or being settled (cheaper than ``future.done()``)."""
+        return self._claimed
+
+    def is_claimed(self) -> bool:
+        return self._claimed
 
     # -- parts --------------------------------------------------------------------------------
 
@@ -265,9 +276,10 @@ class SquaresCall(Call):
         self._results: List[Union[List[int], bytes, None]] = []
         self._errors: Dict[int, BaseException] = {}
         self._packed_parts: Dict[int, bool] = {}  # part index -> sent in the packed encoding
-        # The whole input as u32s, packed once for all its chunks (None: not tried yet; False:
-        # array() refused an element, so each chunk is packed, or sent as JSON, on its own).
-        self._packed_whole: Union["array[int]", None, bool] = None
+        # The whole input as u32s, packed once for all its chunks (None: not tried yet, or
+        # array() refused an element: then each chunk is packed, or sent as JSON, on its own).
+        self._packed_whole: Optional["array[int]"] = None
+        self._packed_whole_tried = False
         self._prefix = 0  # parts 0.._prefix-1 all have replies
 
     def plan(self, chunk_size: int) -> None:
@@ -301,10 +313,11 @@ class SquaresCall(Call):
             else:
                 # A big input is converted to u32s once (one C-level pass over the list, no
                 # chunk copies); each chunk's base64 is cut from that array.
+                if not self._packed_whole_tried:
+                    self._packed_whole = _convert.pack_u32(numbers)
+                    self._packed_whole_tried = True
                 packed_whole = self._packed_whole
-                if packed_whole is None:
-                    packed_whole = self._packed_whole = _convert.pack_u32(numbers) or False
-                if packed_whole is not False:
+                if packed_whole is not None:
                     body = binascii.b2a_base64(memoryview(packed_whole)[start:end], newline=False)
                 else:
                     body = _convert.encode_packed(numbers[start:end])
@@ -352,23 +365,8 @@ class SquaresCall(Call):
         self._record(index, error=self.translate_error(index, error))
 
     def translate_error(self, index: int, error: Dict[str, Any]) -> BaseException:
-        data = error.get("data")
-        if error["code"] != ErrorCode.INVALID_PARAMS or not isinstance(data, dict):
-            return super().translate_error(index, error)
-        reason = data.get("reason")
         start, end = self.bounds[index]
-        if reason == Reason.NOT_AN_ARRAY:
-            return _convert.element_error(start, None, reason)
-        position = data.get("index")
-        if (
-            reason not in (Reason.NOT_AN_INTEGER, Reason.NEGATIVE, Reason.TOO_LARGE)
-            or type(position) is not int
-            or not 0 <= position < end - start
-        ):
-            return ProtocolError(f"worker refused a well-formed calculate_squares request: {error}")
-        numbers = self.numbers
-        value = numbers[start + position] if numbers is not None else None
-        return _convert.element_error(start + position, value, reason)
+        return squares_error(error, self.numbers, start, end)
 
     def _record(
         self,
@@ -414,6 +412,92 @@ class SquaresCall(Call):
         self.numbers = None
         self._packed_whole = None
         self._results = []
+
+
+def squares_error(
+    error: Dict[str, Any], numbers: Optional[Sequence[Any]], start: int, end: int
+) -> BaseException:
+    """The exception for an error reply to the ``calculate_squares`` request that carried
+    ``numbers[start:end]``: PyO3's ``TypeError``/``OverflowError`` naming the element for a bad
+    element, else a ``WorkerError`` (or a ``ProtocolError`` for a nonsensical refusal)."""
+    data = error.get("data")
+    if error["code"] != ErrorCode.INVALID_PARAMS or not isinstance(data, dict):
+        if error["code"] == ErrorCode.REQUEST_CANCELLED:
+            return WorkerError(f"the worker cancelled the {Method.CALCULATE_SQUARES.value} request")
+        return error_from_reply(error, Method.CALCULATE_SQUARES.value)
+    reason = data.get("reason")
+    if reason == Reason.NOT_AN_ARRAY:
+        return _convert.element_error(start, None, reason)
+    position = data.get("index")
+    if (
+        reason not in (Reason.NOT_AN_INTEGER, Reason.NEGATIVE, Reason.TOO_LARGE)
+        or type(position) is not int
+        or not 0 <= position < end - start
+    ):
+        return ProtocolError(f"worker refused a well-formed calculate_squares request: {error}")
+    value = numbers[start + position] if numbers is not None else None
+    return _convert.element_error(start + position, value, reason)
+
+
+class SmallCall:
+    """The lean form of a one-request blocking ``calculate_squares`` (see
+    ``Worker._small_call``): no Future, no chunk bookkeeping. It is the owner of its request on
+    the connection; whichever thread reads the reply records the outcome here and opens
+    :attr:`event` (a held lock released once)."""
+
+    __slots__ = ("packed", "count", "outcome", "failed", "lost", "event")
+
+    def __init__(self, packed: bool, count: int) -> None:
+        self.packed = packed
+        self.count = count
+        self.outcome: Any = None  # the squares (list or packed bytes), or the error object
+        self.failed = False  # outcome is a JSON-RPC error object
+        self.lost: Optional[WorkerError] = None  # the connection ended without a reply
+        self.event = threading.Lock()
+        self.event.acquire()
+
+    def is_done(self) -> bool:
+        return self.event.locked() is False
+
+    def on_result(self, index: int, result: Any) -> None:
+        if self.packed:
+            data = _convert.decode_packed_bytes(
+                result.get("squaresPacked") if type(result) is dict else None, self.count
+            )
+            if data is None:
+                raise ProtocolError(
+                    f"worker answered a packed calculate_squares request of {self.count} numbers "
+                    f"without {self.count} packed squares: {result!r:.120}"
+                )
+            self.outcome = data
+        else:
+            if type(result) is not list or len(result) != self.count:
+                raise ProtocolError(
+                    f"worker answered a calculate_squares request of {self.count} numbers with "
+                    f"{type(result).__name__} of length "
+                    f"{len(result) if isinstance(result, list) else 'n/a'}"
+                )
+            self.outcome = result
+        self._open()
+
+    def on_error(self, index: int, error: Dict[str, Any]) -> None:
+        self.outcome, self.failed = error, True
+        self._open()
+
+    def on_lost(self, conn: Connection, error: WorkerError) -> None:
+        self.lost = error
+        self._open()
+
+    def take_lost(self) -> WorkerError:
+        lost, self.lost = self.lost, None
+        assert lost is not None
+        return lost
+
+    def _open(self) -> None:
+        try:
+            self.event.release()
+        except RuntimeError:
+            pass  # a second reply (a cancelled request answered late): already open
 
 
 def _assemble(parts: List[Union[List[int], bytes, None]]) -> List[int]:

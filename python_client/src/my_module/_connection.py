@@ -3,9 +3,13 @@
 * Writing: any thread, holding the one writer lock for a whole frame (frames never
   interleave). ``$/cancel`` notifications never wait for that lock: they are queued and
   written by whoever holds it next, or right away if it is free and the pipe has room.
-* Reading: one reader thread reads frames from stdout and hands each reply to the owner
-  registered under its request id (any order). Garbage on stdout is a ``ProtocolError``: the
-  process is killed.
+* Reading: whoever holds the read token reads frames from stdout and hands each reply to the
+  owner registered under its request id (any order). A caller waiting for a one-frame call
+  takes the token if it is free and reads its own reply (no thread hand-off: a small call
+  costs one round trip, as with a single-threaded client); otherwise, and for everything
+  else (big chunked calls, ``submit``, the end of the process), the reader thread reads. A
+  token holder that leaves with replies still expected wakes the reader thread. Garbage on
+  stdout is a ``ProtocolError``: the process is killed.
 * stderr: one thread drains it all the time (the worker can never block on a full stderr
   pipe) into the ``my_module.worker`` logger, keeping the last lines for crash reports.
 * End: when stdout ends, the reader reaps the process, builds the error (crash, protocol
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import io
 import json
 import logging
 import os
@@ -26,15 +29,16 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Protocol, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Protocol, Tuple, Union
 
 from ._errors import ProtocolError, WorkerCrashedError, WorkerError, WorkerNotFoundError
 from ._framing import (
+    FrameReader,
     OversizedFrameError,
+    ReadTimeout,
     TruncatedFrameError,
     WriteStalled,
     WriteTimeout,
-    read_frame,
     try_write_small_frame,
     write_frame,
 )
@@ -104,6 +108,7 @@ class Handshake:
         self.future: concurrent.futures.Future[Dict[str, Any]] = concurrent.futures.Future()
         self.max_frame_bytes = DEFAULT_MAX_FRAME_BYTES  # what the worker announced, once known
         self.encodings: Tuple[str, ...] = (ENCODING_JSON,)
+        self.ok = False  # the worker answered and its version is fine (future has the result)
 
     def on_result(self, index: int, result: Any) -> None:
         version = result.get("protocolVersion") if isinstance(result, dict) else None
@@ -125,6 +130,7 @@ class Handshake:
         if isinstance(encodings, list) and all(isinstance(e, str) for e in encodings):
             self.encodings = tuple(encodings)
         self.future.set_result(result)
+        self.ok = True
 
     def on_error(self, index: int, error: Dict[str, Any]) -> None:
         raise ProtocolError(f"worker refused initialize: {error}")
@@ -159,6 +165,18 @@ class Connection:
         self._kill_reason: Optional[str] = None
         self._stdin_closed = False
         self._orphan: Optional[Tuple[Owner, int]] = None
+        self._delivering: Optional[Tuple[Owner, int]] = None  # a reply being handed over
+        # Reading stdout: the thread holding the token (None: nobody) is the only one reading.
+        self._token: Optional[int] = None
+        # Wakes the reader thread: a held lock, released to signal (one C call, so a
+        # KeyboardInterrupt landing on the signalling thread cannot leave it half done, as it
+        # can a threading.Condition's notify); sticky until the thread takes it.
+        self._reader_signal = threading.Lock()
+        self._reader_signal.acquire()
+        self._reader_wanted = False  # the reader thread should take the token when it is free
+        self._read_to_end = False  # read until EOF, replies expected or not (exit, kill, close)
+        # How reading ended, when a caller holding the token saw it: the reader thread reaps.
+        self._read_end: Optional[Tuple[Optional[WorkerError], str]] = None
         self._stderr_tail: Deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self.handshake = Handshake()
         self.started_at = time.monotonic()
@@ -194,7 +212,7 @@ class Connection:
         os.set_blocking(self._stdin_fd, False)
         _enlarge_pipe(self._stdin_fd)
         _enlarge_pipe(proc.stdout.fileno())
-        self._stdout = io.BufferedReader(proc.stdout, buffer_size=1 << 16)  # type: ignore[type-var]
+        self._frames = FrameReader(proc.stdout.fileno(), self.max_frame_bytes)
         logger.debug("started worker pid %d: %s", proc.pid, " ".join(self.argv))
         self._stderr_thread = threading.Thread(
             target=self._drain_stderr, name=f"my_module-stderr-{proc.pid}", daemon=True
@@ -216,12 +234,21 @@ class Connection:
             self._next_id += 1
             return self._next_id
 
-    def register(self, rid: int, owner: Owner, index: int, *, force: bool = False) -> None:
-        """Expect a reply to request ``rid``; raises ``ConnectionRefused`` if dead/closing."""
+    def register(
+        self, rid: int, owner: Owner, index: int, *, force: bool = False, self_read: bool = False
+    ) -> None:
+        """Expect a reply to request ``rid``; raises ``ConnectionRefused`` if dead/closing.
+
+        ``self_read``: the caller will call :meth:`serve_until` for it right after sending it;
+        otherwise the reader thread is woken to read it.
+        """
         with self._lock:
             if self.dead or (self.closing and not force):
                 raise ConnectionRefused()
             self._pending[rid] = (owner, index)
+            if not self_read and not self._reader_wanted:
+                self._reader_wanted = True
+                self._signal_reader()
 
     def unregister(self, rid: int) -> None:
         with self._lock:
@@ -259,10 +286,15 @@ class Connection:
         with self._lock:
             if self._kill_reason is None:
                 self._kill_reason = reason
+            self._want_end_locked()
         proc = self._proc
         if proc is not None and proc.returncode is None:
+            # os.kill, not proc.kill(): Popen.kill() polls under a lock taken by hand, which a
+            # KeyboardInterrupt landing on the main thread can leave held (the reaping wait()
+            # would then hang). The process is reaped only by the reader thread, so until then
+            # its pid cannot be reused.
             try:
-                proc.kill()
+                os.kill(proc.pid, signal.SIGKILL)
             except OSError:
                 pass
 
@@ -284,8 +316,9 @@ class Connection:
         try:
             if self._stdin_closed:
                 raise ConnectionBroken("the worker's stdin is closed")
-            self._drain_cancels_locked()
-            write_frame(self._stdin_fd, frame, deadline, WRITE_STALL_GRACE)
+            if self._cancel_backlog:
+                self._drain_cancels_locked()
+            write_frame(self._stdin_fd, frame, deadline, WRITE_STALL_GRACE, self.wake_reader)
         except WriteStalled as exc:
             self.kill(str(exc))
             raise ConnectionBroken(str(exc)) from exc
@@ -346,42 +379,144 @@ class Connection:
 
     # -- reading (reader thread) ----------------------------------------------------------------
 
-    def _read_loop(self) -> None:
-        _on_reader_thread.value = True
-        error: Optional[WorkerError] = None
-        note = ""
+    def wake_reader(self) -> None:
+        """Wake the reader thread to read (a write must wait: the worker may be waiting for its
+        replies to be read before it reads more)."""
+        with self._lock:
+            if not self._reader_wanted:
+                self._reader_wanted = True
+                self._signal_reader()
+
+    def _signal_reader(self) -> None:
         try:
-            while True:
-                body = read_frame(self._stdout, self.max_frame_bytes)
+            self._reader_signal.release()
+        except RuntimeError:
+            pass  # already signalled
+
+    def _want_end_locked(self) -> None:
+        self._read_to_end = True
+        self._signal_reader()
+
+    def serve_until(self, owner_done: Callable[[], bool], deadline: Optional[float]) -> None:
+        """Read and dispatch replies on this thread until ``owner_done()`` or ``deadline``
+        passes, if the read token is free; return at once if someone else is reading (they
+        hand the caller its reply). The caller then waits for its reply as usual."""
+        me = threading.get_ident()
+        end: Optional[Tuple[Optional[WorkerError], str]] = None
+        # A Ctrl-C lands on the main thread between any two bytecodes. While it waits for the
+        # pipe that costs nothing; once bytes may have been taken from the pipe or the buffer
+        # (``critical``), the stream's state is not known any more: the worker is killed and
+        # its calls are retried on a fresh one. Everything below is in the try, so that the
+        # token is given back whenever an exception lands.
+        critical = False
+        try:
+            with self._lock:
+                if self._token is not None or self._read_end is not None or self.dead:
+                    return
+                self._token = me
+            frames = self._frames
+            main = me == threading.main_thread().ident
+            _on_reader_thread.value = True
+            critical = True
+            while not owner_done():
+                body = frames.take()
                 if body is None:
-                    break
+                    critical = False
+                    if not frames.wait(deadline, poll=main):  # blocks outside the critical part
+                        break
+                    critical = True
+                    if not frames.fill():
+                        end = (None, "")
+                        break
+                    continue
                 self._dispatch(body)
                 if self._cancel_backlog:
-                    # Cancels queued while the pipe was full: a reply means the worker made
-                    # progress and may have room again; an idle client has no other writer.
-                    self._flush_cancels_nowait()
-        except TruncatedFrameError as exc:
-            note = str(exc)
-        except OversizedFrameError as exc:
-            error = ProtocolError(f"worker wrote garbage on stdout: {exc}")
-        except ProtocolError as exc:
-            error = exc
-        except (OSError, ValueError) as exc:
-            note = f"reading its stdout failed: {exc}"
-        except BaseException as exc:  # a bug; never leave callers waiting forever
-            logger.exception("my_module reader thread failed")
-            error = ProtocolError(f"internal error in the reader thread: {exc!r}")
-        self._finish(error, note)
+                    self._flush_cancels_nowait()  # queued while the pipe was full
+            critical = False
+        except (ReadTimeout, TruncatedFrameError, OversizedFrameError, ProtocolError, OSError, ValueError) as exc:
+            end = self._read_error(exc)
+        except Exception as exc:  # a bug; never leave callers waiting forever
+            logger.exception("my_module failed while reading a reply")
+            end = (ProtocolError(f"internal error while reading a reply: {exc!r}"), "")
+        except BaseException:
+            if critical and self._token == me:
+                end = (None, "the client was interrupted while reading a reply")
+                self.kill("the client was interrupted while reading a reply")
+            raise
+        finally:
+            _on_reader_thread.value = False
+            if self._token == me:
+                with self._lock:
+                    self._token = None
+                    if end is not None and self._read_end is None:
+                        self._read_end = end
+                    if self._pending:
+                        self._reader_wanted = True  # replies still expected: the thread reads
+                    if self._read_end is not None or self._reader_wanted or self._read_to_end:
+                        self._signal_reader()
 
-    def _dispatch(self, body: bytes) -> None:
+    def _read_error(self, exc: BaseException) -> Tuple[Optional[WorkerError], str]:
+        """How reading ends after ``exc``: (the protocol error, or None for a crash; a note)."""
+        if isinstance(exc, TruncatedFrameError):
+            return None, str(exc)
+        if isinstance(exc, OversizedFrameError):
+            return ProtocolError(f"worker wrote garbage on stdout: {exc}"), ""
+        if isinstance(exc, ProtocolError):
+            return exc, ""
+        return None, f"reading its stdout failed: {exc}"
+
+    def _read_loop(self) -> None:
+        """The reader thread: reads whenever replies are expected and no caller is reading
+        them, and at the end reaps the process and tells the owners of what was in flight."""
+        _on_reader_thread.value = True
+        me = threading.get_ident()
+        end: Optional[Tuple[Optional[WorkerError], str]] = None
+        lock = self._lock
+        while end is None:
+            with lock:
+                idle = self._token is not None or not (
+                    self._read_end is not None or self._reader_wanted or self._read_to_end
+                )
+                if not idle:
+                    if self._read_end is not None:
+                        end = self._read_end
+                        break
+                    self._reader_wanted = False
+                    self._token = me
+            if idle:
+                self._reader_signal.acquire()  # until signalled (maybe already: then at once)
+                continue
+            try:
+                while True:
+                    with lock:
+                        if not self._pending and not self._read_to_end:
+                            self._token = None
+                            break
+                    body = self._frames.read(None)
+                    if body is None:
+                        end = (None, "")
+                        break
+                    self._dispatch(body)
+                    if self._cancel_backlog:
+                        # Cancels queued while the pipe was full: a reply means the worker made
+                        # progress and may have room again; an idle client has no other writer.
+                        self._flush_cancels_nowait()
+            except (TruncatedFrameError, OversizedFrameError, ProtocolError, OSError, ValueError) as exc:
+                end = self._read_error(exc)
+            except BaseException as exc:  # a bug; never leave callers waiting forever
+                logger.exception("my_module reader thread failed")
+                end = (ProtocolError(f"internal error in the reader thread: {exc!r}"), "")
+        self._finish(*end)
+
+    def _dispatch(self, body: Union[bytes, bytearray]) -> None:
         try:
             message = loads_reply(body)
         except ValueError as exc:
             raise ProtocolError(
-                f"worker wrote a frame that is not JSON ({exc}): {body[:80]!r}"
+                f"worker wrote a frame that is not JSON ({exc}): {bytes(body[:80])!r}"
             ) from None
         if type(message) is not dict or message.get("jsonrpc") != JSONRPC_VERSION:
-            raise ProtocolError(f"worker wrote something that is not a JSON-RPC reply: {body[:120]!r}")
+            raise ProtocolError(f"worker wrote something that is not a JSON-RPC reply: {bytes(body[:120])!r}")
         rid = message.get("id")
         if "method" in message and "id" not in message:
             logger.debug("ignoring notification from the worker: %.200r", message)
@@ -394,6 +529,7 @@ class Connection:
             raise ProtocolError(f"worker replied with an id this client never uses: {rid!r:.80}")
         with self._lock:
             entry = self._pending.pop(rid, None)
+            self._delivering = entry
         if entry is None:
             raise ProtocolError(f"worker replied to request {rid}, which is not in flight")
         owner, index = entry
@@ -409,6 +545,7 @@ class Connection:
         except ProtocolError:
             self._orphan = entry  # _finish must still tell this owner
             raise
+        self._delivering = None
 
     def _finish(self, error: Optional[WorkerError], note: str) -> None:
         """The reader is done: reap the process, decide the error, tell the owners."""
@@ -436,11 +573,14 @@ class Connection:
             self._cancel_backlog.clear()
         if self._orphan is not None:
             lost.append(self._orphan)
+        elif self._delivering is not None:  # its delivery was interrupted (see serve_until)
+            lost.append(self._delivering)
         if not self.closing:
             level = logging.ERROR if isinstance(error, ProtocolError) else logging.WARNING
             logger.log(level, "worker pid %d ended with %d request(s) in flight: %s",
                        proc.pid, len(lost), error)
-        self._stdout.close()
+        assert proc.stdout is not None
+        proc.stdout.close()
         self._close_stdin(timeout=REAP_GRACE)
         self._on_lost(self, error, lost)
 
@@ -487,6 +627,8 @@ class Connection:
         if partial:
             self._stderr_line(pid, partial)
         stream.close()
+        with self._lock:  # the worker is gone or going: read its stdout to the end, and reap
+            self._want_end_locked()
 
     def _stderr_line(self, pid: int, raw: bytes) -> None:
         text = raw.decode("utf-8", "replace").rstrip("\r")
@@ -507,6 +649,7 @@ class Connection:
         with self._lock:
             self.closing = True
             dead = self.dead
+            self._want_end_locked()
         if proc is None:
             return
         if not dead:

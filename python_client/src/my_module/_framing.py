@@ -12,7 +12,7 @@ import os
 import select
 import struct
 import time
-from typing import BinaryIO, Optional
+from typing import Any, BinaryIO, Callable, Optional, Union
 
 from ._protocol import FRAME_HEADER_BYTES
 
@@ -61,6 +61,115 @@ def read_frame(stream: BinaryIO, max_frame_bytes: int) -> Optional[bytes]:
     return body
 
 
+_BIG_BODY = 1 << 16
+"""Bodies at least this long are read straight into a buffer of their size (one copy)."""
+
+
+class ReadTimeout(Exception):
+    """The deadline passed before a whole frame arrived (what was read is kept for the next
+    reader)."""
+
+
+class FrameReader:
+    """Frames from a pipe's file descriptor, read by whichever thread holds the connection's read
+    token.
+
+    Everything read belongs to the reader, not to a thread: a frame begun by one thread (which
+    gave up at its deadline) is finished by the next. A small frame arrives with one
+    ``os.read``; a big body is read in place into a buffer of its size.
+    """
+
+    def __init__(self, fd: int, max_frame_bytes: int) -> None:
+        self.fd = fd
+        self.max_frame_bytes = max_frame_bytes
+        self._buf = bytearray()  # bytes read past the last frame taken (no body in progress)
+        self._body: Optional[bytearray] = None  # a big body being filled in place
+        self._filled = 0
+        self._poller: Optional[Any] = None
+
+    def read(self, deadline: Optional[float]) -> Optional[Union[bytes, bytearray]]:
+        """The next frame's body; None at a clean end of stream (EOF between frames).
+
+        Blocks until a whole frame is in, or until ``deadline`` (a ``time.monotonic()`` value;
+        None: no limit), then raises :class:`ReadTimeout`. Raises :class:`TruncatedFrameError`
+        at EOF inside a frame, :class:`OversizedFrameError` for a header over the limit, and
+        ``OSError`` if reading fails.
+        """
+        while True:
+            body = self.take()
+            if body is not None:
+                return body
+            if not self.wait(deadline):
+                raise ReadTimeout()
+            if not self.fill():
+                return None
+
+    def take(self) -> Optional[Union[bytes, bytearray]]:
+        """A whole frame's body if one is buffered (no I/O), else None."""
+        body = self._body
+        if body is not None:
+            if self._filled < len(body):
+                return None
+            self._body = None
+            return body
+        buf = self._buf
+        if len(buf) < FRAME_HEADER_BYTES:
+            return None
+        (length,) = _HEADER.unpack_from(buf)
+        if length > self.max_frame_bytes:
+            raise OversizedFrameError(length, self.max_frame_bytes)
+        end = FRAME_HEADER_BYTES + length
+        if len(buf) >= end:
+            small = bytes(buf[FRAME_HEADER_BYTES:end])
+            del buf[:end]
+            return small
+        if length >= _BIG_BODY:
+            big = bytearray(length)
+            have = len(buf) - FRAME_HEADER_BYTES
+            big[:have] = buf[FRAME_HEADER_BYTES:]
+            buf.clear()
+            self._body, self._filled = big, have
+        return None
+
+    def wait(self, deadline: Optional[float], poll: bool = False) -> bool:
+        """Wait until there is something to read; False if ``deadline`` passed first.
+
+        With no deadline the wait is left to the read itself, unless ``poll``.
+        """
+        if deadline is None and not poll:
+            return True
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self.fd, select.POLLIN)
+        if deadline is None:
+            self._poller.poll()
+            return True
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return bool(self._poller.poll(0))
+            if self._poller.poll(max(1, math.ceil(remaining * 1000))):
+                return True
+
+    def fill(self) -> bool:
+        """Read once (blocking) into the frame in progress; False at a clean EOF."""
+        body = self._body
+        if body is not None:
+            with memoryview(body) as view:
+                n = os.readv(self.fd, [view[self._filled:]])
+            if n == 0:
+                raise TruncatedFrameError(f"stream ended after {self._filled} of {len(body)} body bytes")
+            self._filled += n
+            return True
+        data = os.read(self.fd, _BIG_BODY)
+        if not data:
+            if self._buf:
+                raise TruncatedFrameError(f"stream ended inside a frame ({len(self._buf)} bytes of it read)")
+            return False
+        self._buf += data
+        return True
+
+
 class WriteTimeout(Exception):
     """The deadline passed before any byte of the frame could be written (nothing was sent)."""
 
@@ -73,7 +182,13 @@ class WriteStalled(Exception):
     """
 
 
-def write_frame(fd: int, data: bytes, deadline: Optional[float], stall_grace: float) -> None:
+def write_frame(
+    fd: int,
+    data: bytes,
+    deadline: Optional[float],
+    stall_grace: float,
+    on_wait: Optional[Callable[[], None]] = None,
+) -> None:
     """Write all of ``data`` (a whole frame) to the non-blocking file descriptor ``fd``.
 
     Waits for room in the pipe until ``deadline`` (a ``time.monotonic()`` value; None: no
@@ -81,12 +196,19 @@ def write_frame(fd: int, data: bytes, deadline: Optional[float], stall_grace: fl
     deadline, as long as the peer keeps accepting bytes; it is abandoned only if the peer
     accepts nothing for ``stall_grace`` seconds after the deadline.
 
+    ``on_wait`` is called once, before the first wait for room in the pipe.
+
     Raises :class:`WriteTimeout` (nothing written), :class:`WriteStalled` (part written) and
     ``BrokenPipeError``/``OSError`` when the reading end is gone.
     """
+    total = len(data)
+    try:
+        written = os.write(fd, data)  # most frames fit in the pipe at once
+    except BlockingIOError:
+        written = 0
+    if written == total:
+        return
     view = memoryview(data)
-    total = len(view)
-    written = 0
     last_progress = time.monotonic()
     poller = None
     while written < total:
@@ -111,6 +233,8 @@ def write_frame(fd: int, data: bytes, deadline: Optional[float], stall_grace: fl
                     f"in the middle of a frame ({written} of {total} bytes written)"
                 )
         if poller is None:
+            if on_wait is not None:
+                on_wait()
             poller = select.poll()
             poller.register(fd, select.POLLOUT)
         # POLLERR/POLLHUP also wake us: the next os.write then raises BrokenPipeError.

@@ -10,10 +10,10 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import _convert
-from ._calls import Call, CallSettled, RpcCall, SquaresCall
+from ._calls import Call, CallSettled, RpcCall, SmallCall, SquaresCall, squares_error
 from ._connection import (
     ConnectionBroken,
     ConnectionRefused,
@@ -23,7 +23,7 @@ from ._connection import (
 )
 from ._deadlines import DeadlineWatcher
 from ._errors import WorkerCrashedError, WorkerError
-from ._framing import WriteTimeout
+from ._framing import WriteTimeout, frame_header
 from ._locate import Command, find_worker
 from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, ENCODING_PACKED, Method
 
@@ -137,8 +137,14 @@ class Worker:
         :raises ProtocolError: the worker broke the wire contract (it is replaced).
         :raises WorkerError: this Worker is closed, or another worker failure.
         """
-        # No local for the call: a raised exception's traceback holds this frame (see _run).
-        squares: List[int] = self._run(self._prepare_squares(numbers, timeout))
+        if self._closed:
+            raise WorkerError("this Worker is closed")
+        sequence = _convert.as_sequence(numbers)
+        deadline = self._deadline(timeout)
+        small = self._small_call(sequence, deadline)
+        if small is not None:
+            return small
+        squares: List[int] = self._run(SquaresCall(self, sequence, deadline, self.retries))
         return squares
 
     def submit(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> "concurrent.futures.Future[List[int]]":
@@ -263,8 +269,13 @@ class Worker:
                 "thread; use submit() there instead"
             )
         future = call.future
+        conn: Optional[Connection] = None
         try:
-            self._dispatch(call)
+            self._dispatch(call, self_read=True)
+            conn = call.conn
+            if conn is not None and not call.claimed and call.part_count() == 1:
+                # Read the reply on this thread if no one else is reading: no hand-off.
+                conn.serve_until(call.is_claimed, call.deadline)
             remaining = call.remaining()
             if remaining is not None:
                 try:
@@ -276,17 +287,121 @@ class Worker:
             return future.result()
         except BaseException:
             future.cancel()  # no-op if done; else cancels its requests in the worker
+            conn = call.conn
+            if conn is not None:
+                conn.wake_reader()  # this thread will not read the cancelled request's reply
             raise
         finally:
             # An exception raised here holds this frame (its traceback) and the Future holds
             # the exception: without these locals that is no reference cycle keeping the
             # call, its Future and the caller's frames alive until the cyclic GC runs.
-            del call, future
+            del call, future, conn
 
-    def _dispatch(self, call: Call) -> None:
-        """Send the call's unfinished parts. Never raises: every outcome goes to the Future."""
+    def _small_call(self, numbers: Sequence[Any], deadline: Optional[float]) -> Optional[List[int]]:
+        """A one-request call, the common case made cheap: no Future, no chunk bookkeeping, and
+        the reply read on this thread unless another thread is reading (then it hands the reply
+        over through the call's event).
+
+        Returns None, having sent nothing, when the general path must make the call: no worker
+        ready yet, an element the fast encoders refuse (the general path names it), an input
+        that needs chunks, this thread is a reader. A crash is retried on the general path.
+        Raises what :meth:`calculate_squares` raises.
+        """
+        conn = self._slot.conn
+        if (
+            conn is None
+            or not conn.handshake.ok
+            or conn.dead
+            or conn.closing
+            or self._owner_pid != os.getpid()
+            or on_reader_thread()
+        ):
+            return None
+        count = len(numbers)
+        limit = min(self.max_frame_bytes, conn.peer_max_frame_bytes)
+        if count > min(
+            self.chunk_size,
+            (limit - _FRAME_OVERHEAD) // _convert.MAX_ELEMENT_BYTES,
+            (self.max_frame_bytes - _FRAME_OVERHEAD) // _convert.MAX_SQUARE_BYTES,
+        ):
+            return None
+        packed = ENCODING_PACKED in self.encodings and ENCODING_PACKED in conn.peer_encodings
+        if packed:
+            body = _convert.encode_packed(numbers)
+            if body is None:
+                return None
+            params: Tuple[bytes, ...] = (b'{"numbersPacked":"', body, b'"}}')
+        else:
+            try:
+                body = _convert.encode_chunk(numbers, limit - _FRAME_OVERHEAD)
+            except (_convert.ElementError, TypeError, OverflowError, ValueError):
+                return None
+            params = (b'{"numbers":', body, b"}}")
+        rid = conn.new_id()
+        head = b'{"jsonrpc":"2.0","id":%d,"method":"calculate_squares","params":' % rid
+        frame = b"".join((frame_header(len(head) + sum(map(len, params))), head, *params))
+        call = SmallCall(packed, count)
+        # A KeyboardInterrupt can land anywhere on the main thread. While the request is being
+        # registered and written, the input stream's state is not known (a frame may be half
+        # written): the worker is killed and whatever it had is retried elsewhere. Once it is
+        # written, the request is cancelled in the worker and the reader thread reads its reply.
+        writing = True
+        in_time = True
         try:
-            while not call.future.done():
+            try:
+                conn.register(rid, call, 0, self_read=True)
+            except ConnectionRefused:
+                writing = False
+                return None
+            try:
+                conn.send(frame, deadline)
+            except WriteTimeout:
+                conn.unregister(rid)
+                writing = in_time = False
+                raise TimeoutError(f"{Method.CALCULATE_SQUARES.value} did not finish within its timeout") from None
+            except ConnectionBroken:
+                pass  # the connection is ending: its reader hands `call` the end
+            writing = False
+            conn.serve_until(call.is_done, deadline)
+            if not call.is_done():
+                if deadline is None:
+                    call.event.acquire()
+                else:
+                    in_time = call.event.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        except BaseException:
+            if writing:
+                conn.kill("the client was interrupted while writing a request")
+            in_time = False
+            raise
+        finally:
+            if not in_time and not writing and call.outcome is None and call.lost is None:
+                conn.post_cancel([rid])
+                conn.wake_reader()  # this thread will not read the cancelled request's reply
+        if not in_time:
+            raise TimeoutError(f"{Method.CALCULATE_SQUARES.value} did not finish within its timeout")
+        if call.lost is not None:
+            if isinstance(call.lost, WorkerCrashedError) and self.retries > 0:
+                logger.warning("retrying a calculate_squares call on a fresh worker after: %s", call.lost)
+                squares: List[int] = self._run(SquaresCall(self, numbers, deadline, self.retries - 1))
+                return squares
+            # Taken out of the call, so that no local of this frame refers to the exception
+            # (its traceback refers to this frame: a cycle would keep `numbers` alive).
+            raise call.take_lost()
+        if call.failed:
+            raise squares_error(call.outcome, numbers, 0, count)
+        if packed:
+            return _convert.squares_from_bytes(call.outcome)
+        result: List[int] = call.outcome
+        return result
+
+    def _dispatch(self, call: Call, self_read: bool = False) -> None:
+        """Send the call's unfinished parts. Never raises: every outcome goes to the Future.
+
+        ``self_read``: the caller will try to read a one-part call's reply itself
+        (:meth:`Connection.serve_until`), so the reader thread is not woken for it.
+        """
+        try:
+            while not call.claimed:
                 try:
                     conn = self._connection(call.deadline)
                 except TimeoutError as exc:
@@ -301,10 +416,10 @@ class Worker:
                     call.fail(exc)
                     return
                 with call.lock:
-                    if call.future.done():
+                    if call.claimed:
                         return
                     call.conn = conn
-                if not self._send_parts(call, conn):
+                if not self._send_parts(call, conn, self_read):
                     return
                 # The connection refused a part: it died or is closing. Unless its reader
                 # already took over this call (it had parts in flight there), decide here.
@@ -323,7 +438,7 @@ class Worker:
             call.future.cancel()
             raise
 
-    def _send_parts(self, call: Call, conn: Connection) -> bool:
+    def _send_parts(self, call: Call, conn: Connection, self_read: bool = False) -> bool:
         """Write the call's unfinished parts to ``conn``; True if ``conn`` refused one."""
         limit = min(self.max_frame_bytes, conn.peer_max_frame_bytes)
         packed = ENCODING_PACKED in self.encodings and ENCODING_PACKED in conn.peer_encodings
@@ -335,7 +450,7 @@ class Worker:
             (self.max_frame_bytes - _FRAME_OVERHEAD) // _convert.MAX_SQUARE_BYTES,
         )))
         for index in call.unfinished_parts():
-            if call.future.done():
+            if call.claimed:
                 return False
             rid = conn.new_id()
             try:
@@ -348,7 +463,7 @@ class Worker:
             if not call.track(conn, index, rid):
                 return False
             try:
-                conn.register(rid, call, index)
+                conn.register(rid, call, index, self_read=self_read and call.part_count() == 1)
             except ConnectionRefused:
                 call.untrack(index)
                 return True
@@ -361,7 +476,7 @@ class Worker:
                 return False
             except ConnectionBroken:
                 return False  # the reader reports the end and retries or fails the call
-            if call.future.done():
+            if call.claimed:
                 conn.post_cancel([rid])  # settled while we were writing it
                 return False
         return False
@@ -416,6 +531,8 @@ class Worker:
         return conn
 
     def _wait_ready(self, conn: Connection, deadline: Optional[float]) -> None:
+        if conn.handshake.ok:
+            return
         handshake = conn.handshake.future
         if not handshake.done():
             startup_deadline = conn.started_at + self.startup_timeout
