@@ -97,7 +97,20 @@ def test_exceptions_hierarchy() -> None:
 
 def test_worker_crashed_error_pickles_with_details() -> None:
     import pickle
+    import sys
 
     exc = my_module.WorkerCrashedError("boom", returncode=-9, stderr_tail=["a", "b"], pid=42)
     copy = pickle.loads(pickle.dumps(exc))
     assert (copy.returncode, copy.stderr_tail, copy.pid, str(copy)) == (-9, ("a", "b"), 42, "boom")
+
+
+def test_a_worker_refuses_to_be_pickled_with_a_message_that_says_what_to_send() -> None:
+    import pickle
+    import sys
+
+    worker = my_module.Worker(command=[sys.executable, "-c", "pass"])
+    try:
+        with pytest.raises(TypeError, match="cannot be pickled"):
+            pickle.dumps(worker)
+    finally:
+        worker.close()

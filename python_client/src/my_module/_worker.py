@@ -114,6 +114,14 @@ class Worker:
         state = "closed" if self._closed else f"pid={self.pid}"
         return f"<my_module.Worker {' '.join(self.command)!r} {state}>"
 
+    def __reduce__(self) -> Any:
+        # A Worker owns a process and its pipes, which no other process can use: refuse to be
+        # pickled (dask, multiprocessing) with a message that says what to send instead.
+        raise TypeError(
+            "a my_module.Worker cannot be pickled: it owns a local worker process. Send the "
+            "numbers and call my_module.calculate_squares (or create a Worker) in the receiving process"
+        )
+
     def __enter__(self) -> Worker:
         return self
 
