@@ -265,12 +265,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short smoke run (figures mean little)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument("--worker", default=None, help="worker command (default: my_module's lookup)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds per size (default 15, quick 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per size (default 25, 15 for 1,000,000; quick 2)")
     args = parser.parse_args()
     if args.worker:
         os.environ["MY_MODULE_WORKER"] = args.worker  # the default worker of the module functions
     quick = args.quick
-    rounds_for = {10: 15, 1_000: 15, 100_000: 15, 1_000_000: 9}
+    rounds_for = {10: 25, 1_000: 25, 100_000: 25, 1_000_000: 15}
     reps_for = {10: 200, 1_000: 50, 100_000: 1, 1_000_000: 1}
     if quick:
         rounds_for = {n: 2 for n in SIZES}
@@ -364,7 +364,7 @@ def main() -> None:
 
     # Small-call throughput from several threads (the default worker, packed).
     small = random_u32(10, 99)
-    tp_rounds, tp_calls = (2, 400) if quick else (7, 4000)
+    tp_rounds, tp_calls = (2, 400) if quick else (9, 4000)
     rates: Dict[int, List[float]] = {t: [] for t in THREADS}
     for r in range(tp_rounds):
         for t in THREADS[r % len(THREADS):] + THREADS[:r % len(THREADS)]:
