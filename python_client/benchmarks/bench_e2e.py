@@ -6,7 +6,7 @@ Usage (from the repository root; ``make bench-e2e`` builds the worker and runs t
 
 Standard library only. Everything runs in this one process and run, interleaved (every round
 runs every case once, in a rotating order), and the table gives medians and ratios to the
-baselines measured alongside, for n = 10, 1,000, 100,000 and 1,000,000 random u32:
+baselines measured alongside, for n = 3, 10, 1,000, 100,000 and 1,000,000 random u32:
 
 * ``pure Python``: ``[x * x for x in xs]``, what the caller would write without the worker;
 * ``stdlib JSON floor``: ``json.dumps(xs)`` + ``json.loads`` of the squares' JSON text: the
@@ -22,10 +22,17 @@ baselines measured alongside, for n = 10, 1,000, 100,000 and 1,000,000 random u3
 * ``ProcessPoolExecutor(2)``: ``concurrent.futures`` with 2 processes, mapping over chunks of
   up to 32,768 numbers (my_module's own chunking; the fastest of 1 to 32 chunks here) and
   concatenating the results;
+* ``PyO3 module``: the seed's extension module (``pyo3_seed/``: ``Vec<u32>`` in, the GIL
+  released, 4 scoped threads, ``Vec<u64>`` out), the in-process anchor that my_module's
+  figures are ratios to; built by ``pyo3_seed/build.py`` when cargo and Debian's PyO3 0.17
+  sources are there (``make bench-e2e`` installs the latter), left out with a note otherwise,
+  and in ``--quick`` used only if it is already built; ``PyO3, one thread`` is its function
+  without the threads (what spawning them costs a small call and gains a big one);
 
-then small-call throughput (n = 10) of my_module from 1, 4 and 16 threads, and the worker's
-memory while it serves a 10,000,000-number call (``VmHWM`` - idle ``VmRSS`` from
-``/proc/<pid>/status``). Last, the targets of issue 5, each as a ratio from this run.
+then small-call throughput (n = 10) of my_module from 1, 4 and 16 threads, 3-number calls
+from 16 threads of my_module against the PyO3 module, and the worker's memory while it serves
+a 10,000,000-number call (``VmHWM`` - idle ``VmRSS`` from ``/proc/<pid>/status``). Last, the
+targets of issue 5 and the ratios to the PyO3 anchor (issue 12), each from this run.
 
 Timings are noisy on a shared machine: compare ratios from one run, not absolute times
 across runs. ``--quick`` runs everything briefly (and 1,000,000 numbers instead of
@@ -56,8 +63,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import my_module  # noqa: E402
 from my_module import _convert  # noqa: E402
 from my_module._framing import frame_header  # noqa: E402
+from pyo3_seed import build as pyo3_seed  # noqa: E402  (beside this script)
 
-SIZES = [10, 1_000, 100_000, 1_000_000]
+SIZES = [3, 10, 1_000, 100_000, 1_000_000]
 THREADS = [1, 4, 16]
 POOL_CHUNK = 32768
 PIPE_BYTES = 1 << 20
@@ -270,13 +278,20 @@ def main() -> None:
     if args.worker:
         os.environ["MY_MODULE_WORKER"] = args.worker  # the default worker of the module functions
     quick = args.quick
-    rounds_for = {10: 25, 1_000: 25, 100_000: 25, 1_000_000: 15}
-    reps_for = {10: 200, 1_000: 50, 100_000: 1, 1_000_000: 1}
+    rounds_for = {3: 25, 10: 25, 1_000: 25, 100_000: 25, 1_000_000: 15}
+    reps_for = {3: 200, 10: 200, 1_000: 50, 100_000: 1, 1_000_000: 1}
     if quick:
         rounds_for = {n: 2 for n in SIZES}
-        reps_for = {10: 20, 1_000: 5, 100_000: 1, 1_000_000: 1}
+        reps_for = {3: 20, 10: 20, 1_000: 5, 100_000: 1, 1_000_000: 1}
     if args.rounds:
         rounds_for = {n: args.rounds for n in SIZES}
+    # Built before the clock starts (a first build takes minutes); the quick run never builds.
+    pyo3: Any = None
+    try:
+        pyo3 = pyo3_seed.load(build_if_needed=not quick)
+        pyo3_note = f"PyO3 module {pyo3_seed.module_path()}"
+    except pyo3_seed.Unavailable as e:
+        pyo3_note = f"NOTE: no PyO3 rows: {e}"
     wall_started = time.perf_counter()
 
     # The pool first: its processes are forked before this process has any thread.
@@ -299,6 +314,7 @@ def main() -> None:
         f"encodings {','.join(info.get('encodings', ['json']))}); chunk {chunk}",
         flush=True,
     )
+    print(pyo3_note)
     if not packed_on:
         print("NOTE: the worker does not advertise the packed encoding: 'my_module packed' is JSON")
 
@@ -309,6 +325,7 @@ def main() -> None:
         "worker_info": info,
         "quick": quick,
         "chunk_size": chunk,
+        "pyo3": {"available": pyo3 is not None, "note": pyo3_note},
         "sizes": {},
     }
     names = {
@@ -320,6 +337,8 @@ def main() -> None:
         "my_module_packed": "my_module packed (default)",
         "my_module_json": "my_module JSON (packed off)",
         "process_pool": "ProcessPoolExecutor(2)",
+        "pyo3": "PyO3 module (4 threads, GIL off)",
+        "pyo3_one_thread": "PyO3, one thread (GIL off)",
     }
     for n in SIZES:
         xs = random_u32(n, n)
@@ -345,6 +364,11 @@ def main() -> None:
             "my_module_json": lambda xs=xs: json_worker.calculate_squares(xs),
             "process_pool": pool_map,
         }
+        if pyo3 is not None:
+            assert pyo3.calculate_squares(xs) == expected
+            cases["pyo3"] = lambda xs=xs: pyo3.calculate_squares(xs)
+            assert pyo3.calculate_squares_one_thread(xs) == expected
+            cases["pyo3_one_thread"] = lambda xs=xs: pyo3.calculate_squares_one_thread(xs)
         samples = run_interleaved(cases, rounds_for[n], reps_for[n])
         medians = {name: statistics.median(s) for name, s in samples.items()}
         results["sizes"][str(n)] = {
@@ -355,11 +379,13 @@ def main() -> None:
             "packed": sum(map(len, frames_packed)), "json": sum(map(len, frames_json))}
         print(f"\nn = {n:,} ({rounds_for[n]} rounds x {reps_for[n]}, median per call; "
               f"request frames: packed {sum(map(len, frames_packed)):,} B, JSON {sum(map(len, frames_json)):,} B)")
-        print(f"  {'case':<34}{'median':>11}{'/ python':>10}{'/ JSON floor':>13}{'/ echo':>9}")
+        print(f"  {'case':<34}{'median':>11}{'/ python':>10}{'/ JSON floor':>13}{'/ echo':>9}"
+              f"{'/ PyO3' if pyo3 is not None else '':>9}")
         for name in cases:
             m = medians[name]
+            to_pyo3 = f"{m / medians['pyo3']:>9.2f}" if pyo3 is not None else ""
             print(f"  {names[name]:<34}{fmt_time(m):>11}{m / medians['python']:>10.2f}"
-                  f"{m / medians['json_floor']:>13.2f}{m / medians['echo_packed']:>9.2f}", flush=True)
+                  f"{m / medians['json_floor']:>13.2f}{m / medians['echo_packed']:>9.2f}{to_pyo3}", flush=True)
         del xs, expected, squares_text, frames_packed, frames_json, cases, samples
 
     # Small-call throughput from several threads (the default worker, packed).
@@ -376,6 +402,31 @@ def main() -> None:
     print(f"  {'threads':<10}{'calls/s':>10}{'/ 1 thread':>12}{'us per call':>13}")
     for t in THREADS:
         print(f"  {t:<10}{tp[t]:>10.0f}{tp[t] / tp[1]:>12.2f}{1e6 / tp[t]:>13.1f}")
+
+    # 3-number calls from 16 threads: my_module against the PyO3 module, rounds interleaved.
+    if pyo3 is not None:
+        three = random_u32(3, 33)
+        anchor_threads = THREADS[-1]
+        contenders: Dict[str, Callable[[], Any]] = {
+            "my_module_packed": lambda: my_module.calculate_squares(three),
+            "pyo3": lambda: pyo3.calculate_squares(three),
+            "pyo3_one_thread": lambda: pyo3.calculate_squares_one_thread(three),
+        }
+        anchor_rates: Dict[str, List[float]] = {name: [] for name in contenders}
+        order = list(contenders)
+        for r in range(tp_rounds):
+            for name in order[r % len(order):] + order[:r % len(order)]:
+                anchor_rates[name].append(throughput(contenders[name], anchor_threads, tp_calls))
+        anchor_tp = {name: statistics.median(v) for name, v in anchor_rates.items()}
+        results["threads_3_numbers"] = {
+            "threads": anchor_threads,
+            **{name: {"median_calls_per_s": anchor_tp[name], "all": v} for name, v in anchor_rates.items()},
+        }
+        print(f"\n3-number calls from {anchor_threads} threads, {tp_calls} calls per measurement, "
+              f"median of {tp_rounds}")
+        print(f"  {'case':<34}{'calls/s':>10}{'/ PyO3':>9}")
+        for name in contenders:
+            print(f"  {names[name]:<34}{anchor_tp[name]:>10.0f}{anchor_tp[name] / anchor_tp['pyo3']:>9.2f}")
 
     for closing in (echo, cat):
         closing.close()
@@ -430,6 +481,25 @@ def main() -> None:
             verdict = f"missed ({value / limit:.2f} of the goal)"
         results["targets"].append({"target": label, "measured": value, "op": op, "limit": limit, "met": met})
         print(f"  {label:<60}{value:>9.2f}{op + format(limit, 'g'):>9}  {verdict}")
+
+    # The anchor of issue 12: my_module as a ratio to the seed's PyO3 module, in one process.
+    if pyo3 is not None:
+        t3 = results["threads_3_numbers"]
+        anchor = [
+            ("n=1M: my_module packed / PyO3 (time)", med(1_000_000, "my_module_packed") / med(1_000_000, "pyo3")),
+            ("n=1M: pure Python / PyO3 (time)", med(1_000_000, "python") / med(1_000_000, "pyo3")),
+            ("n=3: my_module latency / PyO3 latency", med(3, "my_module_packed") / med(3, "pyo3")),
+            ("n=3: my_module latency / PyO3 one-thread latency", med(3, "my_module_packed") / med(3, "pyo3_one_thread")),
+            ("n=3: ProcessPoolExecutor(2) latency / PyO3 latency", med(3, "process_pool") / med(3, "pyo3")),
+            (f"{t3['threads']} threads, n=3: my_module calls/s / PyO3 calls/s",
+             t3["my_module_packed"]["median_calls_per_s"] / t3["pyo3"]["median_calls_per_s"]),
+            (f"{t3['threads']} threads, n=3: my_module calls/s / PyO3 one-thread calls/s",
+             t3["my_module_packed"]["median_calls_per_s"] / t3["pyo3_one_thread"]["median_calls_per_s"]),
+        ]
+        results["pyo3_anchor"] = [{"ratio": label, "measured": value} for label, value in anchor]
+        print("\nthe PyO3 anchor (issue 12): my_module against the seed's module, ratios from this run")
+        for label, value in anchor:
+            print(f"  {label:<60}{value:>9.2f}")
     total = time.perf_counter() - wall_started
     results["seconds"] = total
     print(f"\n{total:.0f} s in all")

@@ -159,9 +159,10 @@ def main() -> None:
         print(f"pyo3_seed: skipped: {e}", file=sys.stderr)
         return
     numbers = [0, 1, 2, 65535, 4294967295]
-    squares = module.calculate_squares(numbers)
-    if squares != [n * n for n in numbers]:
-        sys.exit(f"pyo3_seed: {module_path()} squared {numbers} as {squares}")
+    for function in (module.calculate_squares, module.calculate_squares_one_thread):
+        squares = function(numbers)
+        if squares != [n * n for n in numbers]:
+            sys.exit(f"pyo3_seed: {function.__name__} of {module_path()} squared {numbers} as {squares}")
     print(f"pyo3_seed: {module_path()}")
 
 
