@@ -52,9 +52,17 @@ test-long: worker venv
 bench:
 	swift run -c release squares-bench
 
-## End-to-end benchmark of the Python client against its baselines (~2 min; BENCH_ARGS="--json FILE").
-bench-e2e: worker venv
+## End-to-end benchmark of the Python client against its baselines (~2 min; BENCH_ARGS="--json FILE"),
+## the seed's PyO3 module among them.
+bench-e2e: worker venv pyo3-seed
 	$(VPY) python_client/benchmarks/bench_e2e.py $(BENCH_ARGS)
+
+# The seed's PyO3 module, built offline by cargo against Debian's PyO3 0.17 sources, which this
+# installs (librust-pyo3-dev) when cargo is here and it runs as root; without cargo, a note, and
+# the benchmark leaves the PyO3 rows out. The first build takes ~1-2 min.
+.PHONY: pyo3-seed
+pyo3-seed: venv
+	$(VPY) python_client/benchmarks/pyo3_seed/build.py --install-deps
 
 # Smoke run of the same (~10 s): checks that it runs, asserts nothing about speed.
 bench-e2e-quick: worker venv
