@@ -52,8 +52,8 @@ test-long: worker venv
 bench:
 	swift run -c release squares-bench
 
-## End-to-end benchmark of the Python client against its baselines (~2 min; BENCH_ARGS="--json FILE"),
-## the seed's PyO3 module among them.
+## End-to-end benchmark of the Python client against its baselines (~3 min; BENCH_ARGS="--json FILE"),
+## the seed's PyO3 module among them (its first build: ~2 min more).
 bench-e2e: worker venv pyo3-seed
 	$(VPY) python_client/benchmarks/bench_e2e.py $(BENCH_ARGS)
 
