@@ -34,9 +34,10 @@ fn squares_on_threads(numbers: &[u32]) -> Vec<u64> {
 
 /// The exact squares of `numbers`, computed with the GIL released.
 ///
-/// Raises what PyO3 0.17's `Vec<u32>` extraction raises: `ValueError` for a `str`, `TypeError`
-/// for any other argument that is not a sequence or an element that is not an integer,
-/// `OverflowError` for an element outside 0..=4294967295. `bytes` is a sequence of integers.
+/// Raises what PyO3 0.17's `Vec<u32>` extraction raises: `ValueError` for a `str` (PyO3 0.18
+/// made it a `TypeError`, as my_module raises: PyO3/pyo3#2685), `TypeError` for any other
+/// argument that is not a sequence or an element that is not an integer, `OverflowError` for
+/// an element outside 0..=4294967295. `bytes` is a sequence of integers.
 #[pyfunction]
 fn calculate_squares(py: Python<'_>, numbers: Vec<u32>) -> Vec<u64> {
     py.allow_threads(|| squares_on_threads(&numbers))
