@@ -24,11 +24,14 @@ let package = Package(
             name: "SquaresProtocol",
             dependencies: ["SquaresCore", .product(name: "ExtrasBase64", package: "swift-extras-base64")]
         ),
+        // The two GNU extensions the server needs (thread names, the CPU affinity count), which
+        // Swift's Glibc module does not export.
+        .target(name: "CSquaresSystem"),
         // What is done: dispatch, concurrency, cancellation, lifecycle, and the stdio transport.
         .target(
             name: "SquaresServer",
             dependencies: [
-                "SquaresCore", "SquaresProtocol",
+                "SquaresCore", "SquaresProtocol", "CSquaresSystem",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

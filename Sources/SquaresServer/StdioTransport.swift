@@ -1,5 +1,4 @@
 import Dispatch
-import Foundation
 import Logging
 import SquaresProtocol
 import Synchronization
@@ -52,9 +51,7 @@ public final class FrameReaderThread: Sendable {
     }
 
     public func start() {
-        let thread = Thread { [self] in readUntilEnd() }
-        thread.name = "frame-reader"
-        thread.start()
+        startDedicatedThread(name: "frame-reader") { [self] in readUntilEnd() }
     }
 
     private func readUntilEnd() {
@@ -124,9 +121,7 @@ public final class FrameWriterThread: ReplyWriter {
     }
 
     public func start() {
-        let thread = Thread { [self] in writeForever() }
-        thread.name = "frame-writer"
-        thread.start()
+        startDedicatedThread(name: "frame-writer") { [self] in writeForever() }
     }
 
     public func write(_ frame: OutboundFrame) async {

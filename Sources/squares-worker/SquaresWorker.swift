@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import Logging
 import SquaresServer
 import SquaresProtocol
@@ -86,11 +85,6 @@ struct SquaresWorker: AsyncParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
-
-/// The cores this process may use (Foundation reads the CPU affinity mask on Linux).
-func activeProcessorCount() -> Int {
-    max(1, ProcessInfo.processInfo.activeProcessorCount)
-}
 
 /// Ends the process (the reader thread may still be blocked in poll(2)).
 func terminate(_ status: Int32) -> Never {
