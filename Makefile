@@ -4,27 +4,31 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 WORKER := .build/release/squares-worker
 
-.PHONY: demo test worker venv test-swift test-protocol test-python bench bench-e2e bench-e2e-quick clean test-long \
+.PHONY: demo test worker venv test-swift test-protocol test-python test-wheel bench bench-e2e bench-e2e-quick clean test-long \
 	fuzz tsan asan
 
 ## Build the worker (release) and run the demo.
 demo: worker venv
 	$(VPY) python_client/examples/demo.py
 
-## Build everything and run every test: Swift, protocol conformance, Python, and a smoke run
-## of the end-to-end benchmark; then a minute of fuzzing and the Swift tests under TSan and ASan.
-test: worker venv test-swift test-protocol test-python bench-e2e-quick fuzz tsan asan
+## Build everything and run every test: Swift, protocol conformance, Python, the wheel and the
+## sdist, and a smoke run of the end-to-end benchmark; then a minute of fuzzing and the Swift
+## tests under TSan and ASan.
+test: worker venv test-swift test-protocol test-python test-wheel bench-e2e-quick fuzz tsan asan
 
+# The wheel's build too (python_client/hatch_build.py), so that make and pip share one build in
+# .build/: release, the Swift standard library linked in (the binary needs no toolchain to run).
 worker:
-	swift build -c release --product squares-worker
+	swift build -c release --static-swift-stdlib --product squares-worker
 
 # A virtual environment with the client (editable, so it finds this checkout's worker) and the
-# test tools. The stamp makes it once per change of pyproject.toml.
+# test tools (auditwheel and build: the wheel test). The stamp makes it once per change of
+# pyproject.toml.
 venv: $(VENV)/.stamp
 $(VENV)/.stamp: python_client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet "pytest>=7" "hypothesis>=6" -e ./python_client
+	$(VPY) -m pip install --quiet "pytest>=7" "hypothesis>=6" "auditwheel>=6" "build>=1" -e ./python_client
 	touch $@
 
 test-swift:
@@ -37,6 +41,11 @@ test-protocol: worker venv
 
 test-python: worker venv
 	$(VPY) -m pytest -q python_client/tests
+
+## The wheel and the sdist as a user gets them (python_client/packaging_tests): built by pip, the
+## wheel installed into a fresh venv per Python, called from outside the checkout, uninstalled.
+test-wheel: worker venv
+	$(VPY) -m pytest -q -rs python_client/packaging_tests
 
 ## The long versions of the client's reliability tests (README.md, Reliability): a
 ## 50,000,000-number call (~5 GB of RAM), a SOAK_SECONDS soak (default 600) and FAULT_SECONDS of

@@ -1,4 +1,4 @@
-"""Finding the worker: $MY_MODULE_WORKER, then PATH, then the repository's build output."""
+"""Finding the worker: $MY_MODULE_WORKER, the package's own, PATH, the checkout's build output."""
 
 from __future__ import annotations
 
@@ -25,10 +25,29 @@ def clean_env(monkeypatch, tmp_path):
     empty_bin = tmp_path / "empty-bin"
     empty_bin.mkdir()
     monkeypatch.setenv("PATH", str(empty_bin))
+    # As in a source checkout: no worker inside the package (a wheel install has one).
+    monkeypatch.setattr(_locate, "PACKAGED_WORKER", tmp_path / "no-package-bin" / "squares-worker")
     return monkeypatch
 
 
+def on_path(clean_env, tmp_path) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    clean_env.setenv("PATH", str(bin_dir))
+    return make_executable(bin_dir / _locate.EXECUTABLE_NAME)
+
+
+def packaged(clean_env, tmp_path) -> Path:
+    package_bin = tmp_path / "site-packages" / "my_module" / "bin"
+    package_bin.mkdir(parents=True)
+    exe = make_executable(package_bin / _locate.EXECUTABLE_NAME)
+    clean_env.setattr(_locate, "PACKAGED_WORKER", exe)
+    return exe
+
+
 def test_env_var_path_wins(clean_env, tmp_path) -> None:
+    packaged(clean_env, tmp_path)
+    on_path(clean_env, tmp_path)
     exe = make_executable(tmp_path / "my worker")  # a path with a space is still a path
     clean_env.setenv(_locate.ENV_VAR, str(exe))
     assert _locate.find_worker() == (str(exe),)
@@ -39,12 +58,36 @@ def test_env_var_command_line_is_split(clean_env) -> None:
     assert _locate.find_worker() == (sys.executable, "-u", "some script.py", "--flag")
 
 
-def test_path_lookup_comes_next(clean_env, tmp_path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    exe = make_executable(bin_dir / _locate.EXECUTABLE_NAME)
-    clean_env.setenv("PATH", str(bin_dir))
+def test_the_packaged_worker_comes_before_path(clean_env, tmp_path) -> None:
+    exe = packaged(clean_env, tmp_path)
+    on_path(clean_env, tmp_path)
     assert _locate.find_worker() == (str(exe),)
+
+
+def test_a_packaged_worker_that_is_not_executable_is_passed_over(clean_env, tmp_path) -> None:
+    exe = packaged(clean_env, tmp_path)
+    exe.chmod(0o644)
+    path_exe = on_path(clean_env, tmp_path)
+    assert _locate.find_worker() == (str(path_exe),)
+
+
+def test_path_lookup_comes_next(clean_env, tmp_path) -> None:
+    exe = on_path(clean_env, tmp_path)
+    assert _locate.find_worker() == (str(exe),)
+
+
+def test_the_checkout_build_output_comes_last(clean_env, monkeypatch, tmp_path) -> None:
+    release = tmp_path / ".build" / "release" / _locate.EXECUTABLE_NAME
+    debug = tmp_path / ".build" / "debug" / _locate.EXECUTABLE_NAME
+    debug.parent.mkdir(parents=True)
+    make_executable(debug)
+    monkeypatch.setattr(_locate, "repository_build_outputs", lambda start=None: (release, debug))
+    assert _locate.find_worker() == (str(debug),)
+    release.parent.mkdir(parents=True)
+    make_executable(release)
+    assert _locate.find_worker() == (str(release),)
+    path_exe = on_path(clean_env, tmp_path)
+    assert _locate.find_worker() == (str(path_exe),)
 
 
 def test_repository_build_output_release_then_debug(tmp_path) -> None:
@@ -60,6 +103,12 @@ def test_this_checkout_is_found_from_the_package_source() -> None:
     outputs = _locate.repository_build_outputs()
     assert outputs, "python_client/src/my_module lives under the Swift package's root"
     assert all((p.parents[2] / "Package.swift").is_file() for p in outputs)
+
+
+def test_the_packaged_worker_sits_in_the_package() -> None:
+    assert _locate.PACKAGED_WORKER == (
+        Path(my_module.__file__).resolve().parent / "bin" / _locate.EXECUTABLE_NAME
+    )
 
 
 def test_explicit_command_is_checked(tmp_path) -> None:
@@ -78,5 +127,30 @@ def test_not_found_says_how_to_build_or_point_at_the_worker(clean_env, monkeypat
     with pytest.raises(my_module.WorkerNotFoundError) as info:
         _locate.find_worker()
     message = str(info.value)
-    for hint in ("swift build -c release", "PATH", _locate.ENV_VAR, "Worker(command=...)"):
+    for hint in (
+        "pip install ./python_client",
+        "swift build -c release --product squares-worker",
+        ".build/release/squares-worker",
+        "PATH",
+        _locate.ENV_VAR,
+        "Worker(command=...)",
+    ):
         assert hint in message
+
+
+def test_not_found_names_every_place_tried_and_the_checkout_build(
+    clean_env, monkeypatch, tmp_path
+) -> None:
+    outputs = (
+        tmp_path / ".build" / "release" / _locate.EXECUTABLE_NAME,
+        tmp_path / ".build" / "debug" / _locate.EXECUTABLE_NAME,
+    )
+    monkeypatch.setattr(_locate, "repository_build_outputs", lambda start=None: outputs)
+    with pytest.raises(my_module.WorkerNotFoundError) as info:
+        _locate.find_worker()
+    message = str(info.value)
+    places = (f"${_locate.ENV_VAR} (unset)", str(_locate.PACKAGED_WORKER), "on PATH", *map(str, outputs))
+    for tried in places:
+        assert tried in message
+    build = f"`swift build -c release --product squares-worker` in {tmp_path} (output: {outputs[0]},"
+    assert build in message

@@ -1,8 +1,10 @@
 """Finding the worker executable.
 
 Order: the ``MY_MODULE_WORKER`` environment variable (a path, or a command line split with
-``shlex``), then ``squares-worker`` on ``PATH``, then the Swift package's own build output
-(``.build/release`` then ``.build/debug``) in the repository this package's source lives in.
+``shlex``), then the worker installed inside this package (``my_module/bin/squares-worker``, put
+there by the wheel build), then ``squares-worker`` on ``PATH``, then the Swift package's own
+build output (``.build/release`` then ``.build/debug``) in the repository this package's source
+lives in (an editable install or a source checkout).
 """
 
 from __future__ import annotations
@@ -18,14 +20,29 @@ from ._errors import WorkerNotFoundError
 ENV_VAR = "MY_MODULE_WORKER"
 EXECUTABLE_NAME = "squares-worker"
 
+# Where a wheel puts the worker (python_client/hatch_build.py's WHEEL_PATH names the same place).
+PACKAGED_WORKER = Path(__file__).resolve().with_name("bin") / EXECUTABLE_NAME
+
+BUILD_COMMAND = f"swift build -c release --product {EXECUTABLE_NAME}"
+
 Command = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 
-_HOW_TO_PROVIDE = (
-    f"build it with `swift build -c release` at the root of the my_module repository "
-    f"(found automatically when my_module is used from that checkout), put `{EXECUTABLE_NAME}` "
-    f"on PATH, set {ENV_VAR} to its path or to a command line, or pass "
+_PIP_INSTALL = (
+    "install my_module with `pip install ./python_client` from the repository root (that builds "
+    "the worker and installs it inside the package)"
+)
+_POINT_AT = (
+    f"put {EXECUTABLE_NAME} on PATH, set {ENV_VAR} to its path or to a command line, or pass "
     f"Worker(command=...)"
 )
+_HOW_TO_PROVIDE = (
+    f"{_PIP_INSTALL}, or build it at the repository root with `{BUILD_COMMAND}` (output: "
+    f".build/release/{EXECUTABLE_NAME}) and {_POINT_AT}"
+)
+
+
+def _is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
 
 
 def split_command(command: Command) -> Tuple[str, ...]:
@@ -52,7 +69,7 @@ def check_executable(argv: Tuple[str, ...], origin: str) -> Tuple[str, ...]:
     """
     program = argv[0]
     if os.sep in program or (os.altsep and os.altsep in program):
-        if os.path.isfile(program) and os.access(program, os.X_OK):
+        if _is_executable(Path(program)):
             return argv
         problem = "is not an executable file" if os.path.exists(program) else "does not exist"
         raise WorkerNotFoundError(f"{origin}: {program!r} {problem}; {_HOW_TO_PROVIDE}")
@@ -82,22 +99,36 @@ def find_worker(command: Optional[Command] = None) -> Tuple[str, ...]:
     """Return the argv that starts the worker.
 
     ``command`` (if given) wins; otherwise the lookup order of this module applies.
-    Raises ``WorkerNotFoundError`` with instructions when nothing usable is found.
+    Raises ``WorkerNotFoundError`` naming every place tried, with instructions, when nothing
+    usable is found.
     """
     if command is not None:
         return check_executable(split_command(command), "Worker(command=...)")
     configured = os.environ.get(ENV_VAR)
     if configured is not None and configured.strip():
         return check_executable(split_command(configured), f"${ENV_VAR}={configured!r}")
+    if _is_executable(PACKAGED_WORKER):
+        return (str(PACKAGED_WORKER),)
     on_path = shutil.which(EXECUTABLE_NAME)
     if on_path is not None:
         return (on_path,)
     candidates = repository_build_outputs()
     for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
+        if _is_executable(candidate):
             return (str(candidate),)
-    looked = ", ".join(str(c) for c in candidates) or "no Swift package around this source"
+    tried = [
+        f"${ENV_VAR} (unset)",
+        f"the package's own worker ({PACKAGED_WORKER})",
+        f"{EXECUTABLE_NAME} on PATH",
+    ]
+    if candidates:
+        tried.append(f"the checkout's build output ({', '.join(map(str, candidates))})")
+        how = (
+            f"build it with `{BUILD_COMMAND}` in {candidates[0].parents[2]} (output: "
+            f"{candidates[0]}, found there by itself), or {_PIP_INSTALL}, or {_POINT_AT}"
+        )
+    else:
+        how = _HOW_TO_PROVIDE
     raise WorkerNotFoundError(
-        f"cannot find the {EXECUTABLE_NAME} worker (${ENV_VAR} is unset, it is not on PATH, "
-        f"and the build output is missing: {looked}); {_HOW_TO_PROVIDE}"
+        f"cannot find the {EXECUTABLE_NAME} worker; tried {', '.join(tried)}; {how}"
     )
