@@ -5,7 +5,7 @@ VPY := $(VENV)/bin/python
 WORKER := .build/release/squares-worker
 
 .PHONY: demo test worker venv test-swift test-protocol test-python test-wheel bench bench-e2e bench-e2e-quick clean test-long \
-	fuzz tsan asan
+	fuzz tsan asan venv-dask
 
 ## Build the worker (release) and run the demo.
 demo: worker venv
@@ -31,6 +31,14 @@ $(VENV)/.stamp: python_client/pyproject.toml
 	$(VPY) -m pip install --quiet "pytest>=7" "hypothesis>=6" "auditwheel>=6" "build>=1" -e ./python_client
 	touch $@
 
+# dask.distributed (a real LocalCluster) and numpy (dask.array) for python_client/tests/test_dask.py:
+# test tools like pytest, never dependencies of the package. A stamp of their own, so that the
+# venv target's list stays the package's, and a remade venv gets them again.
+venv-dask: $(VENV)/.stamp-dask
+$(VENV)/.stamp-dask: $(VENV)/.stamp
+	$(VPY) -m pip install --quiet "dask[distributed]>=2024.1" "numpy>=1.24"
+	touch $@
+
 test-swift:
 	swift build --build-tests
 	swift test --skip-build
@@ -39,7 +47,7 @@ test-protocol: worker venv
 	$(VPY) -m pytest -q protocol/tests
 	$(VPY) protocol/conformance.py -- $(WORKER)
 
-test-python: worker venv
+test-python: worker venv venv-dask
 	$(VPY) -m pytest -q python_client/tests
 
 ## The wheel and the sdist as a user gets them (python_client/packaging_tests): built by pip, the
