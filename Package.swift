@@ -46,7 +46,7 @@ let package = Package(
         // Release benchmark of the core and codec against a Foundation Codable baseline.
         .executableTarget(name: "squares-bench", dependencies: ["SquaresCore", "SquaresProtocol"]),
         .testTarget(name: "SquaresCoreTests", dependencies: ["SquaresCore"]),
-        .testTarget(name: "SquaresProtocolTests", dependencies: ["SquaresProtocol"]),
+        .testTarget(name: "SquaresProtocolTests", dependencies: ["SquaresProtocol", "SquaresCore"]),
         .testTarget(name: "SquaresServerTests", dependencies: ["SquaresServer", "SquaresProtocol"]),
     ],
     swiftLanguageModes: [.v6]

@@ -5,6 +5,20 @@ public func square(_ x: UInt32) -> UInt64 {
     return wide &* wide  // cannot overflow: (2^32 - 1)^2 < 2^64
 }
 
+/// A map applied to each element where a codec writes it, so that an element-wise method runs
+/// fused into the encoder's loop (decode → map → encode touches each number once) while the codec
+/// itself knows nothing of the method. Generic, not a closure: each map gets its own specialised
+/// loop.
+public protocol ElementMap {
+    static func apply(_ x: UInt32) -> UInt64
+}
+
+/// `calculate_squares`'s map.
+public enum Squaring: ElementMap {
+    @inlinable @inline(__always)
+    public static func apply(_ x: UInt32) -> UInt64 { square(x) }
+}
+
 /// Squares `input` into `output` element by element; both must have the same count.
 @inlinable
 public func squareSequentially(_ input: UnsafeBufferPointer<UInt32>, into output: UnsafeMutableBufferPointer<UInt64>) {

@@ -4,7 +4,7 @@
 /// each squared by a child task of one task group straight into one preallocated result; ranges are
 /// squared in slices of `sliceLength` with a cancellation check between slices. Below the threshold
 /// the work runs inline: a task group costs more than squaring a few thousand numbers.
-public struct SquaresCore: Sendable {
+public struct ParallelSquaring: Sendable {
     /// Below this many elements squaring runs inline. Measured with `squares-bench` (README): on
     /// 2 cores the group's spawn and join cost about as much as squaring ~32K numbers.
     public static let defaultParallelThreshold = 32_768
@@ -14,7 +14,7 @@ public struct SquaresCore: Sendable {
     public let parallelism: Int
     public let parallelThreshold: Int
 
-    public init(parallelism: Int, parallelThreshold: Int = SquaresCore.defaultParallelThreshold) {
+    public init(parallelism: Int, parallelThreshold: Int = ParallelSquaring.defaultParallelThreshold) {
         precondition(parallelism >= 1, "parallelism must be at least 1")
         precondition(parallelThreshold >= 1, "parallelThreshold must be at least 1")
         self.parallelism = parallelism
@@ -37,7 +37,7 @@ public struct SquaresCore: Sendable {
             var start = range.lowerBound
             while start < range.upperBound {
                 try Task.checkCancellation()
-                let end = min(start + SquaresCore.sliceLength, range.upperBound)
+                let end = min(start + ParallelSquaring.sliceLength, range.upperBound)
                 squareSequentially(
                     UnsafeBufferPointer(rebasing: input[start..<end]),
                     into: UnsafeMutableBufferPointer(rebasing: result[start..<end]))

@@ -6,15 +6,23 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
     public var description: String { "\(reason) at byte \(offset)" }
 }
 
-/// A frame parsed as JSON, with its arrays of integers decoded by the fast codec.
+/// A frame parsed as JSON. Its big integer arrays may still be pending (see `JSONIntegerArray`):
+/// `decodePending(parts:)` decodes them, in parallel pieces.
 public struct ParsedFrame: Sendable {
     public var root: JSONValue
-    public var integerArrays: [IntegerArray]
+    /// The arrays inside `root` left for `decodePending(parts:)`, in source order.
+    public var pending: [JSONIntegerArray]
+
+    /// Decodes every pending array, `parts` pieces each.
+    /// - Throws: `JSONParseError` for the first array whose text breaks JSON.
+    public func decodePending(parts: Int) async throws(JSONParseError) {
+        for array in pending { try await array.decode(parts: parts) }
+    }
 }
 
 /// A strict JSON (RFC 8259) reader for whole frames: UTF-8 only, no trailing bytes but whitespace,
 /// nesting bounded by `maxDepth`. Arrays made only of integers take the fast codec's path; those of
-/// at least `parallelSpanBytes` bytes are decoded after the sequential pass, in parallel.
+/// at least `parallelSpanBytes` bytes are left pending by `scan`, to be decoded in parallel.
 public struct JSONReader: Sendable {
     public var maxDepth: Int
     public var parallelism: Int
@@ -28,34 +36,24 @@ public struct JSONReader: Sendable {
         self.parallelSpanBytes = parallelSpanBytes
     }
 
-    /// Parses a whole frame.
+    /// The one synchronous pass over a whole frame: everything is parsed and checked but the
+    /// integer arrays of at least `parallelSpanBytes` (with `parallelism` above 1), which are
+    /// left pending.
     /// - Throws: `JSONParseError` for anything that is not exactly one JSON value in UTF-8.
-    public func parse(_ frame: FrameBytes) async throws(JSONParseError) -> ParsedFrame {
-        var (parsed, deferred) = try scan(frame, parallelSpanBytes: parallelism > 1 ? parallelSpanBytes : Int.max)
-        for (slot, span) in deferred {
-            do {
-                parsed.integerArrays[slot] = try await IntegerArrayCodec.decode(frame, span: span, parts: parallelism)
-            } catch {
-                throw JSONParseError(offset: span.lowerBound + error.offset, reason: "invalid number array")
-            }
-        }
-        return parsed
-    }
-
-    /// Parses a whole frame on the calling thread (for small frames).
-    /// - Throws: `JSONParseError` for anything that is not exactly one JSON value in UTF-8.
-    public func parseSequentially(_ frame: FrameBytes) throws(JSONParseError) -> ParsedFrame {
-        try scan(frame, parallelSpanBytes: Int.max).frame
-    }
-
-    /// The sequential pass: everything but the integer arrays of at least `parallelSpanBytes`,
-    /// which are returned as spans to decode.
-    private func scan(_ frame: FrameBytes, parallelSpanBytes: Int) throws(JSONParseError) -> (frame: ParsedFrame, deferred: [(slot: Int, span: Range<Int>)]) {
+    public func scan(_ frame: FrameBytes) throws(JSONParseError) -> ParsedFrame {
         let bytes = UnsafeBufferPointer(frame.storage)
         guard bytes.count > 0 else { throw JSONParseError(offset: 0, reason: "empty frame") }
-        var scanner = Scanner(bytes: bytes, maxDepth: maxDepth, parallelSpanBytes: parallelSpanBytes)
+        var scanner = Scanner(frame: frame, maxDepth: maxDepth, parallelSpanBytes: parallelism > 1 ? parallelSpanBytes : Int.max)
         let root = try scanner.parseDocument()
-        return (ParsedFrame(root: root, integerArrays: scanner.integerArrays), scanner.deferred)
+        return ParsedFrame(root: root, pending: scanner.pending)
+    }
+
+    /// Parses a whole frame, its big integer arrays decoded in parallel.
+    /// - Throws: `JSONParseError` for anything that is not exactly one JSON value in UTF-8.
+    public func parse(_ frame: FrameBytes) async throws(JSONParseError) -> ParsedFrame {
+        let parsed = try scan(frame)
+        try await parsed.decodePending(parts: parallelism)
+        return parsed
     }
 
     /// Parses a frame held in an array (a copy is made; for tests and small frames).
@@ -66,6 +64,7 @@ public struct JSONReader: Sendable {
 
 /// One pass over the frame's bytes.
 private struct Scanner {
+    let frame: FrameBytes
     let bytes: UnsafeBufferPointer<UInt8>
     let base: UnsafePointer<UInt8>
     let end: Int
@@ -73,11 +72,11 @@ private struct Scanner {
     let parallelSpanBytes: Int
     var p = 0
     var depth = 0
-    var integerArrays: [IntegerArray] = []
-    var deferred: [(slot: Int, span: Range<Int>)] = []
+    var pending: [JSONIntegerArray] = []
 
-    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, parallelSpanBytes: Int) {
-        self.bytes = bytes
+    init(frame: FrameBytes, maxDepth: Int, parallelSpanBytes: Int) {
+        self.frame = frame
+        self.bytes = UnsafeBufferPointer(frame.storage)
         self.base = bytes.baseAddress!  // the caller refuses empty frames
         self.end = bytes.count
         self.maxDepth = maxDepth
@@ -138,19 +137,19 @@ private struct Scanner {
         p += 1
         if let close = IntegerArrayCodec.scanIntegerArray(bytes, from: p), hasDigit(p..<close) || isBlank(p..<close) {
             let span = p..<close
-            let slot = integerArrays.count
-            if span.count >= parallelSpanBytes {
-                integerArrays.append(IntegerArray(pieces: [], count: 0, firstProblem: nil))
-                deferred.append((slot, span))
-            } else {
-                do {
-                    integerArrays.append(try IntegerArrayCodec.decodeSequentially(bytes, span: span))
-                } catch {
-                    throw fail("invalid number array", at: span.lowerBound + error.offset)
-                }
-            }
             p = close + 1
-            return .integerArray(index: slot)
+            // Only a root below the top level waits, and only with a comma: so a pending array is
+            // never a batch, and it has at least two elements once decoded.
+            if span.count >= parallelSpanBytes && depth > 1 && hasComma(span) {
+                let array = JSONIntegerArray(pending: frame, span: span)
+                pending.append(array)
+                return .integerArray(array)
+            }
+            do {
+                return .integerArray(JSONIntegerArray(try IntegerArrayCodec.decodeSequentially(bytes, span: span)))
+            } catch {
+                throw fail("invalid number array", at: span.lowerBound + error.offset)
+            }
         }
         p = open + 1
         var elements: [JSONValue] = []
@@ -171,6 +170,10 @@ private struct Scanner {
     /// be integer arrays, the rest take the general path, which reports them.
     func hasDigit(_ range: Range<Int>) -> Bool {
         range.contains { (base[$0] &- 0x30) < 10 }
+    }
+
+    func hasComma(_ range: Range<Int>) -> Bool {
+        range.contains { base[$0] == UInt8(ascii: ",") }
     }
 
     func isBlank(_ range: Range<Int>) -> Bool {

@@ -8,8 +8,8 @@ public struct JSONWriter {
     public mutating func append(raw: String) { bytes.append(contentsOf: raw.utf8) }
     public mutating func append(raw: [UInt8]) { bytes.append(contentsOf: raw) }
 
-    /// Writes `value`. Integer arrays are looked up in `integerArrays`.
-    public mutating func write(_ value: JSONValue, integerArrays: [IntegerArray] = []) {
+    /// Writes `value`, whose integer arrays must be decoded (`ParsedFrame.decodePending`).
+    public mutating func write(_ value: JSONValue) {
         switch value {
         case .null: append(raw: "null")
         case .bool(let flag): append(raw: flag ? "true" : "false")
@@ -19,7 +19,7 @@ public struct JSONWriter {
             bytes.append(UInt8(ascii: "["))
             for (i, element) in elements.enumerated() {
                 if i > 0 { bytes.append(UInt8(ascii: ",")) }
-                write(element, integerArrays: integerArrays)
+                write(element)
             }
             bytes.append(UInt8(ascii: "]"))
         case .object(let object):
@@ -28,12 +28,13 @@ public struct JSONWriter {
                 if i > 0 { bytes.append(UInt8(ascii: ",")) }
                 write(string: member.key)
                 bytes.append(UInt8(ascii: ":"))
-                write(member.value, integerArrays: integerArrays)
+                write(member.value)
             }
             bytes.append(UInt8(ascii: "}"))
-        case .integerArray(let index):
+        case .integerArray(let array):
+            guard let decoded = array.decoded else { preconditionFailure("a pending integer array is written before it is decoded") }
             bytes.append(UInt8(ascii: "["))
-            append(raw: integerArrays[index].elements.map(String.init).joined(separator: ","))
+            append(raw: decoded.elements.map(String.init).joined(separator: ","))
             bytes.append(UInt8(ascii: "]"))
         }
     }

@@ -28,20 +28,6 @@ public struct RPCError: Error, Sendable, Equatable {
         }
         return RPCError(.invalidParams, message: "Invalid params: \(detail)", data: data)
     }
-
-    public static func invalidPacked(_ problem: PackedCodec.Invalid) -> RPCError {
-        invalidParams(.invalidPacked, detail: "numbersPacked: \(problem.detail)")
-    }
-
-    public static func invalidElement(_ problem: ElementProblem) -> RPCError {
-        let what = switch problem.reason {
-        case .notAnInteger: "is not an integer"
-        case .negative: "is negative"
-        case .tooLarge: "is greater than \(ProtocolConstants.maxNumber)"
-        case .notAnArray, .invalidShape, .invalidPacked: "is invalid"
-        }
-        return invalidParams(problem.reason, index: problem.index, detail: "numbers[\(problem.index)] \(what)")
-    }
 }
 
 /// A request or notification that passed JSON-RPC's structural checks.
@@ -92,18 +78,20 @@ public enum FrameContent: Sendable {
     case single(Entry)
     case batch([Entry])
 
-    public init(_ frame: ParsedFrame) {
-        switch frame.root {
+    /// What `root`, a frame's value, holds. (A root integer array is never pending: the reader
+    /// decodes it in its own pass.)
+    public init(_ root: JSONValue) {
+        switch root {
         case .array(let elements) where !elements.isEmpty:
             self = .batch(elements.map(Entry.init))
-        case .integerArray(let index) where frame.integerArrays[index].count > 0:
+        case .integerArray(let array) where (array.decoded?.count ?? 0) > 0:
             // A batch of numbers: each is an invalid request.
             let error = RPCError(.invalidRequest, message: "Invalid Request: not an object")
-            self = .batch(Array(repeating: .invalid(id: .null, error: error), count: frame.integerArrays[index].count))
+            self = .batch(Array(repeating: .invalid(id: .null, error: error), count: array.decoded?.count ?? 0))
         case .array, .integerArray:
             self = .single(.invalid(id: .null, error: RPCError(.invalidRequest, message: "Invalid Request: empty batch")))
         default:
-            self = .single(Entry(frame.root))
+            self = .single(Entry(root))
         }
     }
 }

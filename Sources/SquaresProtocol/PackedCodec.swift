@@ -2,7 +2,7 @@ import ExtrasBase64
 import SquaresCore
 
 /// The packed encoding (protocol 1.1): `numbersPacked` is standard, padded base64 of the numbers
-/// as little-endian `UInt32`s, and the reply's `squaresPacked` is base64 of the squares as
+/// as little-endian `UInt32`s, and the reply's `squaresPacked` is base64 of the results as
 /// little-endian `UInt64`s. It costs the client one C-level pass each way instead of a JSON list,
 /// and it needs no per-element validation here: every 4 bytes are a valid `UInt32`.
 ///
@@ -45,8 +45,12 @@ public enum PackedCodec {
         return output
     }
 
-    /// The numbers encoded in `text`, decoded on the calling thread (for small inputs).
-    public static func decodeNumbersSequentially(_ text: String) throws(Invalid) -> OwnedBuffer<UInt32> {
+    /// About how many numbers `text` encodes (for a size policy; exact for valid text).
+    public static func approximateCount(_ text: String) -> Int { text.utf8.count / 4 * 3 / 4 }
+
+    /// The numbers encoded in `text`: the kernel over the whole text, on the calling thread.
+    /// - Throws: `Invalid` for anything but padded standard base64 of a multiple of 4 bytes.
+    public static func decodeNumbers(_ text: String) throws(Invalid) -> OwnedBuffer<UInt32> {
         var text = text
         text.makeContiguousUTF8()
         let byteCount = try decodedByteCount(text)
@@ -88,20 +92,21 @@ public enum PackedCodec {
         } ?? "not contiguous"
     }
 
-    /// The base64 text of `squares` as little-endian `UInt64`s, on the calling thread.
-    public static func encodeSquaresSequentially(_ squares: OwnedBuffer<UInt64>) -> [UInt8] {
+    /// The base64 text of `values` as little-endian `UInt64`s, on the calling thread.
+    public static func encode(_ values: OwnedBuffer<UInt64>) -> [UInt8] {
         #if _endian(big)
-        for i in squares.storage.indices { squares.storage[i] = squares.storage[i].littleEndian }
+        for i in values.storage.indices { values.storage[i] = values.storage[i].littleEndian }
         #endif
-        return Base64.encodeToBytes(bytes: UnsafeRawBufferPointer(squares.storage))
+        return Base64.encodeToBytes(bytes: UnsafeRawBufferPointer(values.storage))
     }
 
-    /// The base64 text of `squares` as little-endian `UInt64`s, in segments to write in order.
-    public static func encodeSquares(_ squares: OwnedBuffer<UInt64>, parallelism: Int) async throws -> [[UInt8]] {
+    /// The base64 text of `values` as little-endian `UInt64`s, in segments to write in order,
+    /// encoded in up to `parallelism` pieces.
+    public static func encode(_ values: OwnedBuffer<UInt64>, parallelism: Int) async throws -> [[UInt8]] {
         #if _endian(big)
-        for i in squares.storage.indices { squares.storage[i] = squares.storage[i].littleEndian }
+        for i in values.storage.indices { values.storage[i] = values.storage[i].littleEndian }
         #endif
-        let count = squares.count
+        let count = values.count
         // Whole groups of 3 elements (24 bytes, 32 characters) per piece, so only the last pads.
         let groups = (count + 2) / 3
         let parts = max(1, min(parallelism, count * 8 / minimumPieceCharacters))
@@ -111,7 +116,7 @@ public enum PackedCodec {
         return try await forEachRange(ranges.indices.map { $0..<$0 + 1 }) { index in
             try Task.checkCancellation()
             let range = ranges[index.lowerBound]
-            let bytes = UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: squares.storage[range]))
+            let bytes = UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: values.storage[range]))
             return Base64.encodeToBytes(bytes: bytes)
         }
     }

@@ -13,20 +13,6 @@ public enum ProtocolConstants {
     public static let maxNumber = UInt64(UInt32.max)
     /// Arrays and objects nested deeper than this are refused as a parse error.
     public static let maxNestingDepth = 256
-
-    public enum Method {
-        public static let initialize = "initialize"
-        public static let calculateSquares = "calculate_squares"
-        public static let shutdown = "shutdown"
-        public static let cancel = "$/cancel"
-        /// Only served when the worker runs with `--test-methods`.
-        public static let testSleep = "test/sleep"
-        /// The methods `initialize` advertises.
-        public static let advertised = [initialize, calculateSquares, shutdown, cancel]
-    }
-
-    /// The longest `test/sleep` accepted, in milliseconds.
-    public static let maxSleepMilliseconds = 60_000
 }
 
 /// JSON-RPC 2.0 error codes, plus LSP's request-cancelled code and one server-defined code.
@@ -52,7 +38,8 @@ public enum ErrorCode: Int, Sendable, CaseIterable {
     }
 }
 
-/// Why `calculate_squares` refused its params; sent as `data.reason`.
+/// Why a method refused its params; sent as `data.reason`. (The method names live with each
+/// method: SquaresServer's `MethodRegistry`.)
 public enum ParamsErrorReason: String, Sendable, CaseIterable {
     /// An element is not a JSON integer (`1.5`, `2.0`, `1e3`, `"1"`, `true`, `null`, `[1]`, `{}`).
     case notAnInteger = "not_an_integer"

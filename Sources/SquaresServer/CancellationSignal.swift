@@ -84,9 +84,9 @@ final class CancellationRegistry: Sendable {
 
 /// Runs `work` unless `signal` fires first, in which case `work` is cancelled, awaited, and
 /// `CancellationError` is thrown. Both sides are children of one task group.
-func run<T: Sendable>(
-    _ work: @escaping @Sendable () async throws -> T,
-    unless signal: CancellationSignal
+func withCancellation<T: Sendable>(
+    by signal: CancellationSignal,
+    _ work: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await work() }

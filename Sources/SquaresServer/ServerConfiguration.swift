@@ -25,11 +25,13 @@ public struct ServerConfiguration: Sendable {
 }
 
 /// What arrives from the transport.
-public enum InboundEvent: Sendable, Equatable {
+public enum InboundEvent: Sendable {
     /// A whole frame.
     case frame(FrameBytes)
     /// A frame longer than the limit was announced; its body is skipped by the transport.
     case oversized(length: Int)
+    /// A frame whose first phase the transport ran already (while the loop was idle).
+    case planned(FramePlan)
     /// The input ended inside a frame; `position` says where.
     case truncated(position: String)
 }

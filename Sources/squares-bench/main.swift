@@ -77,17 +77,21 @@ let frame = FrameBytes(request)
 func serve(parallelism: Int) async throws -> Int {
     let reader = JSONReader(parallelism: parallelism)
     let parsed = try await reader.parse(frame)
-    guard case .single(.request(let call)) = FrameContent(parsed) else { fatalError("not a request") }
-    let array = try parsed.numbers(in: call.params).get()
-    let segments = try await IntegerArrayCodec.encodeSquares(of: array, parallelism: parallelism)
+    let segments = try await IntegerArrayCodec.encode(numbers(in: parsed), mapping: Squaring.self, parallelism: parallelism)
     return OutboundFrame(.success(id: .integer(1), result: .encoded(segments))).byteCount
+}
+
+/// The decoded `numbers` of the benchmark's request.
+func numbers(in parsed: ParsedFrame) -> IntegerArray {
+    guard case .object(let request) = parsed.root, case .object(let params)? = request["params"],
+          case .integerArray(let array)? = params["numbers"], let decoded = array.decoded else { fatalError("not the benchmark's request") }
+    return decoded
 }
 
 // Check the fast path against Foundation's output before timing it.
 let expected = try JSONEncoder().encode(codableSquares)
 let parsedOnce = try await JSONReader(parallelism: options.parallelism).parse(frame)
-guard case .single(.request(let call)) = FrameContent(parsedOnce) else { fatalError("not a request") }
-let produced = [UInt8]("[".utf8) + (try await IntegerArrayCodec.encodeSquares(of: try parsedOnce.numbers(in: call.params).get(), parallelism: options.parallelism)).joined() + [UInt8]("]".utf8)
+let produced = [UInt8]("[".utf8) + (try await IntegerArrayCodec.encode(numbers(in: parsedOnce), mapping: Squaring.self, parallelism: options.parallelism)).joined() + [UInt8]("]".utf8)
 precondition(produced == [UInt8](expected), "fast codec output differs from JSONEncoder's")
 
 let arrayStart = request.firstIndex(of: UInt8(ascii: "["))! + 1
@@ -97,13 +101,13 @@ let scan = await median(options.repetitions) {
 let oneCore = try await median(options.repetitions) { _ = try await serve(parallelism: 1) }
 let allCores = try await median(options.repetitions) { _ = try await serve(parallelism: options.parallelism) }
 let parseOnly = try await median(options.repetitions) { _ = try await JSONReader(parallelism: 1).parse(frame) }
-let parsedArray = try parsedOnce.numbers(in: call.params).get()
-let encodeOnly = try await median(options.repetitions) { _ = try await IntegerArrayCodec.encodeSquares(of: parsedArray, parallelism: 1) }
+let parsedArray = numbers(in: parsedOnce)
+let encodeOnly = try await median(options.repetitions) { _ = try await IntegerArrayCodec.encode(parsedArray, mapping: Squaring.self, parallelism: 1) }
 report("fast path: scan only (sequential)", scan, per: count)
 report("fast path: parse (scan + decode), 1 core", parseOnly, per: count)
 report("fast path: square + encode, 1 core", encodeOnly, per: count)
 let parseAll = try await median(options.repetitions) { _ = try await JSONReader(parallelism: options.parallelism).parse(frame) }
-let encodeAll = try await median(options.repetitions) { _ = try await IntegerArrayCodec.encodeSquares(of: parsedArray, parallelism: options.parallelism) }
+let encodeAll = try await median(options.repetitions) { _ = try await IntegerArrayCodec.encode(parsedArray, mapping: Squaring.self, parallelism: options.parallelism) }
 report("fast path: parse (scan + decode), \(options.parallelism) cores", parseAll, per: count)
 report("fast path: square + encode, \(options.parallelism) cores", encodeAll, per: count)
 report("fast path: decode + square + encode, 1 core", oneCore, per: count, baseline: codableTotal)
@@ -112,14 +116,14 @@ report("fast path: decode + square + encode, \(options.parallelism) cores", allC
 // MARK: The core alone, and the inline/parallel threshold
 
 let buffer = OwnedBuffer(numbers)
-let coreSequential = try await median(options.repetitions) { _ = try await SquaresCore(parallelism: 1).squares(of: buffer) }
-let coreParallel = try await median(options.repetitions) { _ = try await SquaresCore(parallelism: options.parallelism).squares(of: buffer) }
+let coreSequential = try await median(options.repetitions) { _ = try await ParallelSquaring(parallelism: 1).squares(of: buffer) }
+let coreParallel = try await median(options.repetitions) { _ = try await ParallelSquaring(parallelism: options.parallelism).squares(of: buffer) }
 report("core: squares, 1 core", coreSequential, per: count)
 report("core: squares, \(options.parallelism) cores", coreParallel, per: count)
 print("core threshold (inline vs task group, µs):")
 for size in [4_096, 16_384, 32_768, 65_536, 131_072] {
     let small = OwnedBuffer(numbers.prefix(size))
-    let inline = try await median(101) { _ = try await SquaresCore(parallelism: 1).squares(of: small) }
-    let grouped = try await median(101) { _ = try await SquaresCore(parallelism: options.parallelism, parallelThreshold: 1).squares(of: small) }
+    let inline = try await median(101) { _ = try await ParallelSquaring(parallelism: 1).squares(of: small) }
+    let grouped = try await median(101) { _ = try await ParallelSquaring(parallelism: options.parallelism, parallelThreshold: 1).squares(of: small) }
     print(String(format: "  %7d numbers: inline %8.1f  group %8.1f", size, inline * 1e6, grouped * 1e6))
 }

@@ -69,8 +69,8 @@ struct SquaresWorker: AsyncParsableCommand {
         let writer = FrameWriterThread(descriptor: STDOUT_FILENO, logger: logger)
         let server = Server(configuration: configuration, logger: logger)
         let reader = FrameReaderThread(
-            descriptor: STDIN_FILENO, maxFrameBytes: maxFrameBytes, inbox: inbox, logger: logger,
-            inline: (server.answerInline, writer))
+            descriptor: STDIN_FILENO, maxFrameBytes: maxFrameBytes,
+            handOff: FrameHandOff(inbox: inbox, server: server, writer: writer), logger: logger)
         installStopSignalHandlers(wake: reader.stopDescriptor)
         writer.start()
         reader.start()

@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "squares-worker", path: "../.."),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .executableTarget(
@@ -17,6 +18,8 @@ let package = Package(
             dependencies: [
                 .product(name: "SquaresProtocol", package: "squares-worker"),
                 .product(name: "SquaresCore", package: "squares-worker"),
+                .product(name: "SquaresServer", package: "squares-worker"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             // libFuzzer supplies `main`: the sources are a library with one C entry point.
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]

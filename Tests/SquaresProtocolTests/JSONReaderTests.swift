@@ -10,7 +10,7 @@ struct JSONReaderTests {
     func roundTrip(text: String) async throws {
         let frame = try await parse(text)
         var writer = JSONWriter()
-        writer.write(frame.root, integerArrays: frame.integerArrays)
+        writer.write(frame.root)
         #expect(String(decoding: writer.bytes, as: UTF8.self) == text)
     }
 

@@ -37,8 +37,8 @@ struct PackedCodecTests {
         for parallelism in [1, 2, 5] {
             let decoded = try await PackedCodec.decodeNumbers(text, parallelism: parallelism)
             #expect(decoded.array == numbers, "decode, parallelism \(parallelism)")
-            let squares = try await SquaresCore(parallelism: parallelism).squares(of: decoded)
-            let encoded = try await PackedCodec.encodeSquares(squares, parallelism: parallelism)
+            let squares = try await ParallelSquaring(parallelism: parallelism).squares(of: decoded)
+            let encoded = try await PackedCodec.encode(squares, parallelism: parallelism)
             let expected = base64(littleEndianBytes(numbers.map { UInt64($0) * UInt64($0) }))
             #expect(String(decoding: encoded.joined(), as: UTF8.self) == expected, "encode, parallelism \(parallelism)")
         }
@@ -60,19 +60,5 @@ struct PackedCodecTests {
         for parallelism in [1, 2, 3] {
             await #expect(throws: PackedCodec.Invalid.self) { _ = try await PackedCodec.decodeNumbers(broken, parallelism: parallelism) }
         }
-    }
-
-    @Test("params: numbersPacked by name; both members or a non-string are refused")
-    func params() async throws {
-        func input(_ text: String) async throws -> Result<SquaresInput, RPCError> {
-            let frame = try await parse(text)
-            return frame.squaresInput(in: frame.root)
-        }
-        guard case .success(.packed("AAAAAA==")) = try await input(#"{"numbersPacked":"AAAAAA=="}"#) else { Issue.record("not packed"); return }
-        guard case .success(.json) = try await input(#"{"numbers":[1]}"#) else { Issue.record("not json"); return }
-        guard case .failure(let both) = try await input(#"{"numbers":[1],"numbersPacked":""}"#) else { Issue.record("accepted both"); return }
-        #expect(both.data == .object(["reason": .string("invalid_shape")]))
-        guard case .failure(let number) = try await input(#"{"numbersPacked":5}"#) else { Issue.record("accepted a number"); return }
-        #expect(number.data == .object(["reason": .string("invalid_packed")]))
     }
 }

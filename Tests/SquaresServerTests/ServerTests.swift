@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import SquaresProtocol
 import Testing
@@ -205,35 +206,81 @@ struct ServerTests {
     }
 }
 
-@Suite("Inline answers for small calls")
-struct InlineTests {
+@Suite("The first phase of a frame")
+struct FirstPhaseTests {
     let server: Server = {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        return Server(configuration: ServerConfiguration(parallelism: 2), logger: logger)
+        return Server(configuration: ServerConfiguration(parallelism: 2, testMethods: true), logger: logger)
     }()
 
-    func inline(_ text: String) -> String? {
-        server.answerInline(FrameBytes(Array(text.utf8))).map { String(decoding: $0.segments.joined(), as: UTF8.self) }
+    func plan(_ text: String) -> FramePlan { server.firstPhase(.frame(FrameBytes(Array(text.utf8)))) }
+
+    /// The reply the first phase gave at once, or nil when it left a job or nothing.
+    func answeredNow(_ text: String) -> String? {
+        guard case .reply(let frame) = plan(text).work else { return nil }
+        return String(decoding: frame.segments.joined(), as: UTF8.self)
     }
 
-    @Test("a small calculate_squares is answered inline, JSON or packed, result or error")
-    func eligible() {
-        #expect(inline(request(1, "calculate_squares", "[[1, 2, 4294967295]]")) == #"{"jsonrpc":"2.0","id":1,"result":[1,4,18446744065119617025]}"#)
-        #expect(inline(request(2, "calculate_squares", #"{"numbersPacked":"AQAAAAIAAAD/////"}"#)) == #"{"jsonrpc":"2.0","id":2,"result":{"squaresPacked":"AQAAAAAAAAAEAAAAAAAAAAEAAAD+////"}}"#)
-        #expect(inline(request(3, "calculate_squares", "[[1, -2]]"))?.contains(#""data":{"index":1,"reason":"negative"}"#) == true)
-        #expect(inline(request(4, "calculate_squares", #"{"numbersPacked":"AQ="}"#))?.contains(#""reason":"invalid_packed""#) == true)
-        #expect(inline(request(5, "calculate_squares", "[[]]")) == #"{"jsonrpc":"2.0","id":5,"result":[]}"#)
+    func isJob(_ text: String) -> Bool {
+        if case .job = plan(text).work { true } else { false }
     }
 
-    @Test("everything else is left to the serving loop", arguments: [
-        request(1, "initialize"), request(1, "shutdown"), request(1, "test/sleep", #"{"ms":1}"#),
-        "[" + request(1, "calculate_squares", "[[1]]") + "]",
-        #"{"jsonrpc":"2.0","method":"calculate_squares","params":[[1]]}"#,
-        "{not json", "",
-        request(1, "calculate_squares", "[[" + Array(repeating: "4294967295", count: 7000).joined(separator: ",") + "]]"),
-    ])
-    func ineligible(text: String) {
-        #expect(inline(text) == nil)
+    @Test("small requests are answered at once: results, errors, batches and lifecycle methods")
+    func answeredAtOnce() {
+        #expect(answeredNow(request(1, "calculate_squares", "[[1, 2, 4294967295]]")) == #"{"jsonrpc":"2.0","id":1,"result":[1,4,18446744065119617025]}"#)
+        #expect(answeredNow(request(2, "calculate_squares", #"{"numbersPacked":"AQAAAAIAAAD/////"}"#)) == #"{"jsonrpc":"2.0","id":2,"result":{"squaresPacked":"AQAAAAAAAAAEAAAAAAAAAAEAAAD+////"}}"#)
+        #expect(answeredNow(request(3, "calculate_squares", "[[1, -2]]"))?.contains(#""data":{"index":1,"reason":"negative"}"#) == true)
+        #expect(answeredNow(request(4, "calculate_squares", #"{"numbersPacked":"AQ="}"#))?.contains(#""reason":"invalid_packed""#) == true)
+        #expect(answeredNow(request(5, "calculate_squares", "[[]]")) == #"{"jsonrpc":"2.0","id":5,"result":[]}"#)
+        #expect(answeredNow(request(6, "nope"))?.contains(#""code":-32601"#) == true)
+        #expect(answeredNow("{not json")?.hasPrefix(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700"#) == true)
+        #expect(answeredNow(request(7, "$/cancel", #"{"id":1}"#)) == #"{"jsonrpc":"2.0","id":7,"result":null}"#)
+        #expect(answeredNow("[" + request(8, "calculate_squares", "[[3]]") + "," + request(9, "initialize") + "]")?.hasPrefix(#"[{"jsonrpc":"2.0","id":8,"result":[9]},{"jsonrpc":"2.0","id":9,"result":{"protocolVersion""#) == true)
+        let shutdown = plan(request(10, "shutdown"))
+        #expect(shutdown.shutdown)
+        if case .reply = shutdown.work {} else { Issue.record("shutdown is not answered at once") }
+    }
+
+    @Test("waiting, big and still-encoded work is left to a child task")
+    func leftToAJob() {
+        #expect(isJob(request(1, "test/sleep", #"{"ms":1}"#)))
+        let big = Array(repeating: "4294967295", count: MethodContext.immediateElements).joined(separator: ",")
+        #expect(isJob(request(2, "calculate_squares", "[[" + big + "]]")))
+        #expect(answeredNow(request(3, "calculate_squares", "[[" + big.dropLast(11) + "]]")) != nil, "one element under the policy")
+        // Over 256 KiB of text with parallelism 2: decoded in parallel pieces, by the job.
+        let pending = Array(repeating: "4294967295", count: 30_000).joined(separator: ",")
+        #expect(isJob(request(4, "calculate_squares", #"{"numbers":["# + pending + "]}")))
+        #expect(isJob("[" + request(5, "calculate_squares", "[[1]]") + "," + request(6, "test/sleep", #"{"ms":1}"#) + "]"))
+    }
+
+    @Test("notifications have their effect and nothing to send")
+    func notifications() {
+        let silent = plan(#"{"jsonrpc":"2.0","method":"calculate_squares","params":[[1]]}"#)
+        if case .nothing = silent.work {} else { Issue.record("a notification left work") }
+        #expect(plan(#"{"jsonrpc":"2.0","method":"shutdown"}"#).shutdown)
+        #expect(!plan(#"{"jsonrpc":"2.0","method":"shutdown","params":{"now":true}}"#).shutdown, "bad params: no shutdown")
+    }
+
+    @Test("initialize lists exactly the registered methods, test/sleep only when served")
+    func advertisedMethods() {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let plain = Server(configuration: ServerConfiguration(parallelism: 1), logger: logger)
+        guard case .reply(let reply) = plain.firstPhase(.frame(FrameBytes(Array(request(1, "initialize").utf8)))).work else {
+            Issue.record("initialize is not answered at once"); return
+        }
+        #expect(String(decoding: reply.segments.joined(), as: UTF8.self).contains(#""methods":["initialize","calculate_squares","shutdown","$/cancel"]"#))
+        #expect(answeredNow(request(2, "initialize"))?.contains(#""methods":["initialize","calculate_squares","shutdown","$/cancel","test/sleep"]"#) == true)
+    }
+
+    @Test("method names agree with protocol/constants.json")
+    func constantsMatchContract() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../protocol/constants.json")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        let served = MethodRegistry.standard(testMethods: false).names
+        #expect(json["methods"] as? [String] == served)
+        #expect(json["testMethods"] as? [String] == Array(MethodRegistry.standard(testMethods: true).names.dropFirst(served.count)))
+        #expect(json["maxSleepMs"] as? Int == TestSleep.maxMilliseconds)
     }
 }

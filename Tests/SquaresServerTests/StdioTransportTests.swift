@@ -18,8 +18,8 @@ func startPipeWorker(inline: Bool, configuration: ServerConfiguration = ServerCo
     let writer = FrameWriterThread(descriptor: output[1], logger: logger)
     let server = Server(configuration: configuration, logger: logger)
     FrameReaderThread(
-        descriptor: input[0], maxFrameBytes: configuration.maxFrameBytes, inbox: inbox, logger: logger,
-        inline: inline ? (server.answerInline, writer) : nil
+        descriptor: input[0], maxFrameBytes: configuration.maxFrameBytes,
+        handOff: inline ? FrameHandOff(inbox: inbox, server: server, writer: writer) : FrameHandOff(inbox: inbox), logger: logger
     ).start()
     writer.start()
     let (readEnd, writeEnd) = (input[0], output[1])
@@ -56,7 +56,7 @@ func framed(_ texts: [String]) -> [UInt8] {
 
 @Suite("Stdio transport over real pipes, in process")
 struct StdioTransportTests {
-    @Test("with inline answers, every small call is answered and nothing after shutdown is served", arguments: [false, true])
+    @Test("with first phases on the reader thread, every small call is answered and nothing after shutdown is served", arguments: [false, true])
     func inlineOrdering(inline: Bool) async {
         let worker = startPipeWorker(inline: inline)
         var texts = (1...200).map { request($0, "calculate_squares", "[[\($0)]]") }
@@ -86,7 +86,7 @@ struct StdioTransportTests {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let inbox = FrameInbox()
-        FrameReaderThread(descriptor: input[0], maxFrameBytes: 1 << 20, inbox: inbox, logger: logger).start()
+        FrameReaderThread(descriptor: input[0], maxFrameBytes: 1 << 20, handOff: FrameHandOff(inbox: inbox), logger: logger).start()
         let writer = FrameWriterThread(descriptor: output[1], logger: logger)
         writer.start()
         let server = Server(configuration: ServerConfiguration(parallelism: 2), logger: logger)

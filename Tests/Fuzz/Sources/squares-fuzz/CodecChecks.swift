@@ -40,12 +40,12 @@ enum CodecChecks {
         let text = "[" + values.map { String($0) }.joined(separator: ",") + "]"
         do {
             let again = try await JSONReader(parallelism: parts, parallelSpanBytes: 1).parse(Array(text.utf8))
-            guard case .integerArray(let index) = again.root else { return require(false, "\(text) did not parse as an integer array") }
-            require(again.integerArrays[index].elements == values, "\(text) decoded to other numbers")
+            guard case .integerArray(let array) = again.root else { return require(false, "\(text) did not parse as an integer array") }
+            require(array.decoded?.elements == values, "\(text) decoded to other numbers")
         } catch {
             require(false, "the canonical text of decoded numbers does not parse: \(error)")
         }
-        guard let segments = try? await IntegerArrayCodec.encodeSquares(of: array, parallelism: parts) else {
+        guard let segments = try? await IntegerArrayCodec.encode(array, mapping: Squaring.self, parallelism: parts) else {
             return require(false, "encoding squares failed without cancellation")
         }
         let expected = values.map { String(UInt64($0) * UInt64($0)) }.joined(separator: ",")

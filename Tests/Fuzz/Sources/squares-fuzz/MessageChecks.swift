@@ -1,13 +1,22 @@
+import Logging
 import SquaresCore
 import SquaresProtocol
+import SquaresServer
 
-/// The invariants of one frame body, from JSON text to the reply the worker would write.
+/// The invariants of one frame body, from JSON text to the reply the worker writes.
 enum MessageChecks {
     static func parse(_ frame: FrameBytes, parts: Int) async -> Result<ParsedFrame, JSONParseError> {
-        // parallelSpanBytes 1: every integer array takes the deferred, parallel path.
+        // parallelSpanBytes 1: every integer array below the top level is decoded in parallel pieces.
         let reader = parts == 1 ? JSONReader(parallelism: 1) : JSONReader(parallelism: parts, parallelSpanBytes: 1)
         do { return .success(try await reader.parse(frame)) } catch { return .failure(error) }
     }
+
+    /// One server per parallelism, as the worker makes one per process.
+    static let servers: [Int: Server] = {
+        var logger = Logger(label: "fuzz")
+        logger.logLevel = .critical
+        return Dictionary(uniqueKeysWithValues: (1...6).map { ($0, Server(configuration: ServerConfiguration(parallelism: $0), logger: logger)) })
+    }()
 
     static func check(_ body: [UInt8], parts: Int) async {
         let frame = FrameBytes(body)
@@ -18,8 +27,6 @@ enum MessageChecks {
         switch (sequential, parallel) {
         case (.success(let one), .success(let many)):
             require(one.root == many.root, "the root differs between one piece and \(parts): \(show(body))")
-            require(one.integerArrays.map(IntegerArrayModel.Outcome.init) == many.integerArrays.map(IntegerArrayModel.Outcome.init),
-                    "integer arrays differ between one piece and \(parts): \(show(body))")
             parsed = one
         case (.failure(let error), .failure):
             require((0...body.count).contains(error.offset), "parse error offset \(error.offset) outside a frame of \(body.count)")
@@ -30,72 +37,63 @@ enum MessageChecks {
             return require(false, "one piece: \(sequential), \(parts) pieces: \(parallel), for \(show(body))")
         }
         await checkWriterFixedPoint(parsed)
-        await checkRequests(parsed, parts: parts)
+        await checkRequests(parsed, parts: parts, body: body)
     }
 
     /// Written back and parsed again, a frame writes the same text: the writer escapes what the
     /// reader needs escaped and keeps numbers exact. (Arrays with a bad element keep no values, so
     /// those frames are skipped.)
     static func checkWriterFixedPoint(_ parsed: ParsedFrame) async {
-        guard parsed.integerArrays.allSatisfy({ $0.firstProblem == nil }) else { return }
+        guard !hasBadElement(parsed.root) else { return }
         var first = JSONWriter()
-        first.write(parsed.root, integerArrays: parsed.integerArrays)
+        first.write(parsed.root)
         guard case .success(let again) = await parse(FrameBytes(first.bytes), parts: 1) else {
             return require(false, "the writer's text does not parse: \(show(first.bytes))")
         }
         var second = JSONWriter()
-        second.write(again.root, integerArrays: again.integerArrays)
+        second.write(again.root)
         require(first.bytes == second.bytes, "write(parse(write(x))) differs: \(show(first.bytes)) then \(show(second.bytes))")
     }
 
-    /// Each request's params read the same way through `squaresInput` and `numbers`, the numbers
-    /// round-trip, and the frame's reply, built as the server builds it, is JSON-RPC that parses.
-    static func checkRequests(_ parsed: ParsedFrame, parts: Int) async {
-        let content = FrameContent(parsed)
-        let (entries, isBatch): ([Entry], Bool) = switch content {
+    /// The server's own first phase (and the job it leaves, if any) answers the frame the same with
+    /// one core and with `parts`, and its reply is JSON-RPC that parses: one response per entry that
+    /// gets one. Decoded integer arrays round-trip, and valid packed params decode as the model.
+    static func checkRequests(_ parsed: ParsedFrame, parts: Int, body: [UInt8]) async {
+        let (entries, isBatch): ([Entry], Bool) = switch FrameContent(parsed.root) {
         case .single(let entry): ([entry], false)
         case .batch(let entries): (entries, true)
         }
-        var responses: [Response] = []
+        var expected = 0
         for entry in entries {
             switch entry {
-            case .invalid(let id, let error):
-                responses.append(.failure(id: id, error: error))
+            case .invalid: expected += 1
             case .request(let request):
-                let numbers = parsed.numbers(in: request.params)
-                let input = parsed.squaresInput(in: request.params)
-                if case .success(.json(let array)) = input {
-                    require(numbers == .success(array), "squaresInput and numbers read different arrays")
+                if request.id != nil { expected += 1 }
+                guard case .object(let params)? = request.params else { continue }
+                if case .integerArray(let array)? = params["numbers"], let decoded = array.decoded, decoded.firstProblem == nil {
+                    await CodecChecks.checkRoundTrip(decoded, parts: parts)
                 }
-                if case .success(.packed(let text)) = input {
-                    await PackedChecks.check(text, parts: parts)
-                }
-                if case .success(let array) = numbers {
-                    await CodecChecks.checkRoundTrip(array, parts: parts)
-                }
-                guard let id = request.id else { continue }  // a notification: no reply
-                switch numbers {
-                case .success(let array):
-                    let segments = (try? await IntegerArrayCodec.encodeSquares(of: array, parallelism: parts)) ?? []
-                    responses.append(.success(id: id, result: .encoded([Array("[".utf8)] + segments + [Array("]".utf8)])))
-                case .failure(let error):
-                    responses.append(.failure(id: id, error: error))
-                }
+                if case .string(let text)? = params["numbersPacked"] { await PackedChecks.check(text, parts: parts) }
             }
         }
-        guard !responses.isEmpty else { return }
-        let reply = isBatch ? OutboundFrame(batch: responses) : OutboundFrame(responses[0])
-        let bytes = reply.bytes
-        require(bytes.count == reply.byteCount + 4 && bytes.prefix(4).elementsEqual(frameHeader(length: reply.byteCount)), "a reply's header does not give its length")
-        guard case .success(let echo) = await parse(FrameBytes(Array(bytes.dropFirst(4))), parts: 1) else {
-            return require(false, "the reply is not JSON: \(show(bytes.dropFirst(4)))")
+        let one = await serve(body, parallelism: 1)
+        // `initialize` reports the parallelism: the one byte string in which the two may differ.
+        let many = await serve(body, parallelism: parts).map { reply in
+            Array(String(decoding: reply, as: UTF8.self).replacing("\"parallelism\":\(parts)", with: "\"parallelism\":1").utf8)
+        }
+        require(one == many, "the reply with one core differs from the one with \(parts): \(show(one ?? [])) and \(show(many ?? []))")
+        guard let reply = one else {
+            return require(expected == 0, "no reply for a frame with \(expected) entries to answer: \(show(body))")
+        }
+        guard case .success(let echo) = await parse(FrameBytes(reply), parts: 1) else {
+            return require(false, "the reply is not JSON: \(show(reply))")
         }
         let objects: [JSONValue] = switch echo.root {
         case .array(let items) where isBatch: items
         case .object where !isBatch: [echo.root]
         default: []
         }
-        require(objects.count == responses.count, "the reply holds \(objects.count) responses, not \(responses.count)")
+        require(objects.count == expected, "the reply holds \(objects.count) responses, not \(expected): \(show(reply))")
         for object in objects {
             guard case .object(let members) = object else { return require(false, "a response is not an object") }
             require(members["jsonrpc"] == .string("2.0"), "a response without \"jsonrpc\": \"2.0\"")
@@ -105,6 +103,30 @@ enum MessageChecks {
             default: require(false, "a response id is not null, a string or a number")
             }
         }
+    }
+
+    /// The reply body the server writes for `body`, if any, its job (if it leaves one) run here.
+    static func serve(_ body: [UInt8], parallelism: Int) async -> [UInt8]? {
+        let plan = servers[parallelism]!.firstPhase(.frame(FrameBytes(body)))
+        let frame: OutboundFrame? = switch plan.work {
+        case .nothing: nil
+        case .reply(let reply): reply
+        case .job(let job): await job()
+        }
+        guard let frame else { return nil }
+        let bytes = frame.bytes
+        require(bytes.count == frame.byteCount + 4 && bytes.prefix(4).elementsEqual(frameHeader(length: frame.byteCount)), "a reply's header does not give its length")
+        return Array(bytes.dropFirst(4))
+    }
+}
+
+/// True when an integer array in `value` has an element that is not a valid `UInt32`.
+func hasBadElement(_ value: JSONValue) -> Bool {
+    switch value {
+    case .integerArray(let array): array.decoded?.firstProblem != nil
+    case .array(let elements): elements.contains(where: hasBadElement)
+    case .object(let object): object.members.contains { hasBadElement($0.value) }
+    default: false
     }
 }
 

@@ -19,7 +19,7 @@ enum PackedChecks {
         guard let model else { return require(false, "PackedCodec accepted what is not padded base64: \(show(text.utf8))") }
         let bytes = decoded.array.flatMap { value in withUnsafeBytes(of: value.littleEndian) { Array($0) } }
         require(bytes == model.bytes, "PackedCodec decoded \(show(bytes)), the model \(show(model.bytes)): \(show(text.utf8))")
-        guard let squares = try? await PackedCodec.encodeSquares(OwnedBuffer(decoded.array.map(square)), parallelism: parts) else {
+        guard let squares = try? await PackedCodec.encode(OwnedBuffer(decoded.array.map(square)), parallelism: parts) else {
             return require(false, "encoding packed squares failed without cancellation")
         }
         let expected = decoded.array.flatMap { value in withUnsafeBytes(of: square(value).littleEndian) { Array($0) } }

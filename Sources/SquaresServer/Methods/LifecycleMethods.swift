@@ -1,0 +1,97 @@
+import SquaresProtocol
+
+/// `initialize`: what the worker is and the limits it runs with. Params: absent or an object
+/// (contents ignored in version 1).
+struct Initialize: RPCMethod {
+    static let name = "initialize"
+
+    func decode(_ params: JSONValue?) throws(RPCError) {
+        switch params {
+        case nil, .object?: return
+        default: throw RPCError.invalidParams(.invalidShape, detail: "initialize takes an object")
+        }
+    }
+
+    func immediateAnswer(_ params: Void, in context: MethodContext) throws(RPCError) -> ResultBody? {
+        let configuration = context.configuration
+        return .value(.object([
+            "protocolVersion": .string(ProtocolConstants.protocolVersion),
+            "serverInfo": .object(["name": .string(ProtocolConstants.workerName), "version": .string(ProtocolConstants.workerVersion)]),
+            "methods": .array(context.methodNames.map(JSONValue.string)),
+            "limits": .object([
+                "maxFrameBytes": .integer(configuration.maxFrameBytes),
+                "maxInFlight": .integer(configuration.maxInFlight),
+                "maxNumber": .integer(ProtocolConstants.maxNumber),
+            ]),
+            "parallelism": .integer(configuration.parallelism),
+            "encodings": .array(ProtocolConstants.encodings.map(JSONValue.string)),
+        ]))
+    }
+
+    func answer(_ params: Void, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody {
+        try immediateAnswer(params, in: context)!
+    }
+}
+
+/// `shutdown`: answered null; the worker stops reading, finishes what is in flight and exits 0.
+/// Params: absent, `{}` or `[]`.
+struct Shutdown: RPCMethod {
+    static let name = "shutdown"
+
+    func decode(_ params: JSONValue?) throws(RPCError) {
+        let isEmpty = switch params {
+        case nil: true
+        case .object(let object)?: object.members.isEmpty
+        case .array(let elements)?: elements.isEmpty
+        case .integerArray(let array)?: array.decoded?.count == 0
+        default: false
+        }
+        guard isEmpty else { throw RPCError.invalidParams(.invalidShape, detail: "shutdown takes no params") }
+    }
+
+    func effect(of params: Void) -> MethodEffect { .shutdown }
+
+    func immediateAnswer(_ params: Void, in context: MethodContext) throws(RPCError) -> ResultBody? { .value(.null) }
+
+    func answer(_ params: Void, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody { .value(.null) }
+}
+
+/// `$/cancel` `{"id": X}`: cancels the requests with id X read before it. Never fails: params
+/// without an `id` cancel nothing; as a request it is answered null, and is never cancelled.
+struct CancelRequest: RPCMethod {
+    static let name = "$/cancel"
+    static let isCancellable = false
+
+    func decode(_ params: JSONValue?) throws(RPCError) -> JSONValue? {
+        if case .object(let object)? = params { return object["id"] }
+        return nil
+    }
+
+    func effect(of target: JSONValue?) -> MethodEffect { target.map(MethodEffect.cancel) ?? .none }
+
+    func immediateAnswer(_ params: JSONValue?, in context: MethodContext) throws(RPCError) -> ResultBody? { .value(.null) }
+
+    func answer(_ params: JSONValue?, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody { .value(.null) }
+}
+
+/// `test/sleep` `{"ms": N}`: null after N milliseconds, cancellable. Registered only with
+/// `--test-methods`, for deterministic tests of ordering, cancellation and backpressure.
+struct TestSleep: RPCMethod {
+    static let name = "test/sleep"
+    /// The longest sleep accepted, in milliseconds.
+    static let maxMilliseconds = 60_000
+
+    func decode(_ params: JSONValue?) throws(RPCError) -> Int {
+        guard case .object(let object)? = params, case .number(let text)? = object["ms"],
+              let value = Int(text), (0...Self.maxMilliseconds).contains(value)
+        else {
+            throw RPCError.invalidParams(.invalidShape, detail: "expected {\"ms\": 0...\(Self.maxMilliseconds)}")
+        }
+        return value
+    }
+
+    func answer(_ milliseconds: Int, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody {
+        try await withCancellation(by: signal) { try await Task.sleep(for: .milliseconds(milliseconds)) }
+        return .value(.null)
+    }
+}
