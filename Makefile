@@ -5,16 +5,16 @@ VPY := $(VENV)/bin/python
 WORKER := .build/release/squares-worker
 
 .PHONY: demo test worker venv test-swift test-protocol test-python test-wheel bench bench-e2e bench-e2e-quick clean test-long \
-	fuzz tsan asan venv-dask
+	fuzz tsan asan venv-dask bench-dask bench-dask-quick
 
 ## Build the worker (release) and run the demo.
 demo: worker venv
 	$(VPY) python_client/examples/demo.py
 
 ## Build everything and run every test: Swift, protocol conformance, Python, the wheel and the
-## sdist, and a smoke run of the end-to-end benchmark; then a minute of fuzzing and the Swift
+## sdist, and smoke runs of the end-to-end and dask benchmarks; then a minute of fuzzing and the Swift
 ## tests under TSan and ASan.
-test: worker venv test-swift test-protocol test-python test-wheel bench-e2e-quick fuzz tsan asan
+test: worker venv test-swift test-protocol test-python test-wheel bench-e2e-quick bench-dask-quick fuzz tsan asan
 
 # The wheel's build too (python_client/hatch_build.py), so that make and pip share one build in
 # .build/: release, the Swift standard library linked in (the binary needs no toolchain to run).
@@ -81,6 +81,23 @@ bench-e2e: worker venv pyo3-seed
 pyo3-seed: venv
 	$(VPY) python_client/benchmarks/pyo3_seed/build.py --install-deps
 
+## Scaling out (README.md): one job (20,000,000 numbers in 40 partitions) on a dask LocalCluster
+## of 1 and 2 processes x 1, 2, 4 threads, my_module against pure Python; writes
+## python_client/benchmarks/bench_dask.png (~6 min; BENCH_ARGS="--json FILE"). Its own venv, so
+## that matplotlib never meets the test venv; the client comes from the source tree.
+BENCH_VENV := .venv-bench
+bench-dask: worker $(BENCH_VENV)/.stamp
+	PYTHONPATH=$(CURDIR)/python_client/src $(BENCH_VENV)/bin/python python_client/benchmarks/bench_dask.py $(BENCH_ARGS)
+$(BENCH_VENV)/.stamp: python_client/benchmarks/requirements-dask.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r python_client/benchmarks/requirements-dask.txt
+	touch $@
+
+# Smoke run of it in the test venv (~40 s; no plot, so no matplotlib): it runs, nothing about speed.
+bench-dask-quick: worker venv-dask
+	$(VPY) python_client/benchmarks/bench_dask.py --quick
+
 # Smoke run of the same (~10 s): checks that it runs, asserts nothing about speed.
 bench-e2e-quick: worker venv
 	$(VPY) python_client/benchmarks/bench_e2e.py --quick
@@ -120,4 +137,4 @@ asan:
 		swift test --skip-build --scratch-path $(CURDIR)/.build-asan --sanitize address --no-parallel
 
 clean:
-	rm -rf .build .build-fuzz .build-tsan .build-asan $(VENV)
+	rm -rf .build .build-fuzz .build-tsan .build-asan $(VENV) $(BENCH_VENV)
