@@ -4,9 +4,11 @@ Two dask worker processes with four task threads each: every process starts its 
 squares-worker on first use and its threads share it; only numbers (ranges, lists, arrays)
 and results cross a pickle. The tests pin down exact results in order (``client.map``,
 ``dask.bag``, ``dask.array``), one squares-worker per dask process, the refusal to pickle a
-Worker, and what a SIGKILLed dask process leaves behind: nothing, and a retried task's exact
-answer. The whole module takes ~30-60 s on 2 cores; the cluster is shared by its tests and
-closed at the end, when every dask process and squares-worker seen must have exited.
+Worker, what a SIGKILLed squares-worker costs its task (nothing: the client starts another
+inside the same dask process) and what a SIGKILLed dask process leaves behind (no
+squares-worker, and a rescheduled task's exact answer). The module takes ~20-40 s on 2 cores;
+the cluster is shared by its tests and closed at the end, when every dask process and
+squares-worker seen must have exited.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import select
 import signal
 import time
 from array import array
-from typing import Dict, Iterator, List
+from typing import Dict, Iterable, Iterator, List
 
 import pytest
 
@@ -64,11 +66,12 @@ class Seen:
     def exited(self, pid: int) -> bool:
         return bool(select.select([self.pidfds[pid]], [], [], 0)[0])
 
-    def running(self, timeout: float) -> List[str]:
-        """Those still running after up to ``timeout`` s."""
+    def running(self, timeout: float, only: Iterable[int] = ()) -> List[str]:
+        """Those still running (of ``only``, if given) after up to ``timeout`` s."""
+        pids = list(only) or list(self.pidfds)
         deadline = time.monotonic() + timeout
         while True:
-            left = [f"{self.what[pid]} {pid}" for pid in self.pidfds if not self.exited(pid)]
+            left = [f"{self.what[pid]} {pid}" for pid in pids if not self.exited(pid)]
             if not left or time.monotonic() > deadline:
                 return left
             time.sleep(0.05)
@@ -236,6 +239,47 @@ def test_a_worker_never_travels_in_a_pickle(client) -> None:
         9, 18446744065119617025]
 
 
+def kill_grandchild(pid: int, parent: int) -> bool:
+    """SIGKILL ``pid`` only if it is a live child of ``parent`` (through a pidfd: no reused pid)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if fields[1] != str(parent).encode() or fields[0] == b"Z":
+            return False
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        return True
+    except (OSError, ProcessLookupError):
+        return False
+    finally:
+        os.close(pidfd)
+
+
+def test_a_sigkilled_squares_worker_is_replaced_inside_its_dask_process_and_the_task_stays_exact(
+        client, seen) -> None:
+    # The client's own retry, not dask's: the dask process lives on, the task is not rescheduled.
+    started, release = "worker-kill-started", "worker-kill-release"
+    chunk = NUMBERS[-200_000:]
+    future = client.submit(dask_tasks.square_until_released, chunk, started, release, pure=False)
+    process, killed = distributed.Variable(started, client=client).get(timeout=30)
+    assert seen.add(killed, "SIGKILLed squares-worker")
+    assert kill_grandchild(killed, process), f"squares-worker {killed} is not a live child of {process}"
+    distributed.Event(release, client=client).set()
+    pid, squares = future.result(timeout=45)
+    assert pid == process, "the task was rescheduled: the squares-worker's death reached dask"
+    assert squares == EXPECTED[-200_000:]
+    assert not seen.running(timeout=10, only=[killed])
+    pids, kids = client.run(os.getpid), client.run(dask_tasks.squares_worker_children)
+    now = {pids[address]: kids[address] for address in pids}
+    assert len(now[process]) == 1 and now[process] != [killed], (
+        f"dask process {process}: squares-worker children {now[process]}, killed {killed}")
+    note_processes(client, seen)
+
+
 def test_a_sigkilled_dask_process_leaves_no_squares_worker_and_its_task_is_retried(client, seen) -> None:
     started, release = "sigkill-started", "sigkill-release"
     chunk = NUMBERS[:200_000]
@@ -249,8 +293,7 @@ def test_a_sigkilled_dask_process_leaves_no_squares_worker_and_its_task_is_retri
     assert pid != victim
     assert squares == EXPECTED[:200_000]
     # The orphan reads EOF on its stdin and exits by itself.
-    left = seen.running(timeout=10)
-    assert f"squares-worker of the SIGKILLed dask process {victim_worker}" not in left, left
+    assert not seen.running(timeout=10, only=[victim_worker])
     # The nanny starts a replacement; it gets its own squares-worker on first use.
     deadline = time.monotonic() + 30
     while len(client.scheduler_info()["workers"]) < PROCESSES and time.monotonic() < deadline:
