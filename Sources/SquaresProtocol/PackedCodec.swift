@@ -70,9 +70,28 @@ public enum PackedCodec {
         if tail.count == 2 && tail[0] == UInt8(ascii: "=") && tail[1] != UInt8(ascii: "=") {
             throw Invalid(detail: "misplaced padding")
         }
-        let byteCount = characters / 4 * 3 - tail.filter { $0 == UInt8(ascii: "=") }.count
+        let padding = tail.filter { $0 == UInt8(ascii: "=") }.count
+        let byteCount = characters / 4 * 3 - padding
         guard byteCount % 4 == 0 else { throw Invalid(detail: "\(byteCount) bytes is not a whole number of UInt32s") }
+        // The bits of the last character before the padding that carry no data must be zero
+        // (SPEC §4): otherwise two texts would decode to the same numbers.
+        if padding > 0, let last = text.utf8.dropLast(padding).last, let value = base64Value(last),
+           value & (padding == 2 ? 0x0F : 0x03) != 0 {
+            throw Invalid(detail: "non-zero pad bits")
+        }
         return byteCount
+    }
+
+    /// The 6-bit value of a character of the standard alphabet.
+    static func base64Value(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): c - UInt8(ascii: "A")
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): c - UInt8(ascii: "a") + 26
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0") + 52
+        case UInt8(ascii: "+"): 62
+        case UInt8(ascii: "/"): 63
+        default: nil
+        }
     }
 
     /// Decodes the characters `range` of `text` (a multiple of 16 characters, or the end) into

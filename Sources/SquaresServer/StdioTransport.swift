@@ -65,6 +65,10 @@ public final class FrameReaderThread: Sendable {
                 var signal: UInt8 = 0
                 _ = read(stopReadEnd, &signal, 1)
                 logger.info("stop requested (signal \(signal)): finishing the requests in flight")
+                // A frame half read is lost: the same exit as the input ending there (SPEC §9).
+                if !decoder.isAtFrameBoundary {
+                    inbox.put(.truncated(position: decoder.positionDescription))
+                }
                 inbox.finish()
                 return
             }

@@ -20,18 +20,18 @@ struct SquaresWorker: AsyncParsableCommand {
             Each message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON. \
             stdout carries frames only; logs go to stderr. The worker exits 0 at the end of input, \
             on shutdown or on SIGTERM, after finishing the requests in flight; 1 when the input \
-            ends inside a frame. See protocol/SPEC.md.
+            ends, or a stop signal comes, inside a frame. See protocol/SPEC.md.
             """,
         version: ProtocolConstants.workerVersion
     )
 
-    @Option(help: "Child tasks that share one big request (default: the active core count).")
+    @Option(help: "Child tasks that share one big request, at least 1 (default: the active core count).")
     var parallelism: Int?
 
-    @Option(help: "Frames processed at once; at the bound the worker stops reading stdin.")
+    @Option(help: "Frames processed at once (at least 1); at the bound the worker stops reading stdin.")
     var maxInFlight: Int = ProtocolConstants.defaultMaxInFlight
 
-    @Option(help: "Frames longer than this many bytes are refused and skipped.")
+    @Option(help: "Frames longer than this many bytes (1 to 4294967295) are refused and skipped.")
     var maxFrameBytes: Int = ProtocolConstants.defaultMaxFrameBytes
 
     @Option(help: "Log level on stderr: trace, debug, info, notice, warning, error, critical.")
@@ -43,8 +43,9 @@ struct SquaresWorker: AsyncParsableCommand {
     func validate() throws {
         if let parallelism, parallelism < 1 { throw ValidationError("--parallelism must be at least 1") }
         if maxInFlight < 1 { throw ValidationError("--max-in-flight must be at least 1") }
-        if maxFrameBytes < 0 || maxFrameBytes > Int(UInt32.max) {
-            throw ValidationError("--max-frame-bytes must be between 0 and \(UInt32.max)")
+        // 0 would refuse every frame with a -32000 whose maxFrameBytes no client can honour.
+        if maxFrameBytes < 1 || maxFrameBytes > Int(UInt32.max) {
+            throw ValidationError("--max-frame-bytes must be between 1 and \(UInt32.max)")
         }
     }
 

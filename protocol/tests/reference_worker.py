@@ -128,8 +128,7 @@ def id_text(request_id: Any) -> str:
 
 def id_key(request_id: Any) -> tuple:
     """What makes two ids the same id: the JSON type, and the value of a string or the text of
-    a number (1 and 1.0 are not the same id: SPEC.md leaves that open, the Swift worker and
-    this one agree)."""
+    a number (1 and 1.0 are not the same id: SPEC.md section 6)."""
     if request_id is None:
         return ("null",)
     if isinstance(request_id, str):
@@ -310,7 +309,8 @@ class Worker:
         return {
             "protocolVersion": PROTOCOL_VERSION,
             "serverInfo": {"name": SERVER_NAME, "version": SERVER_VERSION},
-            "methods": ["initialize", "calculate_squares", "shutdown", "$/cancel"],
+            "methods": ["initialize", "calculate_squares", "shutdown", "$/cancel"]
+                       + (["test/sleep"] if self.options.test_methods else []),
             "limits": {"maxFrameBytes": self.options.max_frame_bytes,
                        "maxInFlight": self.options.max_in_flight,
                        "maxNumber": MAX_NUMBER},
@@ -428,10 +428,23 @@ def decode_packed(text: Any) -> list[int]:
         raise ValueError(f"base64 length {len(text)} is not a multiple of 4")
     if PADDED_BASE64.fullmatch(text) is None:
         raise ValueError("not padded base64 of the standard alphabet")
-    data = base64.b64decode(text)  # pad bits are ignored, as RFC 4648 section 3.5 allows
+    if text.endswith("=") and not canonical_pad_bits(text):
+        raise ValueError("non-zero pad bits")
+    data = base64.b64decode(text)
     if len(data) % 4:
         raise ValueError(f"{len(data)} bytes is not a whole number of 4-byte numbers")
     return list(struct.unpack(f"<{len(data) // 4}I", data))
+
+
+BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def canonical_pad_bits(text: str) -> bool:
+    """The bits of the last character before "=" or "==" that carry no data are zero (SPEC.md
+    section 4): 2 bits before "=", 4 before "=="."""
+    padding = len(text) - len(text.rstrip("="))
+    value = BASE64_ALPHABET.index(text[-padding - 1])
+    return value & (0x0F if padding == 2 else 0x03) == 0
 
 
 def encode_packed(squares: list[int]) -> str:
@@ -459,7 +472,12 @@ class Truncated(Exception):
 
 
 class Stop(Exception):
-    """SIGTERM or SIGINT: stop reading, as at EOF between frames."""
+    """SIGTERM or SIGINT: stop reading, as at EOF (between frames: 0; inside one: 1)."""
+
+
+# True from the first byte of a frame until its body is read or skipped: where a stop signal
+# falls decides the exit status.
+INSIDE_FRAME = {"now": False}
 
 
 def read_exact(count: int) -> bytes | None:
@@ -472,6 +490,7 @@ def read_exact(count: int) -> bytes | None:
             if remaining == count:
                 return None
             raise Truncated(f"{count - remaining} of {count} bytes")
+        INSIDE_FRAME["now"] = True
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
@@ -518,10 +537,12 @@ def serve_one_frame(worker: Worker, slot: dict) -> bool:
             FRAME_TOO_LARGE, "Frame too large",
             {"frameBytes": size, "maxFrameBytes": options.max_frame_bytes})))
         skip_exact(size)
+        INSIDE_FRAME["now"] = False
         return True
     body = read_exact(size)
     if body is None:
         raise Truncated(f"EOF after the header of a {size}-byte frame")
+    INSIDE_FRAME["now"] = False
     try:
         message = parse_frame(body)
     except ParseError as error:
@@ -564,10 +585,10 @@ def positive(text: str) -> int:
     return value
 
 
-def non_negative(text: str) -> int:
+def frame_limit(text: str) -> int:
     value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    if not 1 <= value <= 4294967295:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 4294967295, got {value}")
     return value
 
 
@@ -579,8 +600,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="reported parallelism (default: active cores)")
     parser.add_argument("--max-in-flight", type=positive, default=64,
                         help="frames processed at once before reading stops (default 64)")
-    parser.add_argument("--max-frame-bytes", type=non_negative, default=67108864,
-                        help="largest frame body served (default 67108864)")
+    parser.add_argument("--max-frame-bytes", type=frame_limit, default=67108864,
+                        help="largest frame body served, 1 to 4294967295 (default 67108864)")
     parser.add_argument("--log-level", default="info",
                         choices=["trace", "debug", "info", "notice", "warning", "error",
                                  "critical"], help="stderr log level (default info)")
@@ -629,8 +650,12 @@ def main(argv: list[str]) -> int:
     try:
         status = serve(worker)
     except Stop:
-        log.info("signal: stopping as at EOF")
-        status = 0
+        if INSIDE_FRAME["now"]:
+            log.error("signal inside a frame: the partial frame is dropped")
+            status = 1
+        else:
+            log.info("signal: stopping as at EOF")
+            status = 0
     except Truncated as error:
         log.error("EOF inside a frame: %s", error)
         status = 1
