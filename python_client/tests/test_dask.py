@@ -13,6 +13,7 @@ squares-worker seen must have exited.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import select
@@ -239,6 +240,16 @@ def test_a_worker_never_travels_in_a_pickle(client) -> None:
         9, 18446744065119617025]
 
 
+@contextlib.contextmanager
+def released(client: distributed.Client, release: str) -> Iterator[None]:
+    """Set the Event ``release`` on the way out, failed assertion or not, so that a
+    ``square_until_released`` task never outlives its test."""
+    try:
+        yield
+    finally:
+        distributed.Event(release, client=client).set()
+
+
 def kill_grandchild(pid: int, parent: int) -> bool:
     """SIGKILL ``pid`` only if it is a live child of ``parent`` (through a pidfd: no reused pid)."""
     try:
@@ -265,10 +276,10 @@ def test_a_sigkilled_squares_worker_is_replaced_inside_its_dask_process_and_the_
     started, release = "worker-kill-started", "worker-kill-release"
     chunk = NUMBERS[-200_000:]
     future = client.submit(dask_tasks.square_until_released, chunk, started, release, pure=False)
-    process, killed = distributed.Variable(started, client=client).get(timeout=30)
-    assert seen.add(killed, "SIGKILLed squares-worker")
-    assert kill_grandchild(killed, process), f"squares-worker {killed} is not a live child of {process}"
-    distributed.Event(release, client=client).set()
+    with released(client, release):
+        process, killed = distributed.Variable(started, client=client).get(timeout=30)
+        assert seen.add(killed, "SIGKILLed squares-worker")
+        assert kill_grandchild(killed, process), f"squares-worker {killed} is not a live child of {process}"
     pid, squares = future.result(timeout=45)
     assert pid == process, "the task was rescheduled: the squares-worker's death reached dask"
     assert squares == EXPECTED[-200_000:]
@@ -284,11 +295,11 @@ def test_a_sigkilled_dask_process_leaves_no_squares_worker_and_its_task_is_retri
     started, release = "sigkill-started", "sigkill-release"
     chunk = NUMBERS[:200_000]
     future = client.submit(dask_tasks.square_until_released, chunk, started, release, pure=False)
-    victim, victim_worker = distributed.Variable(started, client=client).get(timeout=30)
-    assert seen.add(victim, "SIGKILLed dask worker process")
-    assert seen.add(victim_worker, "squares-worker of the SIGKILLed dask process")
-    assert kill_child(victim, signal.SIGKILL), f"dask process {victim} is not a live child of the test process"
-    distributed.Event(release, client=client).set()
+    with released(client, release):
+        victim, victim_worker = distributed.Variable(started, client=client).get(timeout=30)
+        assert seen.add(victim, "SIGKILLed dask worker process")
+        assert seen.add(victim_worker, "squares-worker of the SIGKILLed dask process")
+        assert kill_child(victim, signal.SIGKILL), f"dask process {victim} is not a live child of the test process"
     pid, squares = future.result(timeout=45)
     assert pid != victim
     assert squares == EXPECTED[:200_000]
