@@ -20,11 +20,11 @@ import shutil
 import struct
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+from packaging.tags import platform_tags
 
 PRODUCT = "squares-worker"
 # Where the worker sits in the wheel; my_module/_locate.py's PACKAGED_WORKER names the same place.
@@ -95,14 +95,16 @@ def platform_tag(binary: Path) -> str:
 
     On glibc Linux, ``manylinux_X_Y_<arch>`` for the newest ``GLIBC_X.Y`` symbol version the
     binary needs (PEP 600): the oldest glibc it runs on, which ``auditwheel show`` checks in the
-    wheel test. Elsewhere (macOS, musl) the build machine's own platform tag.
+    wheel test. Elsewhere (macOS, musl) the running system's most specific tag (its OS version and
+    architecture; not the Python build's deployment target, which the worker has nothing to do
+    with).
     """
     if sys.platform.startswith("linux"):
         glibc = newest_glibc_needed(binary)
         arch = elf_machine(binary)
         if glibc is not None and arch is not None:
             return f"manylinux_{glibc[0]}_{glibc[1]}_{arch}"
-    return re.sub(r"[^A-Za-z0-9]", "_", sysconfig.get_platform())
+    return next(iter(platform_tags()))
 
 
 # --- ELF reading: just enough of the format to list the symbol versions an executable needs.
