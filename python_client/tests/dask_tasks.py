@@ -16,8 +16,6 @@ from typing import Dict, List, Tuple
 
 import my_module
 
-WORKER_NAME = "squares-worker"
-
 _barriers: Dict[Tuple[str, int], threading.Barrier] = {}
 _barriers_lock = threading.Lock()
 
@@ -64,8 +62,8 @@ def square_block_u64(block):
     return np.fromiter(squares, dtype=np.uint64, count=block.size).reshape(block.shape)
 
 
-def children_of_this_process() -> List[Tuple[int, str, str]]:
-    """(pid, executable name, state) of this process's children, from /proc."""
+def children_of_this_process() -> List[Tuple[int, Tuple[str, ...], str]]:
+    """(pid, argv, state) of this process's children, from /proc."""
     me = str(os.getpid())
     found = []
     for entry in os.listdir("/proc"):
@@ -75,19 +73,19 @@ def children_of_this_process() -> List[Tuple[int, str, str]]:
             with open(f"/proc/{entry}/stat", "rb") as f:
                 stat = f.read()
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv0 = f.read().split(b"\0", 1)[0].decode(errors="replace")
+                argv = tuple(a.decode(errors="replace") for a in f.read().split(b"\0")[:-1])
         except OSError:
             continue  # exited while we looked
         fields = stat[stat.rindex(b")") + 2:].split()
         if fields[1].decode() == me:
-            found.append((int(entry), os.path.basename(argv0), fields[0].decode()))
+            found.append((int(entry), argv, fields[0].decode()))
     return found
 
 
-def squares_worker_children() -> List[int]:
-    """Pids of this process's live ``squares-worker`` children."""
-    return [pid for pid, name, state in children_of_this_process()
-            if name == WORKER_NAME and state != "Z"]
+def live_children() -> List[int]:
+    """Pids of this process's live children (a dask worker process has no other child than its
+    squares-worker, whatever the worker command is: the Swift one or the reference one)."""
+    return [pid for pid, _argv, state in children_of_this_process() if state != "Z"]
 
 
 def default_worker_pid() -> int:

@@ -32,6 +32,7 @@ import dask.array as da  # noqa: E402
 import dask.bag as db  # noqa: E402
 
 import my_module  # noqa: E402
+from my_module._locate import find_worker  # noqa: E402
 
 import dask_tasks  # noqa: E402
 from resources import children, kill_child  # noqa: E402
@@ -87,7 +88,7 @@ def note_processes(client: distributed.Client, seen: Seen) -> Dict[str, int]:
     pids = client.run(os.getpid)
     for address, pid in pids.items():
         seen.add(pid, f"dask worker process ({address})")
-    for address, kids in client.run(dask_tasks.squares_worker_children).items():
+    for address, kids in client.run(dask_tasks.live_children).items():
         for kid in kids:
             seen.add(kid, f"squares-worker of {address}")
     return pids
@@ -176,13 +177,23 @@ def test_each_dask_process_has_exactly_one_squares_worker_child(client, seen) ->
     started = client.run(dask_tasks.default_worker_pid)
     kids = client.run(dask_tasks.children_of_this_process)
     assert set(kids) == set(started) and len(started) == PROCESSES
+    argv = find_worker()  # what the lookup finds here, as in the dask processes
     for address, pid in started.items():
-        workers = [k for k in kids[address] if k[1] == dask_tasks.WORKER_NAME and k[2] != "Z"]
-        assert [k[0] for k in workers] == [pid], (
-            f"{address}: expected one squares-worker child (pid {pid}), children are {kids[address]}")
+        live = [k for k in kids[address] if k[2] != "Z"]
+        assert [k[0] for k in live] == [pid], (
+            f"{address}: expected one child, its squares-worker (pid {pid}); children are {kids[address]}")
+        assert runs(live[0][1], argv), f"{address}: its child runs {live[0][1]}, not {argv}"
     note_processes(client, seen)
     # The test process itself never needed one: nothing was computed here.
-    assert dask_tasks.squares_worker_children() == []
+    assert not [k for k in dask_tasks.children_of_this_process() if runs(k[1], argv)]
+
+
+def runs(cmdline, argv) -> bool:
+    """Whether a process's ``cmdline`` is the command ``argv`` (a launcher such as pyenv's
+    shim may have put the full path in place of argv[0]), arguments added at the end or not."""
+    if len(cmdline) < len(argv) or tuple(cmdline[1:len(argv)]) != tuple(argv[1:]):
+        return False
+    return os.path.basename(cmdline[0]) == os.path.basename(argv[0])
 
 
 # The bag holds the numbers themselves, on purpose (the user's way); dask's advice to load
@@ -284,7 +295,7 @@ def test_a_sigkilled_squares_worker_is_replaced_inside_its_dask_process_and_the_
     assert pid == process, "the task was rescheduled: the squares-worker's death reached dask"
     assert squares == EXPECTED[-200_000:]
     assert not seen.running(timeout=10, only=[killed])
-    pids, kids = client.run(os.getpid), client.run(dask_tasks.squares_worker_children)
+    pids, kids = client.run(os.getpid), client.run(dask_tasks.live_children)
     now = {pids[address]: kids[address] for address in pids}
     assert len(now[process]) == 1 and now[process] != [killed], (
         f"dask process {process}: squares-worker children {now[process]}, killed {killed}")
