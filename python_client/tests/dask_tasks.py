@@ -23,9 +23,9 @@ _barriers_lock = threading.Lock()
 def squares_u64(numbers) -> array:
     """The task shape README recommends: squares back as one ``array('Q')``, not a list.
 
-    dask.distributed serializes a list result element by element (dask/distributed#6368), which
-    costs ~100 µs per element on 2 cores; an array travels as one buffer. The squares of u32
-    numbers always fit a u64.
+    dask.distributed serializes a list result element by element (dask/distributed#6368): ~100×
+    the cost of an array, which travels as one buffer (bench_dask.py measures both; README,
+    Scaling out, has the figures). The squares of u32 numbers always fit a u64.
     """
     return array("Q", my_module.calculate_squares(numbers))
 
