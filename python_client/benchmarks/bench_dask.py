@@ -29,6 +29,7 @@ ratios within one run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -37,7 +38,7 @@ import sys
 import time
 from array import array
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Sequence
 
 import my_module
 
@@ -73,6 +74,18 @@ def partitions(numbers: range, count: int) -> List[range]:
     return [numbers[i:i + step] for i in range(0, len(numbers), step)]
 
 
+@contextlib.contextmanager
+def local_client(processes: int, threads: int) -> Iterator[Any]:
+    """A Client of a LocalCluster of ``processes`` worker processes x ``threads`` threads
+    (loopback only, any free ports, no dashboard)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=processes, threads_per_worker=threads, processes=True,
+                      host="127.0.0.1", scheduler_port=0, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
 def run_job(client, task: Callable, parts: Sequence[range]) -> List[array]:
     return client.gather(client.map(task, parts, pure=False))
 
@@ -87,12 +100,9 @@ def check(results: List[array], expected: array, what: str) -> None:
 
 def measure_shape(processes: int, threads: int, numbers: range, parts: List[range],
                   rounds: int, expected: array) -> Dict[str, Any]:
-    from distributed import Client, LocalCluster
-
     variants = {"my_module": squares_my_module, "pure Python": squares_pure_python}
     times: Dict[str, List[float]] = {name: [] for name in variants}
-    with LocalCluster(n_workers=processes, threads_per_worker=threads, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with local_client(processes, threads) as client:
         worker_pids = client.run(start_squares_worker)
         run_job(client, squares_pure_python, parts[:processes * threads])  # warm the cluster
         for r in range(rounds):
@@ -115,12 +125,9 @@ def measure_shape(processes: int, threads: int, numbers: range, parts: List[rang
 
 def measure_result_shapes(size: int, rounds: int) -> Dict[str, float]:
     """µs per element to get a task's squares back as a list vs as an array('Q')."""
-    from distributed import Client, LocalCluster
-
     part = range(2**32 - size, 2**32)
     found: Dict[str, float] = {}
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with local_client(1, 1) as client:
         client.run(start_squares_worker)
         for name, task in (("list", squares_as_list), ("array('Q')", squares_my_module)):
             ts = []

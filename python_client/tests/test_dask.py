@@ -102,9 +102,10 @@ def seen() -> Iterator[Seen]:
 @pytest.fixture(scope="module")
 def client(seen: Seen) -> Iterator[distributed.Client]:
     before = set(children())
+    # Loopback only, any free ports, no dashboard.
     cluster = distributed.LocalCluster(
         n_workers=PROCESSES, threads_per_worker=THREADS, processes=True,
-        dashboard_address=None, scheduler_port=0)
+        host="127.0.0.1", scheduler_port=0, dashboard_address=None)
     try:
         with distributed.Client(cluster) as c:
             try:
