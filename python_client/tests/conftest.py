@@ -13,12 +13,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
 import my_module
+from my_module import _requests
 from my_module._locate import find_worker
+from my_module._methods import RpcMethod
 
 TESTS = Path(__file__).resolve().parent
 FAKE_WORKER = TESTS / "fake_worker.py"
@@ -62,16 +64,49 @@ def test_methods_worker(worker_command: Tuple[str, ...]) -> Iterator[my_module.W
         yield w
 
 
-@pytest.fixture(params=["packed", "json"])
-def any_encoding_worker(request, worker_command: Tuple[str, ...]) -> Iterator[my_module.Worker]:
-    """The worker, once talking the packed encoding (protocol 1.1) and once JSON."""
+@pytest.fixture(scope="session")
+def worker_info(worker_command: Tuple[str, ...]) -> Dict[str, Any]:
     with my_module.Worker(worker_command) as w:
-        if request.param == "packed":
-            if "packed" not in w.info.get("encodings", []):
-                pytest.skip("this worker does not announce the packed encoding (protocol 1.0)")
-        else:
-            w.encodings = ("json",)
+        return w.info
+
+
+@pytest.fixture(params=["packed", "json"])
+def encoding_options(request, worker_info: Dict[str, Any]) -> Dict[str, Any]:
+    """``Worker(...)`` options for talking the packed encoding (protocol 1.1), then JSON."""
+    if request.param == "packed" and "packed" not in worker_info.get("encodings", []):
+        pytest.skip("this worker does not announce the packed encoding (protocol 1.0)")
+    return {"encodings": ("packed", "json") if request.param == "packed" else ("json",)}
+
+
+@pytest.fixture
+def any_encoding_worker(worker_command: Tuple[str, ...], encoding_options) -> Iterator[my_module.Worker]:
+    """The worker, once talking the packed encoding (protocol 1.1) and once JSON."""
+    with my_module.Worker(worker_command, **encoding_options) as w:
         yield w
+
+
+SLEEP = RpcMethod("test/sleep")
+"""A method of a worker started with ``--test-methods``: an entry of the method table, made
+here (the package's table holds only the protocol's methods)."""
+
+
+def submit_request(w: my_module.Worker, method: str, params: Any = None, *, timeout: Optional[float] = None):
+    """Send one request of any method (no retry) and return its Future."""
+    call = w._session.call(RpcMethod(method), params, timeout, retries=0)
+    future = _requests.as_future(call)
+    w._session.deadlines.watch(call)
+    call.pump()
+    return future
+
+
+def request(w: my_module.Worker, method: str, params: Any = None, *, timeout: Optional[float] = None) -> Any:
+    """Send one request of any method (no retry) and return its result, blocking."""
+    return _requests.run(w._session.call(RpcMethod(method), params, timeout, retries=0))
+
+
+def in_flight(w: my_module.Worker) -> int:
+    """Requests sent to ``w``'s current worker process and not answered yet."""
+    return w._session.in_flight()
 
 
 FakeCommand = Callable[..., List[str]]

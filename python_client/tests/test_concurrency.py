@@ -10,13 +10,17 @@ import time
 import my_module
 from my_module._protocol import MAX_NUMBER
 
-from conftest import wait_until
+from conftest import in_flight, submit_request, wait_until
 
 
-def test_32_threads_x_200_calls_of_mixed_sizes(worker: my_module.Worker) -> None:
+def test_32_threads_x_200_calls_of_mixed_sizes(worker_command) -> None:
     # Small chunks so that the bigger calls are pipelined in several chunks while other
     # threads' calls interleave with them, without making the test slow.
-    worker.chunk_size = 4096
+    with my_module.Worker(worker_command, chunk_size=4096) as worker:
+        _32_threads_x_200_calls(worker)
+
+
+def _32_threads_x_200_calls(worker: my_module.Worker) -> None:
     errors = []
     pids = set()
     start = threading.Barrier(32)
@@ -49,7 +53,7 @@ def test_32_threads_x_200_calls_of_mixed_sizes(worker: my_module.Worker) -> None
 
 def test_replies_out_of_order_are_matched_by_id(test_methods_worker: my_module.Worker) -> None:
     w = test_methods_worker
-    slow = w._submit_request("test/sleep", {"ms": 300})
+    slow = submit_request(w, "test/sleep", {"ms": 300})
     fast = w.submit([1, 2, 3])
     assert fast.result(timeout=10) == [1, 4, 9]
     assert not slow.done(), "the quick call must not wait for the slow one"
@@ -118,5 +122,5 @@ def test_cancelling_an_async_call_cancels_it_in_the_worker(test_methods_worker: 
             pass
 
     asyncio.run(main())
-    wait_until(lambda: w._in_flight() == 0, 20, "the worker answered or cancelled every chunk")
+    wait_until(lambda: in_flight(w) == 0, 20, "the worker answered or cancelled every chunk")
     assert w.calculate_squares([5]) == [25]

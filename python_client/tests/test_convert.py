@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from my_module import _convert
+from my_module import _convert, _jsonrpc
 from my_module._protocol import MAX_NUMBER
 
 
@@ -72,7 +72,7 @@ def test_packed_squares_of_the_wrong_size_or_type_are_refused(text) -> None:
 
 def test_loads_reply_cuts_out_a_big_packed_result() -> None:
     text = base64.b64encode(bytes(range(256)) * 40).decode()
-    message = _convert.loads_reply(compact({"jsonrpc": "2.0", "id": 3, "result": {"squaresPacked": text}}))
+    message = _jsonrpc.loads(compact({"jsonrpc": "2.0", "id": 3, "result": {"squaresPacked": text}}), b"squaresPacked")
     assert message["id"] == 3
     assert message["result"]["squaresPacked"] == text.encode()
 
@@ -80,9 +80,9 @@ def test_loads_reply_cuts_out_a_big_packed_result() -> None:
 def test_loads_reply_falls_back_on_escapes_and_other_shapes() -> None:
     text = "AB/C" * 2000
     escaped = compact({"jsonrpc": "2.0", "id": 1, "result": {"squaresPacked": text}}).replace(b"/", b"\\/")
-    assert _convert.loads_reply(escaped)["result"]["squaresPacked"] == text
+    assert _jsonrpc.loads(escaped, b"squaresPacked")["result"]["squaresPacked"] == text
     in_error = compact({"jsonrpc": "2.0", "id": 1,
                         "error": {"code": 1, "message": "m", "data": {"squaresPacked": text}}})
-    assert _convert.loads_reply(in_error)["error"]["data"]["squaresPacked"] == text
+    assert _jsonrpc.loads(in_error, b"squaresPacked")["error"]["data"]["squaresPacked"] == text
     plain = compact({"jsonrpc": "2.0", "id": 1, "result": list(range(2000))})
-    assert _convert.loads_reply(plain)["result"] == list(range(2000))
+    assert _jsonrpc.loads(plain, b"squaresPacked")["result"] == list(range(2000))

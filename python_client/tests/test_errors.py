@@ -65,9 +65,8 @@ def test_valid_edges_are_accepted(worker: my_module.Worker) -> None:
 
 
 @pytest.mark.parametrize("bad_chunk", [0, 2, 4])
-def test_first_bad_element_wins_across_chunks(any_encoding_worker, bad_chunk) -> None:
-    w = any_encoding_worker
-    w.chunk_size = 10
+def test_first_bad_element_wins_across_chunks(worker_command, encoding_options, bad_chunk) -> None:
+    w = my_module.Worker(worker_command, chunk_size=10, **encoding_options)
     numbers = list(range(50))
     numbers[bad_chunk * 10 + 3] = -1  # a negative in chunk bad_chunk ...
     numbers[47] = "late"  # ... and a later non-integer in the last chunk
@@ -78,9 +77,8 @@ def test_first_bad_element_wins_across_chunks(any_encoding_worker, bad_chunk) ->
     assert w.calculate_squares([7]) == [49]
 
 
-def test_locally_found_error_does_not_hide_an_earlier_chunk_error(any_encoding_worker) -> None:
-    w = any_encoding_worker
-    w.chunk_size = 10
+def test_locally_found_error_does_not_hide_an_earlier_chunk_error(worker_command, encoding_options) -> None:
+    w = my_module.Worker(worker_command, chunk_size=10, **encoding_options)
     numbers = list(range(30))
     numbers[5] = MAX_NUMBER + 1  # found by the worker (plain JSON)
     numbers[25] = True  # makes chunk 2 take the local path...

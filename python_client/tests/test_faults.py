@@ -20,7 +20,7 @@ import pytest
 import my_module
 from my_module._protocol import Method
 
-from conftest import assert_reaped, wait_until
+from conftest import assert_reaped, in_flight, request, submit_request, wait_until
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -31,8 +31,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 def test_kill_9_mid_request_fails_it_with_worker_crashed(test_methods_worker: my_module.Worker) -> None:
     # Injected: SIGKILL while a (non-retried) test/sleep request is in flight.
     w = test_methods_worker
-    pending = w._submit_request(Method.TEST_SLEEP.value, {"ms": 20_000})
-    wait_until(lambda: w._in_flight() == 1, 10, "the sleep request is in flight")
+    pending = submit_request(w, Method.TEST_SLEEP.value, {"ms": 20_000})
+    wait_until(lambda: in_flight(w) == 1, 10, "the sleep request is in flight")
     pid = w.pid
     os.kill(pid, signal.SIGKILL)
     # Seen: WorkerCrashedError naming the signal, well before the 20 s sleep would end.
@@ -58,7 +58,7 @@ def test_kill_9_mid_calculate_squares_is_retried_transparently(worker: my_module
 
     t = threading.Thread(target=call)
     t.start()
-    wait_until(lambda: worker._in_flight() > 0, 10, "chunks are in flight")
+    wait_until(lambda: in_flight(worker) > 0, 10, "chunks are in flight")
     os.kill(first_pid, signal.SIGKILL)
     t.join(timeout=40)
     assert not t.is_alive()
@@ -176,15 +176,14 @@ def test_reply_over_the_client_frame_limit_is_a_protocol_error(fake) -> None:
     # chunking that normally keeps replies under it).
     with my_module.Worker(fake("ok"), max_frame_bytes=1024) as w:
         with pytest.raises(my_module.ProtocolError, match="over the 1024-byte limit"):
-            w._request("calculate_squares", {"numbers": list(range(2**32 - 200, 2**32))})
+            request(w, "calculate_squares", {"numbers": list(range(2**32 - 200, 2**32))})
         # Seen: ProtocolError (the body is never read into memory); the next call is fine.
         assert w.calculate_squares([3]) == [9]
 
 
 def test_worker_that_never_answers_initialize_times_out(fake) -> None:
     # Injected: a worker that reads but never answers, not even initialize.
-    with my_module.Worker(fake("stall-at-start")) as w:
-        w.startup_timeout = 0.5
+    with my_module.Worker(fake("stall-at-start"), startup_timeout=0.5) as w:
         started = time.monotonic()
         with pytest.raises(TimeoutError, match="initialize"):
             w.calculate_squares([1])
@@ -196,27 +195,27 @@ def test_timeout_cancels_the_request_in_the_worker(test_methods_worker: my_modul
     w = test_methods_worker
     started = time.monotonic()
     with pytest.raises(TimeoutError):
-        w._request(Method.TEST_SLEEP.value, {"ms": 20_000}, timeout=0.2)
+        request(w, Method.TEST_SLEEP.value, {"ms": 20_000}, timeout=0.2)
     assert time.monotonic() - started < 2
     # Seen: TimeoutError; and the worker got $/cancel: it answered the request (-32800) long
     # before the sleep would have ended, so nothing is left in flight.
-    wait_until(lambda: w._in_flight() == 0, 5, "the worker answered the cancelled request")
+    wait_until(lambda: in_flight(w) == 0, 5, "the worker answered the cancelled request")
     assert w.calculate_squares([3]) == [9]
 
 
 def test_cancelling_a_future_cancels_the_request(test_methods_worker: my_module.Worker) -> None:
     w = test_methods_worker
-    future = w._submit_request(Method.TEST_SLEEP.value, {"ms": 20_000})
-    wait_until(lambda: w._in_flight() == 1, 10, "the request is in flight")
+    future = submit_request(w, Method.TEST_SLEEP.value, {"ms": 20_000})
+    wait_until(lambda: in_flight(w) == 1, 10, "the request is in flight")
     assert future.cancel()
-    wait_until(lambda: w._in_flight() == 0, 5, "the worker answered the cancelled request")
+    wait_until(lambda: in_flight(w) == 0, 5, "the worker answered the cancelled request")
 
 
 def test_timeout_on_a_big_call_leaves_the_worker_usable(worker: my_module.Worker) -> None:
     worker.info
     with pytest.raises(TimeoutError):
         worker.calculate_squares(range(3_000_000), timeout=0.01)
-    wait_until(lambda: worker._in_flight() == 0, 20, "the worker answered or cancelled every chunk")
+    wait_until(lambda: in_flight(worker) == 0, 20, "the worker answered or cancelled every chunk")
     assert worker.calculate_squares([6]) == [36]
 
 
@@ -256,16 +255,15 @@ def test_close_shuts_down_and_reaps(worker_command) -> None:
 
 def test_close_lets_in_flight_calls_finish(test_methods_worker: my_module.Worker) -> None:
     w = test_methods_worker
-    future = w._submit_request(Method.TEST_SLEEP.value, {"ms": 300})
-    wait_until(lambda: w._in_flight() == 1, 10, "the request is in flight")
+    future = submit_request(w, Method.TEST_SLEEP.value, {"ms": 300})
+    wait_until(lambda: in_flight(w) == 1, 10, "the request is in flight")
     w.close()
     assert future.result(timeout=1) is None
 
 
 def test_close_kills_a_worker_that_ignores_shutdown_and_sigterm(fake) -> None:
     # Injected: a worker that ignores shutdown, end of input and SIGTERM.
-    w = my_module.Worker(fake("ok", ignore_shutdown=True))
-    w.shutdown_timeout = 0.3
+    w = my_module.Worker(fake("ok", ignore_shutdown=True), shutdown_timeout=0.3)
     assert w.calculate_squares([5]) == [25]
     pid = w.pid
     started = time.monotonic()
@@ -374,3 +372,46 @@ def test_fork_child_exiting_normally_does_not_shut_down_the_parents_worker() -> 
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=40)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# -- quiet when nothing is wrong ------------------------------------------------------------------
+
+
+def test_an_orderly_end_logs_nothing_at_warning(worker_command, caplog) -> None:
+    # close(), garbage collection without close(), and interpreter exit: nothing went wrong.
+    import gc
+
+    caplog.set_level(logging.DEBUG, logger="my_module")
+    with my_module.Worker(worker_command) as w:
+        assert w.calculate_squares([2]) == [4]
+    dropped = my_module.Worker(worker_command)
+    assert dropped.calculate_squares([3]) == [9]
+    pid = dropped.pid
+    del dropped
+    gc.collect()
+    wait_until(lambda: not _alive(pid), 10, f"the dropped worker {pid} exited")
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == []
+
+
+def test_interpreter_exit_is_quiet_even_with_a_later_atexit_hook() -> None:
+    script = (
+        "import atexit, my_module\n"
+        "atexit.register(lambda: None)\n"
+        "w = my_module.Worker()\n"
+        "assert my_module.calculate_squares([1]) == [1] and w.calculate_squares([2]) == [4]\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=30, check=True)
+    assert "WARNING" not in out.stderr and "ended with" not in out.stderr, out.stderr
+
+
+def test_a_worker_that_really_dies_still_says_why(test_methods_worker: my_module.Worker, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="my_module")
+    w = test_methods_worker
+    pending = submit_request(w, Method.TEST_SLEEP.value, {"ms": 20_000})
+    wait_until(lambda: in_flight(w) == 1, 10, "the sleep request is in flight")
+    os.kill(w.pid, signal.SIGKILL)
+    with pytest.raises(my_module.WorkerCrashedError):
+        pending.result(timeout=10)
+    assert any("SIGKILL" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)

@@ -23,9 +23,9 @@ from typing import Dict, List, Tuple
 import pytest
 
 import my_module
-from my_module._calls import SquaresCall
+from my_module import _methods, _requests
 
-from conftest import FAKE_WORKER, wait_until
+from conftest import FAKE_WORKER, in_flight, wait_until
 from load import STYLES, Tally, call_once, count_spawns, log_uniform_size, random_numbers, run_threads
 from resources import Snapshot, assert_no_leaks, kill_child, vm_kib
 
@@ -140,9 +140,8 @@ def test_faulty_worker_under_load(mode: str) -> None:
     before = Snapshot.settled()
     tally = Tally(allowed, SLACK, default_timeout=timeout)
     command = [sys.executable, str(FAKE_WORKER), mode, "--seed", "7"]
-    worker = my_module.Worker(command, timeout=timeout)
-    worker.startup_timeout = min(worker.startup_timeout, 2 * timeout)
-    worker.chunk_size = 4096  # several chunks in flight per call, even from the slow fake
+    # Chunks of 4096: several in flight per call, even from the slow fake.
+    worker = my_module.Worker(command, timeout=timeout, startup_timeout=min(10.0, 2 * timeout), chunk_size=4096)
 
     def load(i: int) -> None:
         rng = random.Random(i)
@@ -263,19 +262,25 @@ def test_a_call_settled_while_its_chunks_are_written_stops_quietly(worker_comman
     # failed an assertion, logged as "my_module failed to send a calculate_squares request".
     # Made deterministic: the Future is cancelled just before chunk 2 is encoded.
     caplog.set_level(logging.WARNING, logger="my_module")
-    encode = SquaresCall.part_frame
+    encode, as_future = _methods.ArrayMethod.body, _requests.as_future
+    futures, encoded = [], []
 
-    def part_frame(self, index, rid, max_frame_bytes, packed):
-        if index == 2:
-            self.future.cancel()
-        return encode(self, index, rid, max_frame_bytes, packed)
+    def body(self, rid, chunk, encoding, limit):
+        encoded.append(rid)
+        if len(encoded) == 3:
+            futures[0].cancel()
+        return encode(self, rid, chunk, encoding, limit)
 
-    monkeypatch.setattr(SquaresCall, "part_frame", part_frame)
-    with my_module.Worker(worker_command) as w:
-        w.chunk_size = 1000
+    def capture(call):
+        futures.append(as_future(call))
+        return futures[-1]
+
+    monkeypatch.setattr(_methods.ArrayMethod, "body", body)
+    monkeypatch.setattr(_requests, "as_future", capture)
+    with my_module.Worker(worker_command, chunk_size=1000) as w:
         future = w.submit(range(10_000))
         assert future.cancelled()
-        wait_until(lambda: w._in_flight() == 0, 10, "the worker answered the 2 chunks sent")
+        wait_until(lambda: in_flight(w) == 0, 10, "the worker answered the 2 chunks sent")
         monkeypatch.undo()
         assert w.calculate_squares(range(3000)) == [n * n for n in range(3000)]
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

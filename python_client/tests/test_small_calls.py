@@ -12,7 +12,7 @@ import time
 import pytest
 
 import my_module
-from conftest import assert_reaped, wait_until
+from conftest import assert_reaped, in_flight, submit_request, wait_until
 
 
 def warm(w: my_module.Worker) -> int:
@@ -26,10 +26,10 @@ def test_small_calls_answer_on_the_callers_thread(worker: my_module.Worker) -> N
     warm(worker)
     reader = [t for t in threading.enumerate() if t.name.startswith("my_module-reader")]
     assert reader
-    for n in (0, 1, 10, 1000, worker.chunk_size):
+    for n in (0, 1, 10, 1000, worker.options.chunk_size):
         numbers = list(range(n))
         assert worker.calculate_squares(numbers) == [x * x for x in numbers]
-    assert worker._in_flight() == 0
+    assert in_flight(worker) == 0
 
 
 def test_small_call_errors_name_the_element(any_encoding_worker: my_module.Worker) -> None:
@@ -74,10 +74,10 @@ def test_small_call_times_out_and_the_reply_is_read_later(test_methods_worker: m
     # timeout is its own, and whatever arrives later is read by the reader thread.
     w = test_methods_worker
     warm(w)
-    slow = w._submit_request("test/sleep", {"ms": 300})
+    slow = submit_request(w, "test/sleep", {"ms": 300})
     assert w.calculate_squares([5], timeout=5) == [25]
     slow.result(timeout=10)
-    wait_until(lambda: w._in_flight() == 0, 10, "nothing is left in flight")
+    wait_until(lambda: in_flight(w) == 0, 10, "nothing is left in flight")
 
 
 def test_small_calls_from_many_threads_hand_replies_over(worker: my_module.Worker) -> None:
@@ -100,7 +100,7 @@ def test_small_calls_from_many_threads_hand_replies_over(worker: my_module.Worke
         t.join(timeout=60)
     assert not errors
     assert not any(t.is_alive() for t in threads)
-    wait_until(lambda: worker._in_flight() == 0, 10, "nothing is left in flight")
+    wait_until(lambda: in_flight(worker) == 0, 10, "nothing is left in flight")
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
@@ -136,7 +136,7 @@ def test_keyboard_interrupts_during_small_calls_never_corrupt_results(worker: my
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 interrupted += 1
                 # Whatever was cut short is answered (or the worker is gone) soon.
-                wait_until(lambda: worker._in_flight() == 0, 10, "nothing is left in flight")
+                wait_until(lambda: in_flight(worker) == 0, 10, "nothing is left in flight")
                 if worker.pid != pid:
                     kills += 1
                     pid = warm(worker)

@@ -22,6 +22,8 @@ import pytest
 
 import my_module
 
+from conftest import in_flight
+
 from load import Tally, call_once, log_uniform_size, random_numbers, run_threads
 from resources import Snapshot, assert_no_leaks, vm_kib
 
@@ -91,7 +93,7 @@ def test_soak_16_threads_mixed_sizes_timeouts_and_cancellations(worker_command, 
             if rss is None:
                 return  # the worker is gone: reported below
             samples.append((time.monotonic() - started, rss, vm_kib(os.getpid(), "VmRSS") or 0,
-                            worker._in_flight()))
+                            in_flight(worker)))
 
     def load(i: int) -> None:
         rng = random.Random(1000 + i)
@@ -110,9 +112,9 @@ def test_soak_16_threads_mixed_sizes_timeouts_and_cancellations(worker_command, 
     elapsed = time.monotonic() - started
     # Every request cancelled or expired was answered by the worker: nothing left in it.
     deadline = time.monotonic() + 10
-    while worker._in_flight() and time.monotonic() < deadline:
+    while in_flight(worker) and time.monotonic() < deadline:
         time.sleep(0.01)
-    in_flight_after = worker._in_flight()
+    in_flight_after = in_flight(worker)
     same_worker = worker.pid == pid
     hwm = vm_kib(pid, "VmHWM")
     worker.close()

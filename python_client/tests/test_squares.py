@@ -106,16 +106,15 @@ def test_numpy_is_not_imported_by_my_module() -> None:
 
 
 def test_big_input_is_chunked_and_reassembled_in_order(any_encoding_worker: my_module.Worker) -> None:
-    n = any_encoding_worker.chunk_size * 5 + 123
+    n = any_encoding_worker.options.chunk_size * 5 + 123
     numbers = list(range(MAX_NUMBER - n, MAX_NUMBER))
     assert any_encoding_worker.calculate_squares(numbers) == [x * x for x in numbers]
 
 
-def test_small_chunks_many_parts(any_encoding_worker: my_module.Worker) -> None:
-    w = any_encoding_worker
-    w.chunk_size = 7
-    numbers = list(range(1000))
-    assert w.calculate_squares(numbers) == [x * x for x in numbers]
+def test_small_chunks_many_parts(worker_command, encoding_options) -> None:
+    with my_module.Worker(worker_command, chunk_size=7, **encoding_options) as w:
+        numbers = list(range(1000))
+        assert w.calculate_squares(numbers) == [x * x for x in numbers]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -174,3 +173,46 @@ def test_cli_reports_bad_numbers() -> None:
     out = _run_cli("1", "-5")
     assert out.returncode == 1
     assert "element 1" in out.stderr and "negative" in out.stderr
+
+
+# -- buffers: u32s go to the wire from their bytes ---------------------------------------------
+
+
+def test_u32_buffers_are_taken_as_they_are_without_a_copy() -> None:
+    from my_module import _convert
+
+    numbers = array.array("I", [1, 2, MAX_NUMBER])
+    view = _convert.as_numbers(numbers)
+    assert isinstance(view, memoryview) and view.obj is numbers  # no tolist(), no copy
+    np = pytest.importorskip("numpy", reason="numpy arrays are checked when numpy is installed")
+    u32 = np.arange(5, dtype=np.uint32)
+    assert _convert.as_numbers(u32).obj is u32
+    # Other integer dtypes are converted in C (a u32 copy), never through a Python list.
+    assert isinstance(_convert.as_numbers(np.arange(5, dtype=np.int64)).obj, array.array)
+
+
+def test_u32_buffers_square_exactly(any_encoding_worker: my_module.Worker) -> None:
+    numbers = array.array("I", range(MAX_NUMBER - 70_000, MAX_NUMBER + 1))
+    assert any_encoding_worker.calculate_squares(numbers) == [n * n for n in numbers]
+    np = pytest.importorskip("numpy", reason="numpy arrays are checked when numpy is installed")
+    strided = np.arange(0, 40_000, dtype=np.uint32)[::3]  # not C-contiguous: converted
+    assert any_encoding_worker.calculate_squares(strided) == [int(n) ** 2 for n in strided]
+    big_endian = np.arange(100, dtype=">u4")  # not native: the tolist() path
+    assert any_encoding_worker.calculate_squares(big_endian) == [n * n for n in range(100)]
+
+
+def test_bad_values_in_integer_buffers_name_the_element(worker: my_module.Worker) -> None:
+    with pytest.raises(OverflowError, match=r"element 2 \(-1\)"):
+        worker.calculate_squares(array.array("q", [1, 2, -1, 2**40]))
+    with pytest.raises(OverflowError, match=r"element 1 .*larger than"):
+        worker.calculate_squares(array.array("Q", [1, 2**32]))
+    with pytest.raises(TypeError, match="element 0"):
+        worker.calculate_squares(array.array("d", [1.0]))
+
+
+def test_numpy_bool_arrays_are_refused_as_pyo3_does(worker: my_module.Worker) -> None:
+    np = pytest.importorskip("numpy", reason="numpy arrays are checked when numpy is installed")
+    with pytest.raises(TypeError, match="bool"):
+        worker.calculate_squares(np.array([True, False]))
+    assert worker.calculate_squares(np.array([], dtype=bool)) == []
+    assert worker.calculate_squares([True, False]) == [1, 0]  # Python bools stay ints, as in PyO3

@@ -1,5 +1,9 @@
-"""Command line: ``python -m my_module 1 2 3`` prints ``1 4 9``; ``--info`` prints the
-worker's ``initialize`` result as JSON."""
+"""Command line: ``python -m my_module 1 2 3`` prints ``1 4 9``; with no numbers it reads them
+from stdin (whitespace-separated); ``--info`` prints the worker's ``initialize`` result as JSON.
+
+Exit status: 0 on success, 1 for a bad number or a worker failure (the message on stderr),
+2 for a usage error (argparse's), 130 when interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
@@ -18,28 +22,33 @@ def main(argv: Optional[List[str]] = None) -> int:
         prog="python -m my_module",
         description="Print the exact squares of u32 numbers, computed by squares-worker.",
     )
-    parser.add_argument("numbers", nargs="*", type=int, help="integers 0 <= n <= 4294967295")
-    parser.add_argument("--info", action="store_true",
-                        help="print the worker's initialize result (JSON) and exit")
+    parser.add_argument("numbers", nargs="*", help="integers 0 <= n <= 4294967295 (none: read stdin)")
+    parser.add_argument("--info", action="store_true", help="print the worker's initialize result (JSON) and exit")
     parser.add_argument("--worker", metavar="COMMAND", default=None,
-                        help="worker path or command line (default: $MY_MODULE_WORKER, then "
-                             "squares-worker on PATH, then the repository's build output)")
+                        help="worker path or command line (default: $MY_MODULE_WORKER, then the "
+                             "worker inside the package, PATH, the repository's build output)")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="give up after this many seconds (default: no limit)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show my_module's and the worker's logs on stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show my_module's and the worker's logs on stderr")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(name)s: %(levelname)s: %(message)s")
     try:
+        words = args.numbers if args.numbers or args.info else sys.stdin.read().split()
+        try:
+            numbers = [int(word) for word in words]
+        except ValueError as exc:
+            raise TypeError(f"not an integer: {exc}") from None
         with Worker(args.worker, timeout=args.timeout) as worker:
             if args.info:
                 print(json.dumps(worker.info, indent=2, sort_keys=True))
             else:
-                print(" ".join(map(str, worker.calculate_squares(args.numbers))))
+                print(" ".join(map(str, worker.calculate_squares(numbers))))
     except (WorkerError, TimeoutError, TypeError, OverflowError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

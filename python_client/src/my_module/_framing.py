@@ -12,7 +12,7 @@ import os
 import select
 import struct
 import time
-from typing import Any, BinaryIO, Callable, Optional, Union
+from typing import Any, BinaryIO, Callable, Optional, Sequence, Union
 
 from ._protocol import FRAME_HEADER_BYTES
 
@@ -182,14 +182,18 @@ class WriteStalled(Exception):
     """
 
 
+Buffers = Union[bytes, Sequence[bytes]]
+
+
 def write_frame(
     fd: int,
-    data: bytes,
+    data: Buffers,
     deadline: Optional[float],
     stall_grace: float,
     on_wait: Optional[Callable[[], None]] = None,
 ) -> None:
-    """Write all of ``data`` (a whole frame) to the non-blocking file descriptor ``fd``.
+    """Write all of ``data`` (a whole frame, or several, as one buffer or a sequence of
+    buffers written with one ``writev``) to the non-blocking file descriptor ``fd``.
 
     Waits for room in the pipe until ``deadline`` (a ``time.monotonic()`` value; None: no
     limit). Once the first byte is written the frame is always finished, even past the
@@ -201,14 +205,15 @@ def write_frame(
     Raises :class:`WriteTimeout` (nothing written), :class:`WriteStalled` (part written) and
     ``BrokenPipeError``/``OSError`` when the reading end is gone.
     """
-    total = len(data)
+    parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+    total = sum(map(len, parts))
     try:
-        written = os.write(fd, data)  # most frames fit in the pipe at once
+        written = os.writev(fd, parts)  # most frames fit in the pipe at once
     except BlockingIOError:
         written = 0
     if written == total:
         return
-    view = memoryview(data)
+    view = memoryview(parts[0] if len(parts) == 1 else b"".join(parts))
     last_progress = time.monotonic()
     poller = None
     while written < total:

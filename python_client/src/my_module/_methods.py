@@ -1,0 +1,165 @@
+"""What each RPC method means, in one place: one entry per method (and per encoding of its
+arrays), from which the request layer builds frames, splits inputs into chunks, checks and
+decodes replies, and translates error replies into the exceptions a caller expects.
+
+Adding a method is one entry here plus its public function (``Worker`` method and module
+function). A test-only method is an entry in the tests (``RpcMethod("test/sleep")``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from . import _convert, _jsonrpc
+from ._errors import ProtocolError, WorkerError
+from ._protocol import ENCODING_JSON, ENCODING_PACKED, ErrorCode, Method, Reason
+
+Part = Union[List[int], bytes]
+"""The decoded result of one chunk: a list of ints, or raw little-endian u64s (packed)."""
+
+_ENVELOPE_BYTES = 128
+"""Room kept in a frame for the request envelope around a chunk's array, generously."""
+
+
+class RpcMethod:
+    """A method whose params and result pass through as they are (one request, no chunks)."""
+
+    chunked = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def body(self, rid: int, params: Any) -> bytes:
+        return _jsonrpc.request(rid, self.name, params)
+
+    def decode(self, result: Any) -> Any:
+        return result
+
+    def error(self, error: Dict[str, Any]) -> BaseException:
+        """The exception for an error reply (``-32800``: the worker cancelled it)."""
+        if error["code"] == ErrorCode.REQUEST_CANCELLED:
+            return WorkerError(f"the worker cancelled the {self.name} request")
+        return _jsonrpc.error_from_reply(error, self.name)
+
+
+class ArrayEncoding:
+    """How one encoding carries a chunk of u32s and its per-element results."""
+
+    def __init__(self, name: str, param: str, result: Optional[str], in_bytes: float, out_bytes: float) -> None:
+        self.name = name
+        self.param_head = b'{"%s":' % param.encode()
+        self.result = result  # None: the result is the JSON array itself
+        self.raw_member = (result or "").encode()  # cut out of the reply before JSON parsing
+        self.in_bytes = in_bytes  # the most one element takes in a request, on the wire
+        self.out_bytes = out_bytes  # the most one result element takes in a reply
+
+    def encode(self, chunk: _convert.NumberSequence, max_bytes: int) -> Optional[List[bytes]]:
+        """The params of a chunk as buffers, or None if this encoding cannot carry it."""
+        if self.name == ENCODING_PACKED:
+            if type(chunk) is memoryview:
+                return [self.param_head, b'"', _convert.base64_u32(chunk), b'"}}']
+            packed = _convert.encode_packed(chunk)
+            return None if packed is None else [self.param_head, b'"', packed, b'"}}']
+        elements = chunk.tolist() if type(chunk) is memoryview else chunk
+        return [self.param_head, _convert.encode_chunk(elements, max_bytes), b"}}"]
+
+    def decode(self, method: str, result: Any, count: int) -> Part:
+        if self.result is not None:
+            data = _convert.decode_packed_bytes(result.get(self.result) if type(result) is dict else None, count)
+            if data is None:
+                raise ProtocolError(
+                    f"worker answered a packed {method} chunk of {count} numbers without "
+                    f"{count} packed results: {result!r:.120}"
+                )
+            return data
+        if type(result) is not list or len(result) != count:
+            length = len(result) if isinstance(result, list) else "n/a"
+            raise ProtocolError(
+                f"worker answered a {method} chunk of {count} numbers with "
+                f"{type(result).__name__} of length {length}"
+            )
+        return result
+
+
+PACKED = ArrayEncoding(ENCODING_PACKED, "numbersPacked", "squaresPacked", 16 / 3, 32 / 3)
+JSON = ArrayEncoding(ENCODING_JSON, "numbers", None, _convert.MAX_ELEMENT_BYTES, _convert.MAX_SQUARE_BYTES)
+ENCODINGS = {e.name: e for e in (PACKED, JSON)}
+RAW_MEMBER = PACKED.raw_member
+"""The result member whose long base64 text replies carry past the JSON scanner."""
+
+
+class ArrayMethod:
+    """A method taking ``{"numbers": [u32...]}`` and answering one value per element, so that a
+    big input can be split into chunks sent as separate requests and the results joined."""
+
+    chunked = True
+
+    def __init__(self, name: str, encodings: Tuple[ArrayEncoding, ...]) -> None:
+        self.name = name
+        self.encodings = encodings
+
+    def chunk_size(self, wanted: int, frame_limit: int, our_limit: int) -> int:
+        """Elements per chunk: at most ``wanted``, with the request inside ``frame_limit`` and
+        the reply inside ``our_limit`` in every encoding (a chunk may fall back to JSON)."""
+        room_in = (frame_limit - _ENVELOPE_BYTES) / max(e.in_bytes for e in self.encodings)
+        room_out = (our_limit - _ENVELOPE_BYTES) / max(e.out_bytes for e in self.encodings)
+        return max(1, min(wanted, int(room_in), int(room_out)))
+
+    def prepare(self, numbers: _convert.NumberSequence, encoding: ArrayEncoding) -> _convert.NumberSequence:
+        """The form chunks are cut from: a big list converted to u32s once (one C-level pass,
+        no per-chunk copies) when packed; the input itself otherwise or if that fails."""
+        if encoding is PACKED and type(numbers) is not memoryview and len(numbers) > 1:
+            packed = _convert.pack_u32(numbers)
+            if packed is not None:
+                return memoryview(packed)
+        return numbers
+
+    def body(self, rid: int, chunk: _convert.NumberSequence, encoding: ArrayEncoding, limit: int) -> Tuple[List[bytes], ArrayEncoding]:
+        """A chunk's request as buffers, in ``encoding`` or else in JSON. Raises
+        :class:`~my_module._convert.ElementError` for a bad element found locally."""
+        head = _jsonrpc.request_head(rid, self.name)
+        room = limit - len(head) - 16
+        params = encoding.encode(chunk, room) if encoding is not JSON else None
+        if params is None:
+            encoding = JSON
+            params = JSON.encode(chunk, room)
+            assert params is not None  # JSON carries any chunk (the worker names bad elements)
+        return [head, *params], encoding
+
+    def error(self, error: Dict[str, Any], numbers: Optional[Sequence[Any]], start: int, end: int) -> BaseException:
+        """The exception for an error reply to the chunk ``numbers[start:end]``: PyO3's
+        ``TypeError``/``OverflowError`` naming the element for a bad element, else a
+        ``WorkerError`` (a ``ProtocolError`` for a refusal that makes no sense)."""
+        data = error.get("data")
+        if error["code"] != ErrorCode.INVALID_PARAMS or not isinstance(data, dict):
+            return RpcMethod(self.name).error(error)
+        reason = data.get("reason")
+        if reason == Reason.NOT_AN_ARRAY:
+            return _convert.element_error(start, None, reason)
+        position = data.get("index")
+        if (
+            reason not in (Reason.NOT_AN_INTEGER, Reason.NEGATIVE, Reason.TOO_LARGE)
+            or type(position) is not int
+            or not 0 <= position < end - start
+        ):
+            return ProtocolError(f"worker refused a well-formed {self.name} request: {error}")
+        value = numbers[start + position] if numbers is not None else None
+        return _convert.element_error(start + position, value, reason)
+
+    @staticmethod
+    def assemble(parts: Sequence[Part]) -> List[int]:
+        """All chunks' results in order, as one list; packed parts are joined and turned into
+        ints in one C-level pass (cheaper than a list per part, then their concatenation)."""
+        if all(isinstance(part, bytes) for part in parts):
+            return _convert.squares_from_bytes(b"".join(parts))  # type: ignore[arg-type]
+        if len(parts) == 1:
+            return parts[0]  # type: ignore[return-value]
+        out: List[int] = []
+        for part in parts:
+            out.extend(_convert.squares_from_bytes(part) if isinstance(part, bytes) else part)
+        return out
+
+
+CALCULATE_SQUARES = ArrayMethod(Method.CALCULATE_SQUARES.value, (PACKED, JSON))
+INITIALIZE = RpcMethod(Method.INITIALIZE.value)
+SHUTDOWN = RpcMethod(Method.SHUTDOWN.value)

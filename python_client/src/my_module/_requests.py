@@ -1,0 +1,454 @@
+"""Calls as compositions of wire requests, the way ``concurrent.futures.Executor.map``
+composes work: a :class:`Call` sends one request per chunk of its input (one, for a small
+input or a plain method), takes the results in order (so the first bad element wins, as in
+PyO3), cancels the rest once it is settled, and after a crash resends only the chunks that
+were lost. The connection knows request ids; only the call knows chunks.
+
+A call has one completion slot, settled exactly once (:meth:`Call._settle`). The blocking
+call (:func:`run`), ``submit()`` (:func:`as_future`) and the async call (:func:`run_async`)
+are adapters over it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import heapq
+import itertools
+import logging
+import threading
+import time
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+
+from . import _convert
+from ._connection import Connection, ConnectionBroken, ConnectionRefused, Request, on_reader_thread, release_if_owned
+from ._errors import WorkerCrashedError, WorkerError
+from ._framing import WriteTimeout
+from ._methods import ENCODINGS, JSON, ArrayEncoding, ArrayMethod, Part, RpcMethod
+
+logger = logging.getLogger(__name__)
+
+_MISSING: Any = object()
+
+
+class Connector(Protocol):
+    """What a call needs from its session: a ready connection and the Worker's options."""
+
+    chunk_size: int
+    encodings: Tuple[str, ...]
+    max_frame_bytes: int
+
+    def connection(self, deadline: Optional[float]) -> Connection: ...
+
+
+class Call:
+    """One caller-visible operation: its chunks, their requests, and one completion slot."""
+
+    def __init__(self, connector: Connector, method: Any, payload: Any, deadline: Optional[float], retries: int) -> None:
+        self.connector = connector
+        self.method: Any = method  # an ArrayMethod or an RpcMethod
+        self.payload: Any = payload  # the numbers (a NumberSequence) or the params
+        self.deadline = deadline
+        self.retries_left = retries
+        self.reader: Optional[int] = None  # the thread that reads a one-request call's reply
+        self.lock = threading.Lock()
+        self.bounds: List[Tuple[int, int]] = []  # chunk index -> [start, end) of the input
+        self.parts: List[Any] = []  # chunk index -> its decoded result (a Part), or _MISSING
+        self.errors: Dict[int, BaseException] = {}  # chunk index -> why it failed
+        self.requests: Dict[int, Request] = {}  # chunk index -> its request in flight
+        self.taken = 0  # chunks 0..taken-1 all have results
+        self.settled = False
+        self.cancelled = False
+        self.error: Optional[BaseException] = None
+        self._source: Any = None  # what chunks are cut from (see ArrayMethod.prepare)
+        self._source_encoding: Optional[ArrayEncoding] = None
+        self._retried: List[BaseException] = []  # the crashes already counted against retries
+        self._done = threading.Lock()  # held until settled: the slot's event
+        self._done.acquire()
+        self._callbacks: List[Callable[[Call], None]] = []
+        self._send_lock = threading.RLock()
+        self._send_wanted = False
+
+    # -- the slot ---------------------------------------------------------------------------------
+
+    def done(self) -> bool:
+        return self.settled
+
+    def wait(self, deadline: Optional[float]) -> bool:
+        """Wait until settled or ``deadline`` (a ``time.monotonic()`` value); True if settled."""
+        if deadline is None:
+            got = self._done.acquire()
+        else:
+            got = self._done.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        if got:
+            self._done.release()
+        return got or self.settled
+
+    def result(self) -> Any:
+        """The outcome (once settled): the joined results, or raises the call's exception."""
+        if self.error is not None:
+            # Taken out of the call, and out of this frame once raised: the traceback refers to
+            # the frames it passes; without this, exception -> traceback -> frame -> exception
+            # (or -> call) is a cycle that keeps them all until the cyclic GC runs.
+            error, self.error = self.error, None
+            try:
+                raise error
+            finally:
+                del error, self
+        if self.method.chunked:
+            return self.method.assemble(self.parts)
+        return self.method.decode(self.parts[0])
+
+    def add_done_callback(self, callback: Callable[[Call], None]) -> None:
+        """Call ``callback(call)`` once settled (at once if it is), on the settling thread."""
+        with self.lock:
+            if not self.settled:
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    # -- ends -------------------------------------------------------------------------------------
+
+    def fail(self, error: BaseException) -> None:
+        self._settle(error)
+
+    def expire(self, why: str = "") -> None:
+        """The deadline passed: ``TimeoutError``, and the requests in flight are cancelled."""
+        message = f"{self.method.name} did not finish within its timeout"
+        if self._settle(TimeoutError(f"{message}: {why}" if why else message)):
+            logger.debug("%s request timed out; cancelling it in the worker", self.method.name)
+
+    def cancel(self) -> bool:
+        """Give up on the call; its requests in flight are cancelled in the worker."""
+        self.cancelled = True
+        return self._settle(concurrent.futures.CancelledError())
+
+    def _settle(self, error: Optional[BaseException]) -> bool:
+        # The one place a call gets its outcome: claimed under the lock, then the payload is
+        # released, the slot opened, the callbacks run and whatever is in flight withdrawn.
+        with self.lock:
+            if self.settled:
+                return False
+            self.settled = True
+            self.error = error
+            leftovers = list(self.requests.values())
+            self.requests.clear()
+            callbacks, self._callbacks = self._callbacks, []
+        self.payload = self._source = None
+        if error is not None:
+            self.parts = []
+        self._done.release()
+        for request in leftovers:
+            request.tag[1].withdraw(request)
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:  # a bug in a callback must not stop the others
+                logger.exception("my_module: a call's done-callback failed")
+        return True
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Send every chunk that needs sending, on this thread (unless another thread is
+        sending this call's chunks: it then sends these too). Outcomes go to the slot."""
+        self._send_wanted = True
+        while self._send_wanted and not self.settled:
+            try:
+                if not self._send_lock.acquire(blocking=False):
+                    return
+                while self._send_wanted and not self.settled:
+                    self._send_wanted = False
+                    self._send()
+            finally:
+                release_if_owned(self._send_lock)
+
+    def _send(self) -> None:
+        try:
+            while not self.settled:
+                try:
+                    conn = self.connector.connection(self.deadline)
+                except TimeoutError as exc:
+                    self.expire(str(exc))
+                    return
+                except WorkerError as exc:
+                    if not self._may_retry(exc):
+                        self.fail(exc)
+                        return
+                    continue
+                if self._send_to(conn):
+                    return
+                if not self._may_retry(conn.refusal()):
+                    self.fail(conn.refusal())
+                    return
+        except Exception as exc:  # a bug: fail the call rather than leave it hanging
+            logger.exception("my_module failed to send a %s request", self.method.name)
+            self.fail(WorkerError(f"internal error while sending the request: {exc!r}"))
+
+    def _send_to(self, conn: Connection) -> bool:
+        """Write the chunks that need it to ``conn``; False if ``conn`` refused one."""
+        limit = min(self.connector.max_frame_bytes, conn.peer_max_frame_bytes)
+        method, payload, source = self.method, self.payload, self._source
+        encoding = JSON
+        if method.chunked:
+            if payload is None:
+                return True  # settled by another thread: its input is released
+            encoding = self._encoding(conn)
+            if not self.bounds:
+                self._plan(method.chunk_size(self.connector.chunk_size, limit, self.connector.max_frame_bytes), len(payload))
+            if self._source_encoding is not encoding or source is None:
+                source = method.prepare(payload, encoding)
+                self._source, self._source_encoding = source, encoding
+        elif not self.bounds:
+            self._plan(1, 1)
+        for index, (start, end) in enumerate(self.bounds):
+            with self.lock:
+                if self.settled or (self.errors and index >= min(self.errors)):
+                    return True
+                old = self.requests.get(index)
+                if self.parts[index] is not _MISSING or (old is not None and old.tag[1] is conn):
+                    continue
+                request = Request(conn.new_id(), self, (index, conn, encoding))
+                self.requests[index] = request
+            if method.chunked:
+                chunk = source if end - start == len(source) else source[start:end]
+                try:
+                    body, used = method.body(request.rid, chunk, encoding, limit)
+                except _convert.ElementError as bad:  # found locally: nothing sent for it
+                    self._record(index, request, error=_convert.element_error(start + bad.index, bad.value, bad.reason))
+                    return True
+                request.tag = (index, conn, used)
+            else:
+                body = [method.body(request.rid, payload)]
+            try:
+                conn.register(request, self_read=self.reader == threading.get_ident() and len(self.bounds) == 1)
+            except ConnectionRefused:
+                with self.lock:
+                    if self.requests.get(index) is request:
+                        del self.requests[index]
+                return False
+            try:
+                conn.send(request, body, self.deadline)
+            except WriteTimeout:
+                self.expire()
+                return True
+            except ConnectionBroken:
+                return True  # the connection ends, and hands the lost requests back
+        return True
+
+    def _plan(self, size: int, n: int) -> None:
+        self.bounds = [(start, min(start + size, n)) for start in range(0, n, size)] or [(0, 0)]
+        self.parts = [_MISSING] * len(self.bounds)
+
+    def _encoding(self, conn: Connection) -> ArrayEncoding:
+        for name in self.connector.encodings:
+            encoding = ENCODINGS.get(name)
+            if encoding in self.method.encodings and name in conn.peer_encodings:
+                return encoding  # type: ignore[return-value]
+        return JSON
+
+    def _may_retry(self, error: BaseException) -> bool:
+        """The retry policy: a crash is retried ``retries`` times (a call is pure); each dead
+        connection counts once, however many of this call's requests it took down."""
+        if not isinstance(error, WorkerCrashedError):
+            return False
+        with self.lock:
+            if self.settled:
+                return False
+            if any(seen is error for seen in self._retried):
+                return True
+            if self.retries_left <= 0:
+                return False
+            self.retries_left -= 1
+            self._retried.append(error)
+        logger.warning("retrying a %s call on a fresh worker after: %s", self.method.name, error)
+        return True
+
+    def reading_connection(self) -> Optional[Connection]:
+        """The connection of a one-request call's request, for its caller to read on."""
+        request = self.requests.get(0) if len(self.bounds) == 1 else None
+        return request.tag[1] if request is not None else None
+
+    # -- replies (on the reading thread) ----------------------------------------------------------
+
+    def on_reply(self, request: Request, is_error: bool, payload: Any) -> None:
+        index, conn, encoding = request.tag
+        if self.requests.get(index) is not request:
+            return  # settled, or sent again elsewhere
+        start, end = self.bounds[index]
+        if is_error:
+            error = self.method.error(payload, self.payload, start, end) if self.method.chunked else self.method.error(payload)
+            self._record(index, request, error=error)
+        else:
+            # Decoded before the request is taken off the call: a ProtocolError here ends the
+            # connection, which hands this request back through on_lost.
+            self._record(index, request, encoding.decode(self.method.name, payload, end - start) if self.method.chunked else payload)
+
+    def on_lost(self, request: Request, error: WorkerError) -> None:
+        with self.lock:
+            if self.requests.get(request.tag[0]) is not request:
+                return
+            del self.requests[request.tag[0]]
+        if self._may_retry(error):
+            self.pump()  # resend what was lost, and only that
+        else:
+            self.fail(error)
+
+    def _record(self, index: int, request: Request, part: Any = _MISSING, error: Optional[BaseException] = None) -> None:
+        """Chunk ``index`` has its result (``part``) or its ``error``; settle once decided."""
+        with self.lock:
+            if self.requests.get(index) is not request:
+                return
+            del self.requests[index]
+            if error is not None:
+                self.errors[index] = error
+            else:
+                self.parts[index] = part
+            outcome = self._advance()
+        if outcome is not False:
+            self._settle(outcome)
+
+    def _advance(self) -> Any:
+        """Under the lock: the outcome once it is known (None: success; an exception: the
+        error of the first failed chunk, once every chunk before it succeeded), else False."""
+        parts = self.parts
+        while self.taken < len(parts) and parts[self.taken] is not _MISSING:
+            self.taken += 1
+        if self.errors:
+            first = min(self.errors)
+            if first <= self.taken:
+                return self.errors[first]
+        return None if self.taken == len(parts) else False
+
+
+# -- adapters ---------------------------------------------------------------------------------------
+
+
+def run(call: Call) -> Any:
+    """The blocking call: send on this thread, read a one-request call's reply here if no
+    one else is reading, wait until the deadline. Any exception (``KeyboardInterrupt``
+    included) cancels the call; a frame cut short kills the worker (see ``_connection``)."""
+    if on_reader_thread():
+        raise WorkerError(
+            "a blocking my_module call from a Future callback would deadlock the reader "
+            "thread; use submit() there instead"
+        )
+    try:
+        call.reader = threading.get_ident()
+        call.pump()
+        conn = call.reading_connection()
+        if conn is not None and not call.settled:
+            conn.serve(call.done, call.deadline)
+        if not call.wait(call.deadline):
+            call.expire()
+        return call.result()
+    except BaseException:
+        call.cancel()  # no-op if settled
+        raise
+    finally:
+        del call  # no cycle through the exception's traceback (see Call.result)
+
+
+def as_future(call: Call) -> "concurrent.futures.Future[Any]":
+    """A Future settled with the call; cancelling it cancels the call. The Future holds the
+    call weakly (the connection holds it while it has requests in flight): a finished call
+    is freed by reference counting."""
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    future.add_done_callback(functools.partial(_cancel_call, weakref.ref(call)))
+    call.add_done_callback(functools.partial(_settle_future, future))
+    return future
+
+
+def _cancel_call(ref: "weakref.ReferenceType[Call]", future: concurrent.futures.Future[Any]) -> None:
+    call = ref()
+    if call is not None and future.cancelled():
+        call.cancel()
+
+
+def _settle_future(future: concurrent.futures.Future[Any], call: Call) -> None:
+    try:
+        if call.cancelled:
+            future.cancel()
+        elif call.error is not None:
+            future.set_exception(call.error)
+        else:
+            future.set_result(call.result())
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled by its owner meanwhile
+
+
+async def run_async(call: Call) -> Any:
+    """The async call: the input is written by a thread of the loop's default executor and
+    the result comes through a Future; cancelling the awaiting task cancels the call."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    waiter = asyncio.wrap_future(as_future(call), loop=loop)
+    loop.run_in_executor(None, call.pump)
+    try:
+        return await waiter
+    finally:
+        del call, waiter  # no cycle through the exception's traceback
+
+
+class Deadlines:
+    """Expires calls nobody may be waiting on (``submit``, async) at their deadline: one
+    daemon thread, started on first use, sleeping until the earliest deadline.
+
+    Calls are held weakly: a finished call stays in the heap until its deadline (or the next
+    compaction) and must not keep its result alive there (a soak saw hundreds pinned).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: List[Tuple[float, int, "weakref.ReferenceType[Call]"]] = []
+        self._order = itertools.count()
+        self._compact_at = 256
+        self._thread: Optional[threading.Thread] = None
+        self._stopped = False
+
+    def watch(self, call: Call) -> None:
+        if call.deadline is None:
+            return
+        with self._cond:
+            if self._stopped:
+                return
+            if len(self._heap) >= self._compact_at:
+                self._heap = [entry for entry in self._heap if _pending(entry[2])]
+                heapq.heapify(self._heap)
+                self._compact_at = max(256, 2 * len(self._heap))
+            heapq.heappush(self._heap, (call.deadline, next(self._order), weakref.ref(call)))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="my_module-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2]() is call:
+                self._cond.notify()
+
+    def stop(self) -> None:
+        """Stop the thread; calls still watched are left to their owners."""
+        with self._cond:
+            self._stopped = True
+            self._heap.clear()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopped:
+                        return
+                    now = time.monotonic()
+                    if self._heap and self._heap[0][0] <= now:
+                        call = heapq.heappop(self._heap)[2]()
+                        if call is not None:
+                            break
+                        continue
+                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+            call.expire()
+            del call
+
+
+def _pending(ref: "weakref.ReferenceType[Call]") -> bool:
+    call = ref()
+    return call is not None and not call.settled

@@ -1,0 +1,182 @@
+"""The current connection of a Worker: its options, spawning and the handshake wait, the
+reset in a fork child, and the making of calls."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import threading
+import time
+import weakref
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from ._connection import Connection, State, release_if_owned
+from ._errors import WorkerError
+from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, ENCODING_PACKED
+from ._requests import Call, Deadlines
+
+CHUNK_SIZE = 32768
+"""Default largest number of elements in one request; bigger inputs are split and pipelined.
+Measured with ``benchmarks/bench_chunks.py``; see the README's Performance section."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """A Worker's tunables (all keyword-only ``Worker(...)`` parameters)."""
+
+    timeout: Optional[float] = None
+    """Default per-call timeout in seconds (None: no limit)."""
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    """The largest frame sent or accepted (frames sent also keep under the worker's limit)."""
+    startup_timeout: float = 10.0
+    """Seconds a new worker has to answer ``initialize`` before it is killed."""
+    shutdown_timeout: float = 2.0
+    """Seconds ``close()`` waits after ``shutdown``, then again after SIGTERM, before SIGKILL."""
+    retries: int = 1
+    """How many times a call whose worker crashed is sent again (its lost chunks) to a fresh one."""
+    chunk_size: int = CHUNK_SIZE
+    """Largest number of elements per request (inputs above it are pipelined in chunks)."""
+    encodings: Tuple[str, ...] = (ENCODING_PACKED, ENCODING_JSON)
+    """Encodings of ``numbers`` this client may use, preferred first, each used only if the
+    worker's ``initialize`` lists it; JSON is always possible."""
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "startup_timeout", "shutdown_timeout"):
+            object.__setattr__(self, name, check_timeout(getattr(self, name), name))
+        if self.max_frame_bytes < 1024:
+            raise ValueError(f"max_frame_bytes must be at least 1024, not {self.max_frame_bytes!r}")
+        if self.retries < 0 or self.chunk_size < 1:
+            raise ValueError(f"retries must be >= 0 and chunk_size >= 1, not {self.retries!r}, {self.chunk_size!r}")
+        unknown = set(self.encodings) - {ENCODING_PACKED, ENCODING_JSON}
+        if unknown or not self.encodings:
+            raise ValueError(f"encodings must name some of {ENCODING_PACKED!r}, {ENCODING_JSON!r}: {self.encodings!r}")
+
+
+def check_timeout(timeout: Any, name: str = "timeout") -> Optional[float]:
+    if timeout is None:
+        return None
+    value = float(timeout)
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be None or a number >= 0, not {timeout!r}")
+    return value
+
+
+_sessions: "weakref.WeakSet[Session]" = weakref.WeakSet()
+
+
+class Session:
+    """The live side of a Worker (which its finalizer may hold: it never refers to the Worker)."""
+
+    def __init__(self, command: Tuple[str, ...], env: Optional[Mapping[str, str]], options: Options) -> None:
+        self.command = command
+        self.env: Optional[Dict[str, str]] = None if env is None else dict(env)
+        self.options = options
+        self.chunk_size = options.chunk_size
+        self.encodings = options.encodings
+        self.max_frame_bytes = options.max_frame_bytes
+        self.closed = False
+        self._conn: Optional[Connection] = None
+        self._reset()
+        _sessions.add(self)
+
+    def _reset(self) -> None:
+        # Everything that belongs to one process: rebuilt in a fork child.
+        self._spawn_lock = threading.RLock()  # taken by hand: see _connection.release_if_owned
+        self.deadlines = Deadlines()
+        self._pid = os.getpid()
+
+    def call(self, method: Any, payload: Any, timeout: Optional[float], retries: Optional[int] = None) -> Call:
+        """A new call of ``method`` (not sent yet); raises ``WorkerError`` once closed."""
+        if self.closed:
+            raise WorkerError("this Worker is closed")
+        return Call(self, method, payload, self.deadline(timeout), self.options.retries if retries is None else retries)
+
+    def deadline(self, timeout: Optional[float]) -> Optional[float]:
+        """The ``time.monotonic()`` deadline of a call with ``timeout`` (None: the default)."""
+        timeout = self.options.timeout if timeout is None else check_timeout(timeout)
+        return None if timeout is None or math.isinf(timeout) else time.monotonic() + timeout
+
+    def connection(self, deadline: Optional[float]) -> Connection:
+        """The running, initialized connection; spawns a worker if there is none.
+
+        Raises ``TimeoutError``, ``WorkerNotFoundError``, ``WorkerCrashedError`` (it died
+        before answering ``initialize``), ``ProtocolError`` (a bad answer) or ``WorkerError``.
+        """
+        conn = self._conn
+        if conn is not None and conn.state is State.READY and self._pid == os.getpid():
+            return conn
+        if self._pid != os.getpid():
+            self.reset_after_fork()  # a fork that skipped os.register_at_fork handlers
+        try:
+            if not self._spawn_lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+                raise TimeoutError("timed out waiting for another thread to start the worker")
+            if self.closed:
+                raise WorkerError("this Worker is closed")
+            conn = self._conn
+            if conn is None or conn.state in (State.CLOSING, State.ENDED) or not conn.alive():
+                if conn is not None:
+                    conn.abandon()  # its start was cut short: if its thread ever runs, it ends
+                conn = Connection(self.command, self.env, self.max_frame_bytes)
+                self._conn = conn  # before it starts: close() finds whatever was started
+                conn.start()
+        finally:
+            release_if_owned(self._spawn_lock)
+        startup_deadline = conn.started_at + self.options.startup_timeout
+        limit = startup_deadline if deadline is None else min(deadline, startup_deadline)
+        if not conn.wait_ready(limit - time.monotonic()):
+            if time.monotonic() < startup_deadline:
+                raise TimeoutError("timed out waiting for the worker to start")
+            reason = f"it did not answer initialize within {self.options.startup_timeout:g} s"
+            conn.kill(reason)
+            raise TimeoutError(f"the worker {reason}")
+        if conn.state is State.READY:
+            return conn
+        if self.closed or conn.error is None:
+            raise WorkerError("this Worker is closed")
+        raise conn.error
+
+    @property
+    def pid(self) -> Optional[int]:
+        conn = self._conn
+        if conn is None or conn.state is State.ENDED or self._pid != os.getpid():
+            return None
+        return conn.pid
+
+    def in_flight(self) -> int:
+        """Requests sent to the current worker and not answered yet."""
+        conn = self._conn
+        return 0 if conn is None else conn.in_flight()
+
+    def close(self) -> None:
+        """Stop the worker and wait for it (see ``Worker.close``)."""
+        with self._spawn_lock:
+            self.closed = True
+            conn, self._conn = self._conn, None
+        self.deadlines.stop()
+        if conn is not None and self._pid == os.getpid():
+            conn.close(self.options.shutdown_timeout)
+
+    def abandon(self) -> None:
+        """The Worker was dropped without ``close()``: end of input lets the worker finish
+        and exit by itself, and its connection reaps it. Never blocks (it may run in GC)."""
+        self.deadlines.stop()
+        conn = self._conn
+        if conn is not None and self._pid == os.getpid():
+            conn.abandon()
+
+    def reset_after_fork(self) -> None:
+        """In a fork child: forget the parent's worker process; the next call starts our own."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.forget_after_fork()
+        self._reset()
+
+
+def _reset_all_after_fork() -> None:
+    for session in list(_sessions):
+        session.reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_all_after_fork)

@@ -1,0 +1,129 @@
+"""Ctrl-C at any moment leaves the module usable: SIGALRM raising ``KeyboardInterrupt`` (what
+Python's own SIGINT handler does) lands at many moments of a big call and of start-ups; then
+calls must be exact and answered within their timeout, and nothing may be left behind.
+
+A frame on the pipe is whole or the worker is replaced: the interrupted call is cancelled,
+and a worker that got part of a frame is killed (the next call starts a fresh one).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import my_module
+
+from conftest import in_flight, wait_until
+from resources import Snapshot, assert_no_leaks
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+pytestmark = [
+    pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer (POSIX)"),
+    pytest.mark.skipif(
+        sys.version_info < (3, 10),
+        reason="before 3.10 a signal can land between a with block and its __exit__ (bpo-29988), "
+        "leaving any lock held: no Python code is interrupt-safe there",
+    ),
+]
+
+
+class Interrupts:
+    """``with Interrupts(after):`` raises KeyboardInterrupt in the main thread ``after`` s in."""
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+
+    def __enter__(self) -> "Interrupts":
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        self.previous = signal.signal(signal.SIGALRM, interrupt)
+        signal.setitimer(signal.ITIMER_REAL, self.after)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous)
+
+
+def check_usable(w: my_module.Worker) -> None:
+    assert w.calculate_squares([3], timeout=20) == [9]
+    numbers = list(range(2**32 - 100_000, 2**32))
+    assert w.calculate_squares(numbers, timeout=30) == [n * n for n in numbers]
+
+
+def test_interrupts_at_many_moments_of_a_20_million_number_call() -> None:
+    # In a process of its own: 20,000,000 ints and their squares would leave this one's RSS
+    # high (freed small objects are not all given back), which later memory bounds would see.
+    out = subprocess.run([sys.executable, __file__, "big-call"], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    print(out.stdout)
+
+
+def big_call_interrupts() -> None:
+    # Moments from the first chunks' encoding to the last replies' assembly: 0.01 s to 2 s
+    # into a call that takes several seconds (more under load), log-spread.
+    numbers = list(range(20_000_000))
+    rng = random.Random(9)
+    before = Snapshot.settled()
+    landed = finished = 0
+    with my_module.Worker() as w:
+        w.info
+        for k in range(8):
+            after = 0.01 * 200 ** (k / 7) * rng.uniform(0.8, 1.2)
+            try:
+                with Interrupts(after):
+                    result = w.calculate_squares(numbers, timeout=60)
+            except KeyboardInterrupt:
+                landed += 1
+            else:
+                finished += 1
+                assert len(result) == len(numbers) and result[-1] == (len(numbers) - 1) ** 2
+                del result
+            check_usable(w)
+            wait_until(lambda: in_flight(w) == 0, 20, "every cancelled chunk is answered")
+    print(f"[interrupts] 20,000,000-number call: {landed} interrupted, {finished} finished first")
+    assert landed >= 4
+    assert_no_leaks(before)
+
+
+def test_interrupted_start_ups_leak_nothing(worker_command) -> None:
+    # 40 start-ups, each interrupted 0.1 to 20 ms in (spawn, thread starts, initialize, the
+    # handshake wait), then close(): no thread, child (zombie or not) or fd may be left.
+    before = Snapshot.settled()
+    rng = random.Random(3)
+    landed = 0
+    for _ in range(40):
+        w = my_module.Worker(worker_command)
+        try:
+            with Interrupts(rng.uniform(0.0001, 0.02)):
+                w.calculate_squares([2], timeout=20)
+        except KeyboardInterrupt:
+            landed += 1
+        w.close()
+    print(f"\n[interrupts] start-ups: {landed} of 40 interrupted")
+    assert landed >= 10
+    assert_no_leaks(before)
+
+
+def test_an_interrupted_start_up_is_finished_by_the_next_call(worker_command) -> None:
+    with my_module.Worker(worker_command) as w:
+        for delay in (0.0001, 0.001, 0.005):
+            try:
+                with Interrupts(delay):
+                    w.info
+            except KeyboardInterrupt:
+                pass
+            check_usable(w)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["big-call"]:
+    big_call_interrupts()
