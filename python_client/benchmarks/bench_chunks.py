@@ -94,9 +94,7 @@ def main() -> None:
 
     workers: Dict[int, my_module.Worker] = {}
     for size in sizes:
-        w = my_module.Worker(args.worker)
-        w.chunk_size = size
-        w.encodings = (args.encoding,)
+        w = my_module.Worker(args.worker, chunk_size=size, encodings=(args.encoding,))
         if args.encoding not in w.info.get("encodings", ["json"]):
             sys.exit(f"the worker does not announce the {args.encoding} encoding")
         assert w.calculate_squares(numbers) == expected  # warm up, and check

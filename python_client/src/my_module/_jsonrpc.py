@@ -10,6 +10,7 @@ from ._errors import ProtocolError, WorkerError
 from ._protocol import JSONRPC_VERSION, Method
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+_decode = json.JSONDecoder().decode
 
 Body = Union[bytes, bytearray]
 
@@ -49,7 +50,7 @@ def loads(body: Body, raw_member: bytes = b"") -> Any:
     member is not where a result puts it, the whole body is parsed as usual.
     """
     if len(body) < 4096 or not raw_member:
-        return json.loads(body)
+        return _decode(body.decode())  # what json.loads does for UTF-8, without its checks
     key = b'"' + raw_member + b'":"'
     start = body.find(key)
     if start < 0:

@@ -97,12 +97,15 @@ class ArrayMethod:
     def __init__(self, name: str, encodings: Tuple[ArrayEncoding, ...]) -> None:
         self.name = name
         self.encodings = encodings
+        self._in_bytes = max(e.in_bytes for e in encodings)
+        self._out_bytes = max(e.out_bytes for e in encodings)
+        self._head = _jsonrpc.request_head(0, name).replace(b'"id":0', b'"id":%d')
 
     def chunk_size(self, wanted: int, frame_limit: int, our_limit: int) -> int:
         """Elements per chunk: at most ``wanted``, with the request inside ``frame_limit`` and
         the reply inside ``our_limit`` in every encoding (a chunk may fall back to JSON)."""
-        room_in = (frame_limit - _ENVELOPE_BYTES) / max(e.in_bytes for e in self.encodings)
-        room_out = (our_limit - _ENVELOPE_BYTES) / max(e.out_bytes for e in self.encodings)
+        room_in = (frame_limit - _ENVELOPE_BYTES) / self._in_bytes
+        room_out = (our_limit - _ENVELOPE_BYTES) / self._out_bytes
         return max(1, min(wanted, int(room_in), int(room_out)))
 
     def prepare(self, numbers: _convert.NumberSequence, encoding: ArrayEncoding) -> _convert.NumberSequence:
@@ -117,7 +120,7 @@ class ArrayMethod:
     def body(self, rid: int, chunk: _convert.NumberSequence, encoding: ArrayEncoding, limit: int) -> Tuple[List[bytes], ArrayEncoding]:
         """A chunk's request as buffers, in ``encoding`` or else in JSON. Raises
         :class:`~my_module._convert.ElementError` for a bad element found locally."""
-        head = _jsonrpc.request_head(rid, self.name)
+        head = self._head % rid
         room = limit - len(head) - 16
         params = encoding.encode(chunk, room) if encoding is not JSON else None
         if params is None:
@@ -150,6 +153,8 @@ class ArrayMethod:
     def assemble(parts: Sequence[Part]) -> List[int]:
         """All chunks' results in order, as one list; packed parts are joined and turned into
         ints in one C-level pass (cheaper than a list per part, then their concatenation)."""
+        if len(parts) == 1 and type(parts[0]) is bytes:
+            return _convert.squares_from_bytes(parts[0])
         if all(isinstance(part, bytes) for part in parts):
             return _convert.squares_from_bytes(b"".join(parts))  # type: ignore[arg-type]
         if len(parts) == 1:
