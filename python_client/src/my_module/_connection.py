@@ -12,7 +12,7 @@ requests by id, one read loop.
   it is queued and written by the next writer, or right away if the lock is free.
 * **Reading**: one loop, :meth:`Connection._read`, run by whoever holds the read token: the
   connection's thread, or a caller waiting for a one-request call (it reads its own reply: no
-  thread hand-off, about 25 us of a 90 us small call; see the README's Performance section).
+  thread hand-off; python_client/README.md, Structure, has the figure).
   Each reply goes to the :class:`Owner` of its request; a failure while delivering it fails
   that request only, a reply that breaks the protocol ends the connection.
 * **stderr**: drained by a second thread into the ``my_module.worker`` logger, keeping the
