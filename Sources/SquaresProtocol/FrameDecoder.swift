@@ -23,7 +23,7 @@ public struct FrameDecoder: Sendable {
         case skipping(remaining: Int)
     }
 
-    public let maxFrameBytes: Int
+    let maxFrameBytes: Int
     private var state: State = .header(value: 0, have: 0)
 
     public init(maxFrameBytes: Int) {
@@ -88,7 +88,7 @@ public struct FrameDecoder: Sendable {
     }
 
     /// Convenience for tests and small inputs.
-    public mutating func feed(_ bytes: [UInt8], _ emit: (FrameEvent) throws -> Void) rethrows {
+    mutating func feed(_ bytes: [UInt8], _ emit: (FrameEvent) throws -> Void) rethrows {
         try bytes.withUnsafeBytes { try feed($0, emit) }
     }
 

@@ -14,19 +14,19 @@ public struct IntegerArray: Sendable, Equatable {
     public var count: Int
     public var firstProblem: ElementProblem?
 
-    public init(pieces: [[UInt32]], count: Int, firstProblem: ElementProblem?) {
+    init(pieces: [[UInt32]], count: Int, firstProblem: ElementProblem?) {
         self.pieces = pieces
         self.count = count
         self.firstProblem = firstProblem
     }
 
     /// All elements, joined (for tests and small arrays).
-    public var elements: [UInt32] { pieces.flatMap { $0 } }
+    @_spi(Fuzz) public var elements: [UInt32] { pieces.flatMap { $0 } }
 }
 
 /// The JSON array text of integers failed the JSON grammar at `offset` (relative to the span).
-public struct IntegerSyntaxError: Error, Sendable, Equatable {
-    public var offset: Int
+@_spi(Fuzz) public struct IntegerSyntaxError: Error, Sendable, Equatable {
+    @_spi(Fuzz) public var offset: Int
 }
 
 /// The hand-written codec for the two big arrays on the wire: a request's array of `UInt32`s and
@@ -98,7 +98,7 @@ public enum IntegerArrayCodec {
 
     /// Splits the array text `span` (between `[` and `]`) into at most `parts` pieces, each
     /// boundary just after a comma, so each piece can be decoded on its own.
-    public static func pieceRanges(_ bytes: UnsafeBufferPointer<UInt8>, span: Range<Int>, parts: Int) -> [Range<Int>] {
+    static func pieceRanges(_ bytes: UnsafeBufferPointer<UInt8>, span: Range<Int>, parts: Int) -> [Range<Int>] {
         let approximate = partition(count: span.count, parallelism: max(1, parts), minimumLength: 1)
         var ranges: [Range<Int>] = []
         var start = span.lowerBound
@@ -114,18 +114,18 @@ public enum IntegerArrayCodec {
     }
 
     /// One decoded piece.
-    public struct Piece: Sendable {
-        public var values: [UInt32]
+    struct Piece: Sendable {
+        var values: [UInt32]
         /// Elements in the piece, kept or not.
-        public var count: Int
-        public var firstProblem: ElementProblem?
+        var count: Int
+        var firstProblem: ElementProblem?
     }
 
     /// Decodes one piece of an integer array's text. A piece that is not the last ends just after a
     /// comma; the last piece ends at the array's `]`. `isWhole` marks a piece that is the whole
     /// array, which alone may be empty. Problem indices are relative to the piece.
     /// - Throws: `IntegerSyntaxError` where the text breaks the JSON grammar.
-    public static func decodePiece(
+    static func decodePiece(
         _ bytes: UnsafeBufferPointer<UInt8>, range: Range<Int>, isLast: Bool, isWhole: Bool
     ) throws(IntegerSyntaxError) -> Piece {
         let base = bytes.baseAddress!
@@ -246,7 +246,7 @@ public enum IntegerArrayCodec {
 
     /// Decodes the array text `span` (between `[` and `]`) split into `parts` pieces, decoded in
     /// parallel when there is more than one.
-    public static func decode(
+    @_spi(Fuzz) public static func decode(
         _ frame: FrameBytes, span: Range<Int>, parts: Int
     ) async throws(IntegerSyntaxError) -> IntegerArray {
         let ranges = pieceRanges(UnsafeBufferPointer(frame.storage), span: span, parts: parts)
@@ -275,7 +275,7 @@ public enum IntegerArrayCodec {
     }
 
     /// Decodes the array text `span` on the calling task, as one piece.
-    public static func decodeSequentially(
+    @_spi(Fuzz) public static func decodeSequentially(
         _ bytes: UnsafeBufferPointer<UInt8>, span: Range<Int>
     ) throws(IntegerSyntaxError) -> IntegerArray {
         assemble([try decodePiece(bytes, range: span, isLast: true, isWhole: true)])
@@ -347,7 +347,7 @@ public enum IntegerArrayCodec {
     /// The kernel: the JSON text of `Map.apply` of each of `values`, comma-separated, with a
     /// leading comma when `leadingComma` (used to join pieces). The brackets are not included.
     @inlinable
-    public static func encode<Map: ElementMap>(_ values: UnsafeBufferPointer<UInt32>, leadingComma: Bool, mapping: Map.Type) -> [UInt8] {
+    static func encode<Map: ElementMap>(_ values: UnsafeBufferPointer<UInt32>, leadingComma: Bool, mapping: Map.Type) -> [UInt8] {
         // At most 20 digits and a comma per element, and 8 bytes of room for the last 8-byte store.
         let capacity = values.count * 21 + 1 + 8
         return [UInt8](unsafeUninitializedCapacity: capacity) { out, initialized in

@@ -1,8 +1,8 @@
 /// Why a frame is not a JSON text.
 public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var offset: Int
-    public var reason: String
-    public init(offset: Int, reason: String) { self.offset = offset; self.reason = reason }
+    @_spi(Fuzz) public var offset: Int
+    var reason: String
+    init(offset: Int, reason: String) { self.offset = offset; self.reason = reason }
     public var description: String { "\(reason) at byte \(offset)" }
 }
 
@@ -24,11 +24,11 @@ public struct ParsedFrame: Sendable {
 /// nesting bounded by `maxDepth`. Arrays made only of integers take the fast codec's path; those of
 /// at least `parallelSpanBytes` bytes are left pending by `scan`, to be decoded in parallel.
 public struct JSONReader: Sendable {
-    public var maxDepth: Int
-    public var parallelism: Int
+    var maxDepth: Int
+    var parallelism: Int
     /// Integer arrays with at least this many bytes of text are decoded in parallel. Below it one
     /// piece is faster than a task group (see `squares-bench`).
-    public var parallelSpanBytes: Int
+    @_spi(Fuzz) public var parallelSpanBytes: Int
 
     public init(maxDepth: Int = ProtocolConstants.maxNestingDepth, parallelism: Int = 1, parallelSpanBytes: Int = 256 * 1024) {
         self.maxDepth = maxDepth
@@ -57,7 +57,7 @@ public struct JSONReader: Sendable {
     }
 
     /// Parses a frame held in an array (a copy is made; for tests and small frames).
-    public func parse(_ frame: [UInt8]) async throws(JSONParseError) -> ParsedFrame {
+    @_spi(Fuzz) public func parse(_ frame: [UInt8]) async throws(JSONParseError) -> ParsedFrame {
         try await parse(FrameBytes(frame))
     }
 }

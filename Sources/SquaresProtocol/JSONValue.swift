@@ -34,7 +34,7 @@ public final class JSONIntegerArray: Sendable, Equatable {
 
     private let state: Mutex<State>
 
-    public init(_ decoded: IntegerArray) { state = Mutex(.decoded(decoded)) }
+    init(_ decoded: IntegerArray) { state = Mutex(.decoded(decoded)) }
 
     init(pending frame: FrameBytes, span: Range<Int>) { state = Mutex(.pending(frame: frame, span: span)) }
 
@@ -45,7 +45,7 @@ public final class JSONIntegerArray: Sendable, Equatable {
 
     /// Decodes a pending array in up to `parts` pieces (nothing to do once decoded).
     /// - Throws: `JSONParseError` (offset from the frame's start) where the text breaks JSON.
-    public func decode(parts: Int) async throws(JSONParseError) {
+    func decode(parts: Int) async throws(JSONParseError) {
         guard case .pending(let frame, let span) = state.withLock({ $0 }) else { return }
         do {
             let array = try await IntegerArrayCodec.decode(frame, span: span, parts: parts)
@@ -70,7 +70,7 @@ public final class JSONIntegerArray: Sendable, Equatable {
 public struct JSONObject: Sendable, Equatable {
     public var members: [(key: String, value: JSONValue)]
 
-    public init(_ members: [(key: String, value: JSONValue)] = []) { self.members = members }
+    init(_ members: [(key: String, value: JSONValue)] = []) { self.members = members }
 
     public subscript(key: String) -> JSONValue? {
         members.last { $0.key == key }?.value

@@ -1,15 +1,15 @@
 /// Writes JSON text. Numbers are written from their source text, strings with the escapes JSON
 /// requires (and no others), so a value read by `JSONReader` is written back the same.
-public struct JSONWriter {
-    public private(set) var bytes: [UInt8] = []
+@_spi(Fuzz) public struct JSONWriter {
+    @_spi(Fuzz) public private(set) var bytes: [UInt8] = []
 
-    public init() {}
+    @_spi(Fuzz) public init() {}
 
-    public mutating func append(raw: String) { bytes.append(contentsOf: raw.utf8) }
-    public mutating func append(raw: [UInt8]) { bytes.append(contentsOf: raw) }
+    mutating func append(raw: String) { bytes.append(contentsOf: raw.utf8) }
+    mutating func append(raw: [UInt8]) { bytes.append(contentsOf: raw) }
 
     /// Writes `value`, whose integer arrays must be decoded (`ParsedFrame.decodePending`).
-    public mutating func write(_ value: JSONValue) {
+    @_spi(Fuzz) public mutating func write(_ value: JSONValue) {
         switch value {
         case .null: append(raw: "null")
         case .bool(let flag): append(raw: flag ? "true" : "false")
@@ -39,7 +39,7 @@ public struct JSONWriter {
         }
     }
 
-    public mutating func write(string: String) {
+    mutating func write(string: String) {
         bytes.append(UInt8(ascii: "\""))
         for byte in string.utf8 {
             switch byte {
@@ -60,7 +60,7 @@ public struct JSONWriter {
     }
 
     /// The JSON text of `value`.
-    public static func encode(_ value: JSONValue) -> [UInt8] {
+    static func encode(_ value: JSONValue) -> [UInt8] {
         var writer = JSONWriter()
         writer.write(value)
         return writer.bytes

@@ -1,8 +1,8 @@
 /// A JSON-RPC error object.
 public struct RPCError: Error, Sendable, Equatable {
-    public var code: ErrorCode
-    public var message: String
-    public var data: JSONValue?
+    var code: ErrorCode
+    var message: String
+    var data: JSONValue?
 
     public init(_ code: ErrorCode, message: String? = nil, data: JSONValue? = nil) {
         self.code = code
@@ -10,7 +10,7 @@ public struct RPCError: Error, Sendable, Equatable {
         self.data = data
     }
 
-    public var json: JSONValue {
+    var json: JSONValue {
         var members: [(key: String, value: JSONValue)] = [("code", .integer(code.rawValue)), ("message", .string(message))]
         if let data { members.append(("data", data)) }
         return .object(JSONObject(members))
@@ -38,7 +38,7 @@ public struct Request: Sendable {
     /// An object or an array, when present.
     public var params: JSONValue?
 
-    public var isNotification: Bool { id == nil }
+    var isNotification: Bool { id == nil }
 }
 
 /// One element of what a frame carries: a request, or what made it invalid.
@@ -47,7 +47,7 @@ public enum Entry: Sendable {
     case invalid(id: JSONValue, error: RPCError)
 
     /// Applies JSON-RPC 2.0's rules for a request object.
-    public init(_ value: JSONValue) {
+    init(_ value: JSONValue) {
         guard case .object(let object) = value else {
             self = .invalid(id: .null, error: RPCError(.invalidRequest, message: "Invalid Request: not an object"))
             return
@@ -108,7 +108,7 @@ public enum Response: Sendable {
     case failure(id: JSONValue, error: RPCError)
 
     /// The response's JSON text as segments to be written in order.
-    public func segments() -> [[UInt8]] {
+    func segments() -> [[UInt8]] {
         var head = JSONWriter()
         head.append(raw: "{\"jsonrpc\":\"2.0\",\"id\":")
         switch self {
@@ -137,7 +137,7 @@ public enum Response: Sendable {
 public struct OutboundFrame: Sendable {
     public var segments: [[UInt8]]
 
-    public init(segments: [[UInt8]]) { self.segments = segments }
+    init(segments: [[UInt8]]) { self.segments = segments }
 
     public init(_ response: Response) { segments = response.segments() }
 
@@ -155,5 +155,5 @@ public struct OutboundFrame: Sendable {
     public var byteCount: Int { segments.reduce(0) { $0 + $1.count } }
 
     /// Header and body in one array (for tests and small frames).
-    public var bytes: [UInt8] { frameHeader(length: byteCount) + segments.joined() }
+    @_spi(Fuzz) public var bytes: [UInt8] { frameHeader(length: byteCount) + segments.joined() }
 }

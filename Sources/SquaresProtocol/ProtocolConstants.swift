@@ -25,7 +25,7 @@ public enum ErrorCode: Int, Sendable, CaseIterable {
     case requestCancelled = -32800
     case frameTooLarge = -32000
 
-    public var defaultMessage: String {
+    var defaultMessage: String {
         switch self {
         case .parseError: "Parse error"
         case .invalidRequest: "Invalid Request"

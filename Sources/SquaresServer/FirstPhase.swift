@@ -2,7 +2,7 @@ import SquaresProtocol
 
 /// What a frame's first phase left to do.
 public struct FramePlan: Sendable {
-    public enum Work: Sendable {
+    @_spi(Fuzz) public enum Work: Sendable {
         /// Notifications only: nothing to send.
         case nothing
         /// Answered at once: the reply to write.
@@ -11,9 +11,9 @@ public struct FramePlan: Sendable {
         case job(@Sendable () async -> OutboundFrame?)
     }
 
-    public var work: Work
+    @_spi(Fuzz) public var work: Work
     /// The frame asked the worker to stop reading (a `shutdown`).
-    public var shutdown: Bool
+    var shutdown: Bool
 }
 
 extension Server {
@@ -22,7 +22,7 @@ extension Server {
     /// cancellation; then either the reply, when every entry could be answered at once
     /// (`MethodContext.isImmediate`), or a job that decodes the frame's big integer arrays in
     /// parallel and runs the rest.
-    public func firstPhase(_ event: FrameEvent) -> FramePlan {
+    @_spi(Fuzz) public func firstPhase(_ event: FrameEvent) -> FramePlan {
         let bytes: FrameBytes
         switch event {
         case .oversized(let length):

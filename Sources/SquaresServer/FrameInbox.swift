@@ -24,7 +24,7 @@ public final class FrameInbox: AsyncSequence, Sendable {
 
     /// Hands `event` to the loop, blocking the calling thread while the inbox is full. Call from a
     /// dedicated thread only.
-    public func put(_ event: InboundEvent) {
+    func put(_ event: InboundEvent) {
         space.wait()
         enum Outcome { case queued, dropped, handed(CheckedContinuation<InboundEvent?, Never>) }
         let outcome = state.withLock { state -> Outcome in
@@ -48,13 +48,13 @@ public final class FrameInbox: AsyncSequence, Sendable {
     /// True while the loop waits for input with nothing queued: every frame before this point has
     /// been taken, and the loop has not stopped reading. Only then may the producer answer a
     /// frame itself without reordering it against a `shutdown` or a full in-flight bound.
-    public var isLoopWaiting: Bool {
+    var isLoopWaiting: Bool {
         state.withLock { $0.waiter != nil && $0.pending.isEmpty && !$0.finished }
     }
 
     /// Ends the sequence after the events already put; later `put`s are dropped. Safe from any
     /// thread (the stop-signal handler calls it).
-    public func finish() {
+    func finish() {
         let waiter = state.withLock { state -> CheckedContinuation<InboundEvent?, Never>? in
             state.finished = true
             guard state.pending.isEmpty else { return nil }

@@ -18,7 +18,7 @@ import Darwin
 /// stop-signal handler writes a byte there). So a frame it has read is always handed over or
 /// answered before the stream ends, whenever the stop comes.
 public final class FrameReaderThread: Sendable {
-    public let inbox: FrameInbox
+    let inbox: FrameInbox
     /// Writing a byte here (async-signal-safe) makes the reader stop reading and end the inbox.
     public let stopDescriptor: Int32
     private let stopReadEnd: Int32
@@ -40,7 +40,7 @@ public final class FrameReaderThread: Sendable {
 
     /// Stops reading at the next frame boundary of the reader's work (for tests; the worker's
     /// signal handler writes to `stopDescriptor` itself).
-    public func requestStop() {
+    func requestStop() {
         var byte: UInt8 = 0
         _ = write(stopDescriptor, &byte, 1)
     }
@@ -94,12 +94,12 @@ public final class FrameReaderThread: Sendable {
 /// threads: measured through a pipe (`make bench-e2e`), a 10-number call took ~80 µs through the
 /// loop (reader thread → loop → child task → writer thread) and ~15 µs this way.
 public struct FrameHandOff: Sendable {
-    public let inbox: FrameInbox
+    let inbox: FrameInbox
     private let server: Server?
     private let writer: FrameWriterThread?
 
     /// Every frame goes to the loop.
-    public init(inbox: FrameInbox) {
+    init(inbox: FrameInbox) {
         (self.inbox, server, writer) = (inbox, nil, nil)
     }
 
@@ -171,7 +171,7 @@ public final class FrameWriterThread: ReplyWriter {
 
     /// Writes `frame` on the calling thread (a dedicated one: this blocks), after any frame being
     /// written by another thread.
-    public func writeNow(_ frame: OutboundFrame) {
+    func writeNow(_ frame: OutboundFrame) {
         output.withLock { broken in
             if !broken && !writeWhole(frame) { broken = true }
         }

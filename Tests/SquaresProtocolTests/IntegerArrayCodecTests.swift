@@ -1,6 +1,6 @@
 import SquaresCore
 import Testing
-@testable import SquaresProtocol
+@_spi(Fuzz) @testable import SquaresProtocol
 
 /// Parses `text` as a whole frame (single-core and multi-core readers must agree).
 func parse(_ text: String, parallelism: Int = 1, parallelSpanBytes: Int = 256 * 1024) async throws(JSONParseError) -> ParsedFrame {

@@ -1,5 +1,5 @@
 import Testing
-@testable import SquaresProtocol
+@_spi(Fuzz) @testable import SquaresProtocol
 
 @Suite("JSON reader and writer")
 struct JSONReaderTests {

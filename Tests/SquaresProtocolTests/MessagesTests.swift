@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import SquaresProtocol
+@_spi(Fuzz) @testable import SquaresProtocol
 
 func entry(_ text: String) async throws -> Entry {
     let frame = try await parse(text)

@@ -1,6 +1,6 @@
-import SquaresProtocol
+@_spi(Fuzz) @testable import SquaresProtocol
 import Testing
-@testable import SquaresServer
+@_spi(Fuzz) @testable import SquaresServer
 
 @Suite("calculate_squares params and errors")
 struct CalculateSquaresTests {

@@ -1,8 +1,8 @@
 import Logging
-import SquaresProtocol
+@_spi(Fuzz) @testable import SquaresProtocol
 import Synchronization
 import Testing
-@testable import SquaresServer
+@_spi(Fuzz) @testable import SquaresServer
 
 /// Collects the frames the server writes.
 final class CollectingWriter: ReplyWriter {

@@ -1,8 +1,8 @@
 import Foundation
 import Logging
-import SquaresProtocol
+@_spi(Fuzz) @testable import SquaresProtocol
 import Testing
-@testable import SquaresServer
+@_spi(Fuzz) @testable import SquaresServer
 
 @Suite("Server, driven in process")
 struct ServerTests {

@@ -1,7 +1,7 @@
 import Logging
-import SquaresProtocol
+@_spi(Fuzz) @testable import SquaresProtocol
 import Testing
-@testable import SquaresServer
+@_spi(Fuzz) @testable import SquaresServer
 
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,5 @@
 import SquaresCore
-import SquaresProtocol
+@_spi(Fuzz) import SquaresProtocol
 
 /// The integer-array codec's invariants, on any span its scanner accepts.
 enum CodecChecks {

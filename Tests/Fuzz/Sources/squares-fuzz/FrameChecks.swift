@@ -1,4 +1,4 @@
-import SquaresProtocol
+@_spi(Fuzz) import SquaresProtocol
 
 /// The frame layer's invariants.
 enum FrameChecks {

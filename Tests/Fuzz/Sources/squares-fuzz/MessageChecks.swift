@@ -1,7 +1,7 @@
 import Logging
 import SquaresCore
-import SquaresProtocol
-import SquaresServer
+@_spi(Fuzz) import SquaresProtocol
+@_spi(Fuzz) import SquaresServer
 
 /// The invariants of one frame body, from JSON text to the reply the worker writes.
 enum MessageChecks {

@@ -1,5 +1,5 @@
 import SquaresCore
-import SquaresProtocol
+@_spi(Fuzz) import SquaresProtocol
 
 /// The packed encoding's invariants.
 enum PackedChecks {
