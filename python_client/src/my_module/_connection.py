@@ -128,6 +128,7 @@ class Connection:
         self.info: Dict[str, Any] = {}  # the initialize result (once READY)
         self.peer_max_frame_bytes = DEFAULT_MAX_FRAME_BYTES
         self.peer_encodings: Tuple[str, ...] = (ENCODING_JSON,)
+        self.plans: Dict[Any, Any] = {}  # a call's notes per method on this connection (_requests)
         self.pid: Optional[int] = None
         self._proc: Optional[subprocess.Popen[bytes]] = None
         self._lock = threading.Lock()  # guards state, the table and the flags below
@@ -388,11 +389,12 @@ class Connection:
             if not (wait >= 0 or deadline is None) or not self._write_lock.acquire(timeout=wait):
                 raise WriteTimeout("timed out waiting for the writer lock")
             if request is not None:
-                with self._lock:
-                    if request.withdrawn:
-                        self._pending.pop(request.rid, None)
-                        return False
-                    request.writing = True
+                # No lock: ``writing`` is set before ``withdrawn`` is read, and withdraw() does
+                # the converse, so at least one of the two sees the other (the GIL orders them).
+                request.writing = True
+                if request.withdrawn:
+                    self._pending.pop(request.rid, None)
+                    return False
             if self._stdin_closed:
                 raise ConnectionBroken("the worker's stdin is closed")
             if self._cancels:
@@ -420,14 +422,17 @@ class Connection:
             raise
         finally:
             release_if_owned(self._write_lock)
-        if request is not None:
+        # Read without the lock: withdraw() sets ``withdrawn`` before it reads ``sent``, so one
+        # of the two sees the other's write and queues the cancel.
+        if request is not None and request.withdrawn:
             with self._lock:
-                late = request.withdrawn and self.state is not State.ENDED
+                late = self.state is not State.ENDED
                 if late:
                     self._cancels.append(_cancel_frame(request.rid))
             if late:
                 self.wake_reader()  # its late reply must be read, maybe by no one else
-        self._flush_cancels()
+        if self._cancels:
+            self._flush_cancels()
         return True
 
     def _flush_cancels(self) -> None:
@@ -499,7 +504,7 @@ class Connection:
                 if self._read_end is not None or self.state is State.ENDED:
                     return
                 self._token = me
-            end = self._read(done, deadline)
+            end = self._read(done, deadline, True)
         finally:
             with self._lock:
                 if self._token == me:
@@ -524,16 +529,17 @@ class Connection:
             if not go:
                 self._signal.wait()
                 continue
-            end = self._read(lambda: not self._pending and not self._to_end, None)
+            end = self._read(lambda: not self._pending and not self._to_end, None, False)
             with self._lock:
                 self._token = None
                 if end is not None:  # recorded with the token given back: no one reads on
                     self._read_end = self._read_end or end
                     return self._read_end
 
-    def _read(self, done: Callable[[], bool], deadline: Optional[float]) -> Optional[Tuple[Optional[WorkerError], str]]:
+    def _read(self, done: Callable[[], bool], deadline: Optional[float], poll: bool) -> Optional[Tuple[Optional[WorkerError], str]]:
         """The read loop, for the token holder: deliver frames until ``done()`` or the
         deadline (then None); else return how reading ended (an error, or None; a note).
+        ``poll``: wait for the pipe before reading it (a caller's thread, see below).
 
         A Ctrl-C lands on the main thread between any two bytecodes: while it waits for the pipe
         that costs nothing; once bytes may have been taken from the pipe (``critical``), the
@@ -541,8 +547,7 @@ class Connection:
         """
         frames = self._frames
         critical = False
-        reading = on_reader_thread()
-        poll = self._thread is not threading.current_thread()
+        reading = getattr(_reading, "value", False)
         try:
             _reading.value = True
             critical = True

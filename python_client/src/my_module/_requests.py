@@ -45,6 +45,11 @@ class Connector(Protocol):
 class Call:
     """One caller-visible operation: its chunks, their requests, and one completion slot."""
 
+    # Slots: a small call's cost is mostly creating and reading these (bench_latency.py).
+    __slots__ = ("connector", "method", "payload", "deadline", "retries_left", "reader", "lock", "bounds",
+                 "parts", "errors", "requests", "taken", "settled", "cancelled", "error", "_source",
+                 "_source_encoding", "_retried", "_done", "_callbacks", "_send_lock", "_send_wanted", "__weakref__")
+
     def __init__(self, connector: Connector, method: Any, payload: Any, deadline: Optional[float], retries: int) -> None:
         self.connector = connector
         self.method: Any = method  # an ArrayMethod or an RpcMethod
@@ -132,7 +137,7 @@ class Call:
                 return False
             self.settled = True
             self.error = error
-            leftovers = list(self.requests.values())
+            leftovers = list(self.requests.values()) if self.requests else ()
             self.requests.clear()
             callbacks, self._callbacks = self._callbacks, []
         self.payload = self._source = None
@@ -188,20 +193,25 @@ class Call:
 
     def _send_to(self, conn: Connection) -> bool:
         """Write the chunks that need it to ``conn``; False if ``conn`` refused one."""
-        limit = min(self.connector.max_frame_bytes, conn.peer_max_frame_bytes)
         method, payload, source = self.method, self.payload, self._source
-        encoding = JSON
+        # A method's frame limit, encoding and chunk size on a connection, computed once.
+        plan = conn.plans.get(method)
+        if plan is None:
+            limit = min(self.connector.max_frame_bytes, conn.peer_max_frame_bytes)
+            plan = conn.plans[method] = (limit, self._encoding(conn), method.chunk_size(
+                self.connector.chunk_size, limit, self.connector.max_frame_bytes)) if method.chunked else (limit, JSON, 1)
+        limit, encoding, size = plan
         if method.chunked:
             if payload is None:
                 return True  # settled by another thread: its input is released
-            encoding = self._encoding(conn)
             if not self.bounds:
-                self._plan(method.chunk_size(self.connector.chunk_size, limit, self.connector.max_frame_bytes), len(payload))
+                self._plan(size, len(payload))
             if self._source_encoding is not encoding or source is None:
                 source = method.prepare(payload, encoding)
                 self._source, self._source_encoding = source, encoding
         elif not self.bounds:
             self._plan(1, 1)
+        self_read = len(self.bounds) == 1 and self.reader == threading.get_ident()
         for index, (start, end) in enumerate(self.bounds):
             with self.lock:
                 if self.settled or (self.errors and index >= min(self.errors)):
@@ -218,11 +228,12 @@ class Call:
                 except _convert.ElementError as bad:  # found locally: nothing sent for it
                     self._record(index, request, error=_convert.element_error(start + bad.index, bad.value, bad.reason))
                     return True
-                request.tag = (index, conn, used)
+                if used is not encoding:
+                    request.tag = (index, conn, used)
             else:
                 body = [method.body(request.rid, payload)]
             try:
-                conn.register(request, self_read=self.reader == threading.get_ident() and len(self.bounds) == 1)
+                conn.register(request, self_read=self_read)
             except ConnectionRefused:
                 with self.lock:
                     if self.requests.get(index) is request:
@@ -238,7 +249,7 @@ class Call:
         return True
 
     def _plan(self, size: int, n: int) -> None:
-        self.bounds = [(start, min(start + size, n)) for start in range(0, n, size)] or [(0, 0)]
+        self.bounds = [(start, min(start + size, n)) for start in range(0, n, size)] if n > size else [(0, n)]
         self.parts = [_MISSING] * len(self.bounds)
 
     def _encoding(self, conn: Connection) -> ArrayEncoding:
@@ -340,7 +351,7 @@ def run(call: Call) -> Any:
         conn = call.reading_connection()
         if conn is not None and not call.settled:
             conn.serve(call.done, call.deadline)
-        if not call.wait(call.deadline):
+        if not call.settled and not call.wait(call.deadline):
             call.expire()
         return call.result()
     except BaseException:
