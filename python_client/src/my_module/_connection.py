@@ -1,22 +1,9 @@
-"""One worker process and its pipes: an explicit state, one writer lock, one table of pending
-requests by id, one read loop.
+"""One worker process and its pipes: an explicit :class:`State`, one writer lock, one table
+of pending requests by id, one read loop (python_client/README.md, Structure, tells how a
+call passes through it).
 
-* **State** (:class:`State`): ``NEW`` → ``STARTING`` (spawned, ``initialize`` sent) →
-  ``READY`` → ``CLOSING`` → ``ENDED`` (with :attr:`Connection.error`). The connection's own
-  thread spawns the process, sends ``initialize``, reads, and at the end reaps the process and
-  fails what is still pending: no step of a start-up or an end runs on a caller's thread, so
-  an interrupt there (Ctrl-C) can leak nothing.
-* **Writing**: any thread, holding the writer lock for a whole frame (or several, in one
-  ``writev``). A frame is whole on the pipe or the worker is killed: an exception that cuts a
-  write short (``KeyboardInterrupt`` included) kills it. ``$/cancel`` never waits for the lock:
-  it is queued and written by the next writer, or right away if the lock is free.
-* **Reading**: one loop, :meth:`Connection._read`, run by whoever holds the read token: the
-  connection's thread, or a caller waiting for a one-request call (it reads its own reply: no
-  thread hand-off; python_client/README.md, Structure, has the figure).
-  Each reply goes to the :class:`Owner` of its request; a failure while delivering it fails
-  that request only, a reply that breaks the protocol ends the connection.
-* **stderr**: drained by a second thread into the ``my_module.worker`` logger, keeping the
-  last lines for crash reports.
+A frame is whole on the pipe or the worker is killed. Start-up and the end (reaping, failing
+what is pending) run on the connection's own thread, so an interrupt there leaks nothing.
 """
 
 from __future__ import annotations
@@ -338,10 +325,8 @@ class Connection:
         return next(self._ids)
 
     def register(self, request: Request, *, self_read: bool = False, force: bool = False) -> None:
-        """Expect a reply to ``request``; raises ``ConnectionRefused`` once ending.
-
-        ``self_read``: the caller reads it (:meth:`serve`); else the connection's thread is woken.
-        """
+        """Expect a reply to ``request`` (``self_read``: the caller reads it, else the
+        connection's thread is woken); raises ``ConnectionRefused`` once ending."""
         with self._lock:
             if self.state is not State.READY and not (force and self.state is not State.ENDED):
                 raise ConnectionRefused()
@@ -377,13 +362,9 @@ class Connection:
     # -- writing ----------------------------------------------------------------------------------
 
     def send(self, request: Optional[Request], body: Sequence[bytes], deadline: Optional[float]) -> bool:
-        """Write ``body`` (the buffers of one request body) as one frame under the writer
-        lock; False if ``request`` was withdrawn meanwhile (nothing written).
-
-        Raises ``WriteTimeout`` if the deadline passes before any byte is written,
-        ``ConnectionBroken`` if the worker is gone (or was killed because it stopped reading
-        mid-frame). Any other exception while the frame is partly written kills the worker.
-        """
+        """Write ``body`` (buffers) as one frame; False if ``request`` was withdrawn (nothing
+        written). Raises ``WriteTimeout`` (nothing written) or ``ConnectionBroken``; any
+        other exception while the frame is partly written kills the worker."""
         try:
             wait = -1 if deadline is None else deadline - time.monotonic()
             if not (wait >= 0 or deadline is None) or not self._write_lock.acquire(timeout=wait):
@@ -539,12 +520,10 @@ class Connection:
     def _read(self, done: Callable[[], bool], deadline: Optional[float], poll: bool) -> Optional[Tuple[Optional[WorkerError], str]]:
         """The read loop, for the token holder: deliver frames until ``done()`` or the
         deadline (then None); else return how reading ended (an error, or None; a note).
-        ``poll``: wait for the pipe before reading it (a caller's thread, see below).
-
-        A Ctrl-C lands on the main thread between any two bytecodes: while it waits for the pipe
-        that costs nothing; once bytes may have been taken from the pipe (``critical``), the
-        stream's state is unknown, so the worker is killed and its calls are retried.
-        """
+        ``poll``: wait for the pipe before reading it (a caller's thread)."""
+        # A Ctrl-C lands between any two bytecodes: while waiting for the pipe that costs
+        # nothing; once bytes may have been taken from it (``critical``) the stream's state is
+        # unknown, so the worker is killed and its calls are retried.
         frames = self._frames
         critical = False
         reading = getattr(_reading, "value", False)

@@ -1,39 +1,19 @@
-"""From the caller's argument to JSON arrays on the wire, and from the worker's validation
-errors back to the exceptions a PyO3 ``Vec<u32>`` argument raises.
-
-The happy path has no Python-level loop per element: the argument becomes a list or tuple
-with C-level calls (``list()``, ``.tolist()``), each chunk is encoded in C (``repr`` of a list
-of ints, else the JSON encoder), and the worker validates every element. Python looks at
-elements one by one only when the JSON encoder refuses a chunk (an element that is not an
-``int``: a numpy scalar, a float NaN, ``Decimal``...) or when the encoded text holds
-``true``/``false``: then :func:`coerce_chunk` converts the chunk the way PyO3 does, element by
-element, and raises for the first bad one.
-
-``bool``: PyO3's ``u32`` extraction calls ``PyLong_AsLong``, and ``bool`` is an ``int``
-subclass, so PyO3 accepts ``True`` as 1 and ``False`` as 0. So does this module (JSON would
-carry them as ``true``/``false``, which the worker rightly refuses, so they are converted to
-integers here).
-
-Buffers (``array('I')``, numpy arrays) are read through the buffer protocol: u32s go to the
-wire from their bytes, other integer formats are converted in C with a range check, and a
-bool buffer is refused with ``TypeError`` as PyO3 refuses ``numpy.bool_``.
-
-Deliberate differences from PyO3, which only takes a sequence: any iterable is accepted
-(generators, sets, buffers, objects with ``tolist()``), and ``bytes``/
-``bytearray`` are refused like ``str`` (PyO3 would read them as small integers) because a
-byte string passed here is almost surely a mistake.
-"""
+"""From the caller's argument to the wire (JSON arrays or packed u32s), and from the
+worker's validation errors back to the exceptions a PyO3 ``Vec<u32>`` argument raises.
+No Python-level loop per element on the happy path; python_client/README.md says what is
+accepted and where this module deliberately differs from PyO3."""
 
 from __future__ import annotations
 
 import binascii
+import functools
 import json
 import operator
 import reprlib
 import sys
 from array import array
 from collections.abc import Iterable, Mapping
-from typing import Any, List, NoReturn, Optional, Sequence, Union
+from typing import Any, Callable, List, NoReturn, Optional, Sequence, Union
 
 from ._protocol import MAX_NUMBER, Reason
 
@@ -54,14 +34,9 @@ _short_repr.maxlong = 40
 
 
 def as_numbers(numbers: Any) -> NumberSequence:
-    """Return ``numbers`` as a list or tuple (no copy for those) or a u32 memoryview, without
-    a Python-level loop over the elements.
-
-    Raises ``TypeError`` for ``str``, ``bytes``, ``bytearray``, a mapping, ``None``, a bool
-    buffer (a numpy bool array, refused as PyO3 refuses ``numpy.bool_``) or anything else
-    that is not iterable; ``TypeError``/``OverflowError`` naming the element for an integer
-    buffer holding a value that is not a u32.
-    """
+    """``numbers`` as a list or tuple (not copied) or a u32 memoryview, with no Python-level
+    loop. Raises ``TypeError`` for str, bytes, a mapping, None, a bool buffer or a
+    non-iterable, ``TypeError``/``OverflowError`` naming the element for a bad buffer value."""
     kind = type(numbers)
     if kind is list or kind is tuple:
         return numbers  # type: ignore[no-any-return]
@@ -128,11 +103,8 @@ def _u32_view(view: memoryview, kind: str) -> Optional[memoryview]:
 
 
 def element_error(index: int, value: Any, reason: str) -> Exception:
-    """The exception PyO3 would raise for element ``index`` (holding ``value``) of the argument.
-
-    ``reason`` is the worker's ``error.data.reason``. Returns (does not raise) a
-    ``TypeError`` or an ``OverflowError`` naming the index.
-    """
+    """The exception (returned, not raised) PyO3 would raise for element ``index`` holding
+    ``value``; ``reason`` is the worker's ``error.data.reason``."""
     shown = _shown(value)
     if reason == Reason.NEGATIVE:
         return OverflowError(
@@ -174,13 +146,9 @@ def _bad(index: int, value: Any, reason: str) -> NoReturn:
 
 
 def coerce_chunk(chunk: Sequence[Any]) -> List[int]:
-    """Convert every element as PyO3's ``u32`` extraction would (the slow path).
-
-    ``operator.index`` accepts exactly what ``PyLong_AsLong`` accepts on Python 3.10+:
-    ``int`` and its subclasses (``bool``) and objects with ``__index__`` (numpy integers),
-    and refuses floats, strings, ``None``, lists. Raises :class:`ElementError` for the
-    first element that is not an integer or is out of the u32 range.
-    """
+    """Convert every element as PyO3's ``u32`` extraction would (the slow path); raises
+    :class:`ElementError` for the first bad one. ``operator.index`` accepts what
+    ``PyLong_AsLong`` does on 3.10+: ints, bools, ``__index__`` objects (numpy integers)."""
     out: List[int] = []
     append = out.append
     for i, value in enumerate(chunk):
@@ -201,11 +169,8 @@ _INT_LIST_BYTES = b"0123456789-, []"
 
 
 def encode_chunk(chunk: Sequence[Any], max_bytes: int) -> bytes:
-    """Encode a chunk as a JSON array of at most ``max_bytes`` bytes.
-
-    Elements written as JSON integers are sent as is and validated by the worker. Raises
-    :class:`ElementError` when the slow path finds a bad element.
-    """
+    """A chunk as a JSON array of at most ``max_bytes`` bytes (the worker validates the
+    integers); raises :class:`ElementError` when the slow path finds a bad element."""
     if type(chunk) is list:
         # Fast path: repr() of a list of ints beats the JSON encoder by ~40% (1,000,000 u32:
         # 90 ms against 150 ms on the 2-core reference machine; see benchmarks/README.md),
@@ -254,12 +219,8 @@ _ARRAY_TAKES_INT_ONLY_OBJECTS = sys.version_info < (3, 10)
 
 
 def pack_u32(numbers: Sequence[Any]) -> Optional["array[int]"]:
-    """``numbers`` as an ``array`` of native u32s, or None if one element is not a u32.
-
-    ``array('I', ...)`` converts in C exactly what PyO3's extraction accepts (ints, bools,
-    ``__index__`` objects in 0..2**32-1) and refuses the rest; it does not say which element,
-    so a refused chunk goes the JSON way and the worker names the index.
-    """
+    """``numbers`` as an ``array`` of native u32s, converted in C as PyO3 accepts them, or
+    None if one is not a u32 (the chunk then goes as JSON, and the worker names it)."""
     try:
         if _ARRAY_TAKES_INT_ONLY_OBJECTS:
             # Before 3.10 array() also takes objects with only __int__ (Decimal(4.5) -> 4),
@@ -283,8 +244,7 @@ def base64_u32(view: memoryview) -> bytes:
 
 def encode_packed(chunk: Sequence[Any]) -> Optional[bytes]:
     """The chunk as ``numbersPacked`` (base64 of little-endian u32s), or None if one element is
-    not a u32 (see :func:`pack_u32`). Encoding 1,000,000 numbers this way takes ~26 ms, against
-    ~90 ms for ``repr`` and ~150 ms for ``json.dumps``."""
+    not a u32 (see :func:`pack_u32`)."""
     packed = pack_u32(chunk)
     return None if packed is None else base64_u32(memoryview(packed))
 
@@ -292,16 +252,10 @@ def encode_packed(chunk: Sequence[Any]) -> Optional[bytes]:
 Base64Text = Union[str, bytes, bytearray, memoryview]
 
 
-def _a2b_strict(text: Base64Text) -> bytes:
-    # strict_mode (3.11+) refuses anything but canonical base64, and is ~15% faster.
-    return binascii.a2b_base64(text, strict_mode=True)  # type: ignore[call-arg,unused-ignore]
-
-
-def _a2b_lenient(text: Base64Text) -> bytes:
-    return binascii.a2b_base64(text)
-
-
-_a2b = _a2b_strict if sys.version_info >= (3, 11) else _a2b_lenient
+# strict_mode (3.11+) refuses anything but canonical base64, and is ~15% faster.
+_a2b: Callable[[Base64Text], bytes] = (
+    functools.partial(binascii.a2b_base64, strict_mode=True) if sys.version_info >= (3, 11) else binascii.a2b_base64
+)
 
 
 def decode_packed_bytes(text: Any, count: int) -> Optional[bytes]:

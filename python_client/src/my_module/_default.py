@@ -1,8 +1,5 @@
-"""The shared default :class:`~my_module.Worker` behind the module-level functions.
-
-Created on first use, shut down at interpreter exit (``atexit``). A fork child gets its own on
-first use (the Worker forgets the parent's process in the child).
-"""
+"""The shared default :class:`~my_module.Worker` behind the module-level functions: created
+on first use (in a fork child too), shut down at interpreter exit."""
 
 from __future__ import annotations
 
@@ -20,13 +17,8 @@ _exiting = False
 
 
 def default_worker() -> Worker:
-    """Return the shared Worker used by :func:`calculate_squares`, creating it if needed.
-
-    A closed default worker is replaced by a new one on the next use (until interpreter exit).
-
-    :raises WorkerNotFoundError: no worker executable was found.
-    :raises WorkerError: the interpreter is exiting.
-    """
+    """Return the shared Worker used by :func:`calculate_squares`, creating it (again, if it
+    was closed) if needed. Raises ``WorkerNotFoundError``, or ``WorkerError`` at exit."""
     global _worker
     worker = _worker
     if worker is not None and not worker.closed:
@@ -40,34 +32,16 @@ def default_worker() -> Worker:
 
 
 def calculate_squares(numbers: Iterable[Any], *, timeout: Optional[float] = None) -> List[int]:
-    """Return the exact squares of ``numbers``, in order, computed by the shared worker.
-
-    The drop-in for the PyO3 function ``calculate_squares(numbers: Vec<u32>) -> Vec<u64>``.
-
-    :param numbers: any iterable of ints in ``0 <= n <= 2**32 - 1`` (list, tuple, range,
-        generator, ``array.array``, numpy integer array; ``bool`` counts as 0/1 as in PyO3).
-    :param timeout: seconds before the call is cancelled and ``TimeoutError`` is raised
-        (None: no limit).
-    :raises TypeError: ``numbers`` is a str, bytes, mapping, None or not iterable, or an
-        element is not an integer (the message names its index).
-    :raises OverflowError: an element is negative or above ``2**32 - 1`` (index named).
-    :raises TimeoutError: the call did not finish within ``timeout``.
-    :raises WorkerNotFoundError: no worker executable was found (the message says how to
-        build one or point at it).
-    :raises WorkerCrashedError: the worker died, and died again on the one retry.
-    :raises ProtocolError: the worker broke the wire contract (it is replaced).
-    """
+    """Return the exact squares of ``numbers``, in order, computed by the shared worker: the
+    drop-in for PyO3's ``calculate_squares(numbers: Vec<u32>) -> Vec<u64>``. Parameters and
+    exceptions as :meth:`Worker.calculate_squares` (``timeout`` None: no limit)."""
     return default_worker().calculate_squares(numbers, timeout=timeout)
 
 
 async def calculate_squares_async(
     numbers: Iterable[Any], *, timeout: Optional[float] = None
 ) -> List[int]:
-    """``await``-able :func:`calculate_squares`; does not block the event loop on the worker.
-
-    Cancelling the awaiting task cancels the request in the worker. Raises what
-    :func:`calculate_squares` raises.
-    """
+    """``await``-able :func:`calculate_squares` (see :meth:`Worker.calculate_squares_async`)."""
     return await default_worker().calculate_squares_async(numbers, timeout=timeout)
 
 

@@ -1,9 +1,5 @@
-"""The exceptions of my_module.
-
-Argument errors are the built-ins a PyO3 ``Vec<u32>`` argument raises (``TypeError``,
-``OverflowError``), and an expired timeout is the built-in ``TimeoutError``; everything that
-goes wrong with the worker process is a :class:`WorkerError`, a ``RuntimeError``.
-"""
+"""The exceptions of my_module: argument errors and timeouts are the built-ins PyO3 raises
+(``TypeError``, ``OverflowError``, ``TimeoutError``); worker failures are a :class:`WorkerError`."""
 
 from __future__ import annotations
 
@@ -11,11 +7,8 @@ from typing import Any, Optional, Sequence, Tuple
 
 
 class WorkerError(RuntimeError):
-    """Something went wrong with the worker process (base class).
-
-    Raised as such when the worker answers a request with an unexpected JSON-RPC error
-    (``code``, ``data`` hold it) or when a closed :class:`~my_module.Worker` is used.
-    """
+    """Something went wrong with the worker process (base class); raised as such for an
+    unexpected JSON-RPC error reply (``code``, ``data`` hold it) or a closed Worker."""
 
     code: Optional[int] = None
     data: Any = None
@@ -30,11 +23,8 @@ class WorkerNotFoundError(WorkerError):
 
 
 class WorkerCrashedError(WorkerError):
-    """The worker process died while requests were in flight (or before it answered).
-
-    ``returncode`` is its exit status (negative: killed by that signal, as in ``subprocess``),
-    ``stderr_tail`` the last lines it wrote to stderr, ``pid`` its process id.
-    """
+    """The worker died with requests in flight or before it answered: ``returncode`` (negative:
+    that signal), ``stderr_tail`` (its last stderr lines), ``pid``."""
 
     returncode: Optional[int] = None
     stderr_tail: Tuple[str, ...] = ()
@@ -55,7 +45,5 @@ class WorkerCrashedError(WorkerError):
 
 
 class ProtocolError(WorkerError):
-    """The worker broke the wire contract (garbage on stdout, a bad reply, a version mismatch).
-
-    The worker that did it is killed; the next call starts a fresh one.
-    """
+    """The worker broke the wire contract (garbage, a bad reply, a version mismatch); it is
+    killed and the next call starts a fresh one."""

@@ -1,9 +1,5 @@
-"""How bytes move: length-prefixed frames over the worker's pipes, and nothing else.
-
-A frame is a 4-byte unsigned big-endian length N, then N bytes of UTF-8 JSON. Reading is
-blocking and exact (one reader thread owns the worker's stdout). Writing goes to a
-non-blocking pipe so that every wait for room in the pipe can be bounded by a deadline.
-"""
+"""Length-prefixed frames (a big-endian u32 length N, then N bytes of JSON) over the worker's
+pipes. Writing goes to a non-blocking pipe, so every wait for room is bounded by a deadline."""
 
 from __future__ import annotations
 
@@ -41,12 +37,8 @@ class OversizedFrameError(ValueError):
 
 
 def read_frame(stream: BinaryIO, max_frame_bytes: int) -> Optional[bytes]:
-    """Read one frame body from a buffered binary stream.
-
-    Returns None at a clean end of stream (EOF between frames). Raises
-    :class:`TruncatedFrameError` at EOF inside a frame and :class:`OversizedFrameError` when
-    the header announces more than ``max_frame_bytes`` (the body is not read).
-    """
+    """One frame body from a buffered binary stream; None at EOF between frames. Raises
+    :class:`TruncatedFrameError` or :class:`OversizedFrameError` (the body is not read)."""
     header = stream.read(FRAME_HEADER_BYTES)
     if not header:
         return None
@@ -61,23 +53,16 @@ def read_frame(stream: BinaryIO, max_frame_bytes: int) -> Optional[bytes]:
     return body
 
 
-_BIG_BODY = 1 << 16
-"""Bodies at least this long are read straight into a buffer of their size (one copy)."""
+_BIG_BODY = 1 << 16  # bodies this long are read straight into a buffer of their size
 
 
 class ReadTimeout(Exception):
-    """The deadline passed before a whole frame arrived (what was read is kept for the next
-    reader)."""
+    """The deadline passed before a whole frame arrived (what was read is kept)."""
 
 
 class FrameReader:
-    """Frames from a pipe's file descriptor, read by whichever thread holds the connection's read
-    token.
-
-    Everything read belongs to the reader, not to a thread: a frame begun by one thread (which
-    gave up at its deadline) is finished by the next. A small frame arrives with one
-    ``os.read``; a big body is read in place into a buffer of its size.
-    """
+    """Frames from a pipe's fd. What is read belongs to the reader, not to a thread: a frame
+    begun by one thread (which gave up at its deadline) is finished by the next."""
 
     def __init__(self, fd: int, max_frame_bytes: int) -> None:
         self.fd = fd
@@ -88,13 +73,8 @@ class FrameReader:
         self._poller: Optional[Any] = None
 
     def read(self, deadline: Optional[float]) -> Optional[Union[bytes, bytearray]]:
-        """The next frame's body; None at a clean end of stream (EOF between frames).
-
-        Blocks until a whole frame is in, or until ``deadline`` (a ``time.monotonic()`` value;
-        None: no limit), then raises :class:`ReadTimeout`. Raises :class:`TruncatedFrameError`
-        at EOF inside a frame, :class:`OversizedFrameError` for a header over the limit, and
-        ``OSError`` if reading fails.
-        """
+        """The next frame's body, None at EOF between frames; :class:`ReadTimeout` at
+        ``deadline``, else raises as :func:`read_frame` does, or ``OSError``."""
         while True:
             body = self.take()
             if body is not None:
@@ -132,10 +112,8 @@ class FrameReader:
         return None
 
     def wait(self, deadline: Optional[float], poll: bool = False) -> bool:
-        """Wait until there is something to read; False if ``deadline`` passed first.
-
-        With no deadline the wait is left to the read itself, unless ``poll``.
-        """
+        """Wait until there is something to read (with no deadline, only if ``poll``); False
+        if ``deadline`` passed first."""
         if deadline is None and not poll:
             return True
         if self._poller is None:
@@ -175,11 +153,7 @@ class WriteTimeout(Exception):
 
 
 class WriteStalled(Exception):
-    """The peer accepted no byte for too long in the middle of a frame.
-
-    The stream cannot be resynchronised after a partial frame, so the caller must give up on
-    the connection.
-    """
+    """The peer accepted no byte for too long in the middle of a frame (the stream is lost)."""
 
 
 Buffers = Union[bytes, Sequence[bytes]]
@@ -192,19 +166,11 @@ def write_frame(
     stall_grace: float,
     on_wait: Optional[Callable[[], None]] = None,
 ) -> None:
-    """Write all of ``data`` (a whole frame, or several, as one buffer or a sequence of
-    buffers written with one ``writev``) to the non-blocking file descriptor ``fd``.
-
-    Waits for room in the pipe until ``deadline`` (a ``time.monotonic()`` value; None: no
-    limit). Once the first byte is written the frame is always finished, even past the
-    deadline, as long as the peer keeps accepting bytes; it is abandoned only if the peer
-    accepts nothing for ``stall_grace`` seconds after the deadline.
-
-    ``on_wait`` is called once, before the first wait for room in the pipe.
-
-    Raises :class:`WriteTimeout` (nothing written), :class:`WriteStalled` (part written) and
-    ``BrokenPipeError``/``OSError`` when the reading end is gone.
-    """
+    """Write all of ``data`` (buffers, with one ``writev``) to the non-blocking ``fd``,
+    waiting for room until ``deadline``. A frame begun is finished past the deadline while
+    the peer accepts bytes, abandoned after ``stall_grace`` s with none. ``on_wait`` is called
+    before the first wait. Raises :class:`WriteTimeout` (nothing written),
+    :class:`WriteStalled` (part written), ``OSError`` when the reading end is gone."""
     parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
     total = sum(map(len, parts))
     try:
@@ -247,12 +213,8 @@ def write_frame(
 
 
 def try_write_small_frame(fd: int, data: bytes) -> bool:
-    """Write a frame of at most PIPE_BUF bytes without blocking; return False if no room.
-
-    POSIX makes a pipe write of at most PIPE_BUF bytes atomic, so on a non-blocking pipe it
-    either writes the whole frame or nothing: the stream can never be left mid-frame.
-    Raises ``OSError`` (e.g. ``BrokenPipeError``) when the reading end is gone.
-    """
+    """Write a frame of at most PIPE_BUF bytes, whole or not at all (POSIX makes it atomic);
+    False if there is no room. Raises ``OSError`` when the reading end is gone."""
     assert len(data) <= select.PIPE_BUF
     try:
         os.write(fd, data)

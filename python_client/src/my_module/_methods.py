@@ -1,10 +1,6 @@
-"""What each RPC method means, in one place: one entry per method (and per encoding of its
-arrays), from which the request layer builds frames, splits inputs into chunks, checks and
-decodes replies, and translates error replies into the exceptions a caller expects.
-
-Adding a method is one entry here plus its public function (``Worker`` method and module
-function). A test-only method is an entry in the tests (``RpcMethod("test/sleep")``).
-"""
+"""Each RPC method in one entry (and each encoding of its arrays), from which requests are
+built, inputs chunked, replies checked and decoded, error replies translated. Adding a
+method is one entry here plus its public function."""
 
 from __future__ import annotations
 
@@ -17,8 +13,7 @@ from ._protocol import ENCODING_JSON, ENCODING_PACKED, ErrorCode, Method, Reason
 Part = Union[List[int], bytes]
 """The decoded result of one chunk: a list of ints, or raw little-endian u64s (packed)."""
 
-_ENVELOPE_BYTES = 128
-"""Room kept in a frame for the request envelope around a chunk's array, generously."""
+_ENVELOPE_BYTES = 128  # room kept in a frame for the envelope around a chunk's array
 
 
 class RpcMethod:
@@ -84,8 +79,7 @@ class ArrayEncoding:
 PACKED = ArrayEncoding(ENCODING_PACKED, "numbersPacked", "squaresPacked", 16 / 3, 32 / 3)
 JSON = ArrayEncoding(ENCODING_JSON, "numbers", None, _convert.MAX_ELEMENT_BYTES, _convert.MAX_SQUARE_BYTES)
 ENCODINGS = {e.name: e for e in (PACKED, JSON)}
-RAW_MEMBER = PACKED.raw_member
-"""The result member whose long base64 text replies carry past the JSON scanner."""
+RAW_MEMBER = PACKED.raw_member  # the result member whose long text skips the JSON scanner
 
 
 class ArrayMethod:
@@ -102,15 +96,14 @@ class ArrayMethod:
         self._head = _jsonrpc.request_head(0, name).replace(b'"id":0', b'"id":%d')
 
     def chunk_size(self, wanted: int, frame_limit: int, our_limit: int) -> int:
-        """Elements per chunk: at most ``wanted``, with the request inside ``frame_limit`` and
-        the reply inside ``our_limit`` in every encoding (a chunk may fall back to JSON)."""
+        """Elements per chunk: at most ``wanted``, request and reply inside the limits in every
+        encoding (a chunk may fall back to JSON)."""
         room_in = (frame_limit - _ENVELOPE_BYTES) / self._in_bytes
         room_out = (our_limit - _ENVELOPE_BYTES) / self._out_bytes
         return max(1, min(wanted, int(room_in), int(room_out)))
 
     def prepare(self, numbers: _convert.NumberSequence, encoding: ArrayEncoding) -> _convert.NumberSequence:
-        """The form chunks are cut from: a big list converted to u32s once (one C-level pass,
-        no per-chunk copies) when packed; the input itself otherwise or if that fails."""
+        """What chunks are cut from: for packed, a list converted to u32s once, in C."""
         if encoding is PACKED and type(numbers) is not memoryview and len(numbers) > 1:
             packed = _convert.pack_u32(numbers)
             if packed is not None:
@@ -118,8 +111,7 @@ class ArrayMethod:
         return numbers
 
     def body(self, rid: int, chunk: _convert.NumberSequence, encoding: ArrayEncoding, limit: int) -> Tuple[List[bytes], ArrayEncoding]:
-        """A chunk's request as buffers, in ``encoding`` or else in JSON. Raises
-        :class:`~my_module._convert.ElementError` for a bad element found locally."""
+        """A chunk's request as buffers, in ``encoding`` or else JSON (and the one used)."""
         head = self._head % rid
         room = limit - len(head) - 16
         params = encoding.encode(chunk, room) if encoding is not JSON else None
@@ -130,9 +122,8 @@ class ArrayMethod:
         return [head, *params], encoding
 
     def error(self, error: Dict[str, Any], numbers: Optional[Sequence[Any]], start: int, end: int) -> BaseException:
-        """The exception for an error reply to the chunk ``numbers[start:end]``: PyO3's
-        ``TypeError``/``OverflowError`` naming the element for a bad element, else a
-        ``WorkerError`` (a ``ProtocolError`` for a refusal that makes no sense)."""
+        """The exception for an error reply to ``numbers[start:end]``: PyO3's for a bad
+        element, else a ``WorkerError`` (``ProtocolError`` for a senseless refusal)."""
         data = error.get("data")
         if error["code"] != ErrorCode.INVALID_PARAMS or not isinstance(data, dict):
             return RpcMethod(self.name).error(error)
@@ -151,8 +142,7 @@ class ArrayMethod:
 
     @staticmethod
     def assemble(parts: Sequence[Part]) -> List[int]:
-        """All chunks' results in order, as one list; packed parts are joined and turned into
-        ints in one C-level pass (cheaper than a list per part, then their concatenation)."""
+        """All chunks' results in order as one list (packed parts joined, then converted once)."""
         if len(parts) == 1 and type(parts[0]) is bytes:
             return _convert.squares_from_bytes(parts[0])
         if all(isinstance(part, bytes) for part in parts):

@@ -1,38 +1,25 @@
-"""What is said on the wire: method names, error codes, reasons and limits of protocol v1.
-
-This is the one place in the package where these values are written down; every other module
-imports them from here, and ``tests/test_protocol_constants.py`` checks them against
-``protocol/constants.json``, the language-neutral source of truth.
-"""
+"""The wire's names, codes, reasons and limits (protocol v1), written down only here and
+checked against ``protocol/constants.json`` by ``tests/test_protocol_constants.py``."""
 
 from __future__ import annotations
 
 import enum
 
-PROTOCOL_VERSION = "1.1"
-"""The protocol version this client speaks. A worker with another *major* version is refused;
-an older minor version is fine (1.0 lacks the packed encoding, which is then not used)."""
+PROTOCOL_VERSION = "1.1"  # another major version is refused; 1.0 lacks the packed encoding
 
 PROTOCOL_MAJOR = int(PROTOCOL_VERSION.split(".")[0])
 
 JSONRPC_VERSION = "2.0"
 
-FRAME_HEADER_BYTES = 4
-"""Every frame is a 4-byte unsigned big-endian body length, then the UTF-8 JSON body."""
+FRAME_HEADER_BYTES = 4  # a big-endian u32 body length, then the UTF-8 JSON body
 
-DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
-"""The protocol's default frame limit (the worker's ``--max-frame-bytes`` default)."""
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024  # the worker's --max-frame-bytes default
 
-MAX_NUMBER = 2**32 - 1
-"""The largest valid element: the seed's elements are ``u32``."""
+MAX_NUMBER = 2**32 - 1  # the seed's elements are u32
 
 
-ENCODING_JSON = "json"
-"""``params.numbers``: a JSON array of integers; result: a JSON array of the squares."""
-
-ENCODING_PACKED = "packed"
-"""Protocol 1.1: ``params.numbersPacked``, padded base64 of the numbers as little-endian u32s;
-result ``{"squaresPacked": ...}``, base64 of the squares as little-endian u64s."""
+ENCODING_JSON = "json"  # params.numbers: a JSON array; the result: a JSON array
+ENCODING_PACKED = "packed"  # 1.1: base64 of little-endian u32s in, of u64s out (squaresPacked)
 
 
 class Method(str, enum.Enum):

@@ -1,13 +1,8 @@
-"""Calls as compositions of wire requests, the way ``concurrent.futures.Executor.map``
-composes work: a :class:`Call` sends one request per chunk of its input (one, for a small
-input or a plain method), takes the results in order (so the first bad element wins, as in
-PyO3), cancels the rest once it is settled, and after a crash resends only the chunks that
-were lost. The connection knows request ids; only the call knows chunks.
-
-A call has one completion slot, settled exactly once (:meth:`Call._settle`). The blocking
-call (:func:`run`), ``submit()`` (:func:`as_future`) and the async call (:func:`run_async`)
-are adapters over it.
-"""
+"""Calls composed of wire requests, as ``concurrent.futures.Executor.map`` composes work: a
+:class:`Call` sends one request per chunk (one for a small input), takes results in order (the
+first bad element wins, as in PyO3), cancels the rest once settled, and after a crash resends
+only the lost chunks. Its one completion slot is adapted by :func:`run`, :func:`as_future`
+and :func:`run_async`."""
 
 from __future__ import annotations
 
@@ -156,8 +151,8 @@ class Call:
     # -- sending ----------------------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Send every chunk that needs sending, on this thread (unless another thread is
-        sending this call's chunks: it then sends these too). Outcomes go to the slot."""
+        """Send every chunk that needs it, on this thread, unless another thread is sending
+        this call's chunks (it then sends these too)."""
         self._send_wanted = True
         while self._send_wanted and not self.settled:
             try:
@@ -260,8 +255,7 @@ class Call:
         return JSON
 
     def _may_retry(self, error: BaseException) -> bool:
-        """The retry policy: a crash is retried ``retries`` times (a call is pure); each dead
-        connection counts once, however many of this call's requests it took down."""
+        """A crash is retried ``retries`` times (a call is pure), each dead connection once."""
         if not isinstance(error, WorkerCrashedError):
             return False
         with self.lock:
@@ -321,8 +315,8 @@ class Call:
             self._settle(outcome)
 
     def _advance(self) -> Any:
-        """Under the lock: the outcome once it is known (None: success; an exception: the
-        error of the first failed chunk, once every chunk before it succeeded), else False."""
+        """Under the lock: None (success) or the first failed chunk's error once every chunk
+        before it succeeded; False while undecided."""
         parts = self.parts
         while self.taken < len(parts) and parts[self.taken] is not _MISSING:
             self.taken += 1
@@ -337,9 +331,8 @@ class Call:
 
 
 def run(call: Call) -> Any:
-    """The blocking call: send on this thread, read a one-request call's reply here if no
-    one else is reading, wait until the deadline. Any exception (``KeyboardInterrupt``
-    included) cancels the call; a frame cut short kills the worker (see ``_connection``)."""
+    """The blocking call: send, read a one-request call's reply here if no one else reads,
+    wait until the deadline. Any exception (``KeyboardInterrupt`` too) cancels the call."""
     if on_reader_thread():
         raise WorkerError(
             "a blocking my_module call from a Future callback would deadlock the reader "
@@ -362,9 +355,8 @@ def run(call: Call) -> Any:
 
 
 def as_future(call: Call) -> "concurrent.futures.Future[Any]":
-    """A Future settled with the call; cancelling it cancels the call. The Future holds the
-    call weakly (the connection holds it while it has requests in flight): a finished call
-    is freed by reference counting."""
+    """A Future settled with the call; cancelling it cancels the call. It holds the call
+    weakly (the connection holds it while in flight), so refcounting frees a finished call."""
     future: concurrent.futures.Future[Any] = concurrent.futures.Future()
     future.add_done_callback(functools.partial(_cancel_call, weakref.ref(call)))
     call.add_done_callback(functools.partial(_settle_future, future))
@@ -390,8 +382,7 @@ def _settle_future(future: concurrent.futures.Future[Any], call: Call) -> None:
 
 
 async def run_async(call: Call) -> Any:
-    """The async call: the input is written by a thread of the loop's default executor and
-    the result comes through a Future; cancelling the awaiting task cancels the call."""
+    """The async call: written by the loop's default executor, answered through a Future."""
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -404,12 +395,8 @@ async def run_async(call: Call) -> Any:
 
 
 class Deadlines:
-    """Expires calls nobody may be waiting on (``submit``, async) at their deadline: one
-    daemon thread, started on first use, sleeping until the earliest deadline.
-
-    Calls are held weakly: a finished call stays in the heap until its deadline (or the next
-    compaction) and must not keep its result alive there (a soak saw hundreds pinned).
-    """
+    """Expires calls nobody may wait on (``submit``, async) at their deadline, from one
+    daemon thread. Calls are held weakly: a finished one in the heap must not pin its result."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())

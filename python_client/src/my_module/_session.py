@@ -23,23 +23,14 @@ Measured with ``benchmarks/bench_chunks.py``; see the README's Performance secti
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """A Worker's tunables (all keyword-only ``Worker(...)`` parameters)."""
 
     timeout: Optional[float] = None
-    """Default per-call timeout in seconds (None: no limit)."""
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
-    """The largest frame sent or accepted (frames sent also keep under the worker's limit)."""
     startup_timeout: float = 10.0
-    """Seconds a new worker has to answer ``initialize`` before it is killed."""
     shutdown_timeout: float = 2.0
-    """Seconds ``close()`` waits after ``shutdown``, then again after SIGTERM, before SIGKILL."""
     retries: int = 1
-    """How many times a call whose worker crashed is sent again (its lost chunks) to a fresh one."""
     chunk_size: int = CHUNK_SIZE
-    """Largest number of elements per request (inputs above it are pipelined in chunks)."""
     encodings: Tuple[str, ...] = (ENCODING_PACKED, ENCODING_JSON)
-    """Encodings of ``numbers`` this client may use, preferred first, each used only if the
-    worker's ``initialize`` lists it; JSON is always possible."""
 
     def __post_init__(self) -> None:
         for name in ("timeout", "startup_timeout", "shutdown_timeout"):
