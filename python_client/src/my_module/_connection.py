@@ -26,7 +26,6 @@ from ._errors import ProtocolError, WorkerCrashedError, WorkerError, WorkerNotFo
 from ._framing import (
     FrameReader,
     OversizedFrameError,
-    ReadTimeout,
     TruncatedFrameError,
     WriteStalled,
     WriteTimeout,
@@ -167,7 +166,7 @@ class Connection:
             if not self._spawn():
                 return
             rid = next(self._ids)
-            request = Request(rid, _Handshake(self))
+            request = Request(rid, _Internal(self._handshake))
             self.register(request, force=True)
             try:
                 self.send(request, [_jsonrpc.request(rid, INITIALIZE.name, {})], None)
@@ -277,7 +276,7 @@ class Connection:
         if proc is not None:
             rid = next(self._ids)
             try:
-                self.register(Request(rid, _IGNORED), force=True)
+                self.register(Request(rid, _Internal(None)), force=True)
                 self.send(None, [_jsonrpc.request(rid, SHUTDOWN.name)], time.monotonic() + grace)
             except (ConnectionRefused, ConnectionBroken, WriteTimeout):
                 pass
@@ -333,9 +332,8 @@ class Connection:
             if request.withdrawn:
                 return
             self._pending[request.rid] = request
-            if not self_read and not self._wanted:
-                self._wanted = True
-                self._signal.set()
+            if not self_read:
+                self._want_read_locked()
 
     def withdraw(self, request: Request) -> None:
         """The owner gave up on ``request``: never written, it is forgotten; written, the
@@ -460,9 +458,12 @@ class Connection:
         """Have the connection's thread read (a caller stopped reading, or a writer waits for
         room: the worker may be waiting for its replies to be read before it reads more)."""
         with self._lock:
-            if not self._wanted:
-                self._wanted = True
-                self._signal.set()
+            self._want_read_locked()
+
+    def _want_read_locked(self) -> None:
+        if not self._wanted:
+            self._wanted = True
+            self._signal.set()
 
     def _want_end_locked(self) -> None:
         self._to_end = True
@@ -478,9 +479,7 @@ class Connection:
                 if self._token is not None:
                     # The holder delivers our reply, unless it is just leaving: then the
                     # connection's thread must read it.
-                    if not self._wanted:
-                        self._wanted = True
-                        self._signal.set()
+                    self._want_read_locked()
                     return
                 if self._read_end is not None or self.state is State.ENDED:
                     return
@@ -545,7 +544,7 @@ class Connection:
                     self._flush_cancels()  # queued while the pipe was full
             critical = False
             return None
-        except (ReadTimeout, TruncatedFrameError, OversizedFrameError, ProtocolError, OSError, ValueError) as exc:
+        except (TruncatedFrameError, OversizedFrameError, ProtocolError, OSError, ValueError) as exc:
             return _read_error(exc)
         except Exception as exc:  # a bug; never leave callers waiting forever
             logger.exception("my_module failed while reading a reply")
@@ -717,30 +716,19 @@ def _cancel_frame(rid: int) -> bytes:
     return frame_header(len(body)) + body
 
 
-class _Handshake:
-    """Owner of the ``initialize`` request."""
+class _Internal:
+    """Owner of the connection's own requests: ``initialize`` (its reply is handed to
+    ``handle``) and ``shutdown`` (None: the reply does not matter)."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+    def __init__(self, handle: Optional[Callable[[bool, Any], None]]) -> None:
+        self.handle = handle
 
     def on_reply(self, request: Request, is_error: bool, payload: Any) -> None:
-        self.conn._handshake(is_error, payload)
+        if self.handle is not None:
+            self.handle(is_error, payload)
 
     def on_lost(self, request: Request, error: WorkerError) -> None:
         pass  # the connection's end opens _ready; its error says why
-
-
-class _Ignore:
-    """Owner of a request whose reply does not matter (``shutdown``)."""
-
-    def on_reply(self, request: Request, is_error: bool, payload: Any) -> None:
-        pass
-
-    def on_lost(self, request: Request, error: WorkerError) -> None:
-        pass
-
-
-_IGNORED = _Ignore()
 _FORGOTTEN: List[Any] = []
 
 

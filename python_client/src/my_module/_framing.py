@@ -56,10 +56,6 @@ def read_frame(stream: BinaryIO, max_frame_bytes: int) -> Optional[bytes]:
 _BIG_BODY = 1 << 16  # bodies this long are read straight into a buffer of their size
 
 
-class ReadTimeout(Exception):
-    """The deadline passed before a whole frame arrived (what was read is kept)."""
-
-
 class FrameReader:
     """Frames from a pipe's fd. What is read belongs to the reader, not to a thread: a frame
     begun by one thread (which gave up at its deadline) is finished by the next."""
@@ -71,18 +67,6 @@ class FrameReader:
         self._body: Optional[bytearray] = None  # a big body being filled in place
         self._filled = 0
         self._poller: Optional[Any] = None
-
-    def read(self, deadline: Optional[float]) -> Optional[Union[bytes, bytearray]]:
-        """The next frame's body, None at EOF between frames; :class:`ReadTimeout` at
-        ``deadline``, else raises as :func:`read_frame` does, or ``OSError``."""
-        while True:
-            body = self.take()
-            if body is not None:
-                return body
-            if not self.wait(deadline):
-                raise ReadTimeout()
-            if not self.fill():
-                return None
 
     def take(self) -> Optional[Union[bytes, bytearray]]:
         """A whole frame's body if one is buffered (no I/O), else None."""

@@ -100,16 +100,11 @@ class Worker:
         return _requests.run(self._squares(numbers, timeout))  # type: ignore[no-any-return]
 
     def submit(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> "concurrent.futures.Future[List[int]]":
-        """Start ``calculate_squares(numbers)`` and return its Future.
-
-        Blocks only while the input is written to the worker (bounded by the timeout). The
-        Future raises what :meth:`calculate_squares` raises; the timeout is enforced even if
-        nobody waits on it. ``future.cancel()`` cancels the request in the worker. Callbacks
-        added to the Future run on the reader thread: they must not block.
-
-        :raises TypeError: ``numbers`` itself is not a usable argument (raised here, not via
-            the Future); element errors come through the Future.
-        :raises WorkerError: this Worker is closed.
+        """Start ``calculate_squares(numbers)`` and return its Future, blocking only while the
+        input is written. The Future raises what :meth:`calculate_squares` raises (the timeout
+        holds even if nobody waits); ``cancel()`` cancels it in the worker; its callbacks run
+        on the reader thread and must not block. Raises ``TypeError`` for an unusable
+        ``numbers`` (element errors come through the Future), ``WorkerError`` once closed.
         """
         call = self._squares(numbers, timeout)
         future = _requests.as_future(call)
@@ -122,13 +117,9 @@ class Worker:
         return future
 
     async def calculate_squares_async(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> List[int]:
-        """``await``-able :meth:`calculate_squares` that does not block the event loop on I/O.
-
-        The input is turned into a sequence on the calling thread (a generator is consumed
-        there); it is encoded and written by a thread of the loop's default executor, and the
-        result arrives through a Future. Cancelling the awaiting task cancels the request in
-        the worker. Raises what :meth:`calculate_squares` raises.
-        """
+        """``await``-able :meth:`calculate_squares`, not blocking the event loop: ``numbers`` is
+        read on this thread, written by the loop's default executor. Cancelling the awaiting
+        task cancels the request in the worker."""
         call = self._squares(numbers, timeout)
         self._session.deadlines.watch(call)
         return await _requests.run_async(call)  # type: ignore[no-any-return]
@@ -138,10 +129,8 @@ class Worker:
 
     @property
     def info(self) -> Dict[str, Any]:
-        """The worker's ``initialize`` result (protocol version, limits, parallelism, ...).
-
-        Starts the worker if it is not running; raises as :meth:`calculate_squares` does.
-        """
+        """The worker's ``initialize`` result (protocol version, limits, ...); starts the
+        worker if needed and raises as :meth:`calculate_squares` does."""
         return copy.deepcopy(self._session.connection(self._session.deadline(None)).info)
 
     @property
@@ -155,12 +144,8 @@ class Worker:
         return self._session.closed
 
     def close(self) -> None:
-        """Stop the worker and wait for it: no process is left behind (no zombie).
-
-        Sends ``shutdown`` (the worker finishes the requests in flight), closes its stdin,
-        and if it has not exited after ``shutdown_timeout`` seconds sends SIGTERM, then
-        SIGKILL. Calls still waiting then fail with ``WorkerError``. The Worker cannot be used
-        afterwards (make a new one). Idempotent; never raises.
-        """
+        """Stop the worker and reap it: ``shutdown`` (it finishes what is in flight), end of
+        input, then SIGTERM and SIGKILL ``shutdown_timeout`` s apart. Calls still waiting fail
+        with ``WorkerError``; the Worker cannot be used again. Idempotent; never raises."""
         self._finalizer.detach()
         self._session.close()
