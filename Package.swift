@@ -16,7 +16,8 @@ let package = Package(
         .package(url: "https://github.com/swift-extras/swift-extras-base64", from: "1.2.0"),
     ],
     targets: [
-        // Pure compute: exact UInt64 squares of UInt32 inputs, chunked over a task group.
+        // Pure compute: element maps from UInt32 to an exact UInt64 (squaring), and the parallel
+        // map that runs one over a task group.
         .target(name: "SquaresCore"),
         // What is said on the wire: framing state machine, JSON reader/writer, the integer-array
         // fast codec, JSON-RPC messages and error codes. No I/O.

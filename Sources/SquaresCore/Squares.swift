@@ -19,12 +19,15 @@ public enum Squaring: ElementMap {
     public static func apply(_ x: UInt32) -> UInt64 { square(x) }
 }
 
-/// Squares `input` into `output` element by element; both must have the same count.
+/// `Map.apply` of each of `input`, into `output`; both must have the same count. The loop every
+/// element-wise path runs (inline, or over one range of `ParallelMap`), specialised per map.
 @inlinable
-public func squareSequentially(_ input: UnsafeBufferPointer<UInt32>, into output: UnsafeMutableBufferPointer<UInt64>) {
+public func mapSequentially<Map: ElementMap>(
+    _ input: UnsafeBufferPointer<UInt32>, into output: UnsafeMutableBufferPointer<UInt64>, mapping: Map.Type
+) {
     precondition(input.count == output.count, "input and output counts differ")
     guard let src = input.baseAddress, let dst = output.baseAddress else { return }
     for i in 0..<input.count {
-        dst[i] = square(src[i])
+        dst[i] = Map.apply(src[i])
     }
 }

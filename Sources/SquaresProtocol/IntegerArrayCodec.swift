@@ -7,8 +7,9 @@ public struct ElementProblem: Sendable, Equatable {
     public init(index: Int, reason: ParamsErrorReason) { self.index = index; self.reason = reason }
 }
 
-/// A decoded array of JSON integers, in pieces that were decoded in parallel. Elements after the
-/// first problem are validated as JSON but not kept.
+/// A decoded array of JSON integers, in pieces that were decoded in parallel. Elements from the
+/// first problem on are validated as JSON but not kept: `pieces` hold the elements before it
+/// (so that a method with a smaller element limit can find a bad element before it).
 public struct IntegerArray: Sendable, Equatable {
     public var pieces: [[UInt32]]
     public var count: Int
@@ -287,15 +288,15 @@ public enum IntegerArrayCodec {
         var kept: [[UInt32]] = []
         for piece in pieces {
             if problem == nil {
+                // A piece keeps the values before its own problem.
+                kept.append(piece.values)
                 if let local = piece.firstProblem {
                     problem = ElementProblem(index: count + local.index, reason: local.reason)
-                } else {
-                    kept.append(piece.values)
                 }
             }
             count += piece.count
         }
-        return IntegerArray(pieces: problem == nil ? kept : [], count: count, firstProblem: problem)
+        return IntegerArray(pieces: kept, count: count, firstProblem: problem)
     }
 
     // MARK: - Encoding

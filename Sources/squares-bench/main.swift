@@ -116,14 +116,14 @@ report("fast path: decode + square + encode, \(options.parallelism) cores", allC
 // MARK: The core alone, and the inline/parallel threshold
 
 let buffer = OwnedBuffer(numbers)
-let coreSequential = try await median(options.repetitions) { _ = try await ParallelSquaring(parallelism: 1).squares(of: buffer) }
-let coreParallel = try await median(options.repetitions) { _ = try await ParallelSquaring(parallelism: options.parallelism).squares(of: buffer) }
+let coreSequential = try await median(options.repetitions) { _ = try await ParallelMap(parallelism: 1).map(buffer, through: Squaring.self) }
+let coreParallel = try await median(options.repetitions) { _ = try await ParallelMap(parallelism: options.parallelism).map(buffer, through: Squaring.self) }
 report("core: squares, 1 core", coreSequential, per: count)
 report("core: squares, \(options.parallelism) cores", coreParallel, per: count)
 print("core threshold (inline vs task group, µs):")
 for size in [4_096, 16_384, 32_768, 65_536, 131_072] {
     let small = OwnedBuffer(numbers.prefix(size))
-    let inline = try await median(101) { _ = try await ParallelSquaring(parallelism: 1).squares(of: small) }
-    let grouped = try await median(101) { _ = try await ParallelSquaring(parallelism: options.parallelism, parallelThreshold: 1).squares(of: small) }
+    let inline = try await median(101) { _ = try await ParallelMap(parallelism: 1).map(small, through: Squaring.self) }
+    let grouped = try await median(101) { _ = try await ParallelMap(parallelism: options.parallelism, parallelThreshold: 1).map(small, through: Squaring.self) }
     print(String(format: "  %7d numbers: inline %8.1f  group %8.1f", size, inline * 1e6, grouped * 1e6))
 }

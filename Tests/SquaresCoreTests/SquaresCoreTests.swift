@@ -8,38 +8,38 @@ struct SquaresCoreTests {
                       (4_294_967_295, 18_446_744_065_119_617_025)])
     func edgeValues(input: UInt32, expected: UInt64) async throws {
         #expect(square(input) == expected)
-        #expect(try await ParallelSquaring(parallelism: 2).squares(of: [input]) == [expected])
+        #expect(try await ParallelMap(parallelism: 2).map([input], through: Squaring.self) == [expected])
     }
 
     @Test("an empty input gives an empty result")
     func empty() async throws {
-        #expect(try await ParallelSquaring(parallelism: 4).squares(of: []) == [])
+        #expect(try await ParallelMap(parallelism: 4).map([], through: Squaring.self) == [])
     }
 
     @Test("sizes around every chunk boundary equal the sequential result", arguments: [
         1, 2, 3, 7, 31, 32, 33,
-        ParallelSquaring.defaultParallelThreshold - 1, ParallelSquaring.defaultParallelThreshold, ParallelSquaring.defaultParallelThreshold + 1,
-        ParallelSquaring.sliceLength - 1, ParallelSquaring.sliceLength, ParallelSquaring.sliceLength + 1,
-        2 * ParallelSquaring.sliceLength + 1, 3 * ParallelSquaring.defaultParallelThreshold + 5,
+        ParallelMap.defaultParallelThreshold - 1, ParallelMap.defaultParallelThreshold, ParallelMap.defaultParallelThreshold + 1,
+        ParallelMap.sliceLength - 1, ParallelMap.sliceLength, ParallelMap.sliceLength + 1,
+        2 * ParallelMap.sliceLength + 1, 3 * ParallelMap.defaultParallelThreshold + 5,
     ])
     func boundaries(count: Int) async throws {
         var generator = SystemRandomNumberGenerator()
         let numbers = (0..<count).map { _ in UInt32.random(in: 0...UInt32.max, using: &generator) }
         let expected = numbers.map { UInt64($0) * UInt64($0) }
         for parallelism in [1, 2, 3, 8] {
-            let core = ParallelSquaring(parallelism: parallelism)
-            #expect(try await core.squares(of: numbers) == expected, "parallelism \(parallelism), count \(count)")
-            let eager = ParallelSquaring(parallelism: parallelism, parallelThreshold: 1)
-            #expect(try await eager.squares(of: numbers) == expected, "eager parallelism \(parallelism), count \(count)")
+            let core = ParallelMap(parallelism: parallelism)
+            #expect(try await core.map(numbers, through: Squaring.self) == expected, "parallelism \(parallelism), count \(count)")
+            let eager = ParallelMap(parallelism: parallelism, parallelThreshold: 1)
+            #expect(try await eager.map(numbers, through: Squaring.self) == expected, "eager parallelism \(parallelism), count \(count)")
         }
     }
 
     @Test("a cancelled task stops with CancellationError")
     func cancellation() async throws {
-        let numbers = OwnedBuffer<UInt32>([UInt32](repeating: 7, count: 4 * ParallelSquaring.sliceLength))
+        let numbers = OwnedBuffer<UInt32>([UInt32](repeating: 7, count: 4 * ParallelMap.sliceLength))
         let task = Task {
             withUnsafeCurrentTask { $0?.cancel() }
-            return try await ParallelSquaring(parallelism: 2).squares(of: numbers)
+            return try await ParallelMap(parallelism: 2).map(numbers, through: Squaring.self)
         }
         await #expect(throws: CancellationError.self) { try await task.value }
     }

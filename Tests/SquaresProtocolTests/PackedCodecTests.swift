@@ -37,7 +37,7 @@ struct PackedCodecTests {
         for parallelism in [1, 2, 5] {
             let decoded = try await PackedCodec.decodeNumbers(text, parallelism: parallelism)
             #expect(decoded.array == numbers, "decode, parallelism \(parallelism)")
-            let squares = try await ParallelSquaring(parallelism: parallelism).squares(of: decoded)
+            let squares = try await ParallelMap(parallelism: parallelism).map(decoded, through: Squaring.self)
             let encoded = try await PackedCodec.encode(squares, parallelism: parallelism)
             let expected = base64(littleEndianBytes(numbers.map { UInt64($0) * UInt64($0) }))
             #expect(String(decoding: encoded.joined(), as: UTF8.self) == expected, "encode, parallelism \(parallelism)")

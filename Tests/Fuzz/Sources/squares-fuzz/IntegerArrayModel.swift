@@ -6,7 +6,7 @@
 enum IntegerArrayModel {
     enum Outcome: Equatable {
         case syntaxError
-        /// As `IntegerArray` reports it: the values only when no element has a problem.
+        /// As `IntegerArray` reports it: the values before the first problem, if any.
         case decoded(values: [UInt32], count: Int, firstProblem: ElementProblem?)
 
         init(_ array: IntegerArray) {
@@ -38,6 +38,6 @@ enum IntegerArrayModel {
                 problem = ElementProblem(index: index, reason: .tooLarge)
             }
         }
-        return .decoded(values: problem == nil ? values : [], count: tokens.count, firstProblem: problem)
+        return .decoded(values: values, count: tokens.count, firstProblem: problem)
     }
 }

@@ -1,0 +1,177 @@
+import SquaresCore
+import SquaresProtocol
+
+/// A method that maps each `UInt32` of an array to one exact `UInt64` (`calculate_squares`).
+/// Its params are `{"numbers": [...]}`, `[[...]]` or `{"numbersPacked": "<base64>"}`, answered
+/// in kind; a conforming type gives only its name, its map and its packed result's member (and
+/// a smaller element limit, if its results need one). Decoding, the answer at once or in a child
+/// task, the parallel paths and the errors are the same for all, here, specialised per map.
+protocol ElementwiseMethod: RPCMethod where Params == ElementwiseParams {
+    associatedtype Map: ElementMap
+
+    /// The member of the packed reply's object that holds the results (`squaresPacked`).
+    static var packedResultKey: String { get }
+
+    /// The largest element taken; a larger one is refused as `too_large`. `UInt32.max` (all of
+    /// them) unless the map's results would not fit a `UInt64`.
+    static var maxElement: UInt32 { get }
+}
+
+/// An element-wise method's params, decoded.
+enum ElementwiseParams: Sendable {
+    /// A JSON array of integers (decoded or pending), answered with a JSON array.
+    case json(JSONIntegerArray)
+    /// The packed encoding's base64 text, not yet decoded; answered packed.
+    case packed(String)
+}
+
+extension ElementwiseMethod {
+    static var maxElement: UInt32 { .max }
+
+    func decode(_ params: JSONValue?) throws(RPCError) -> ElementwiseParams {
+        let shapeError = RPCError.invalidParams(.invalidShape, detail: "expected {\"numbers\": [...]} or [[...]]")
+        let numbers: JSONValue
+        switch params {
+        case .object(let object)?:
+            if let packed = object["numbersPacked"] {
+                guard object["numbers"] == nil else {
+                    throw RPCError.invalidParams(.invalidShape, detail: "give numbers or numbersPacked, not both")
+                }
+                guard case .string(let text) = packed else {
+                    throw RPCError.invalidParams(.invalidPacked, detail: "numbersPacked is not a string")
+                }
+                return .packed(text)
+            }
+            guard let value = object["numbers"] else { throw shapeError }
+            numbers = value
+        case .array(let elements)? where elements.count == 1:
+            numbers = elements[0]
+        case .integerArray(let array)?:
+            // `[5]` by position: the one argument is a number, not an array. (A pending array
+            // has at least two elements.)
+            guard array.decoded?.count == 1 else { throw shapeError }
+            throw RPCError.invalidParams(.notAnArray, detail: "numbers is not an array")
+        default:
+            throw shapeError
+        }
+        switch numbers {
+        case .integerArray(let array):
+            return .json(array)
+        case .array(let elements):
+            // An array the fast codec did not take holds an element that is not an integer.
+            throw Self.firstInvalidElement(elements)
+        default:
+            throw RPCError.invalidParams(.notAnArray, detail: "numbers is not an array")
+        }
+    }
+
+    func immediateAnswer(_ params: ElementwiseParams, in context: MethodContext) throws(RPCError) -> ResultBody? {
+        switch params {
+        case .json(let array):
+            guard let numbers = array.decoded else { return nil }
+            if let problem = Self.firstProblem(numbers) { throw Self.invalidElement(problem) }
+            guard context.isImmediate(elements: numbers.count) else { return nil }
+            return Self.jsonResult(IntegerArrayCodec.encode(numbers, mapping: Map.self))
+        case .packed(let text):
+            guard context.isImmediate(elements: PackedCodec.approximateCount(text)) else { return nil }
+            let numbers: OwnedBuffer<UInt32>
+            do { numbers = try PackedCodec.decodeNumbers(text) } catch { throw Self.invalidPacked(error) }
+            if let problem = Self.firstProblem(numbers) { throw Self.invalidElement(problem) }
+            let results = OwnedBuffer<UInt64>(uninitializedCount: numbers.count)
+            withExtendedLifetime(numbers) {
+                mapSequentially(UnsafeBufferPointer(numbers.storage), into: results.storage, mapping: Map.self)
+            }
+            return Self.packedResult([PackedCodec.encode(results)])
+        }
+    }
+
+    func answer(_ params: ElementwiseParams, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody {
+        let parallelism = context.configuration.parallelism
+        switch params {
+        case .json(let array):
+            guard let numbers = array.decoded else { preconditionFailure("the frame's pending arrays are decoded before its requests run") }
+            if let problem = Self.firstProblem(numbers) { throw Self.invalidElement(problem) }
+            // The map fused into the encoder: decode → map → encode touches each number once.
+            let segments = try await withCancellation(by: signal) {
+                try await IntegerArrayCodec.encode(numbers, mapping: Map.self, parallelism: parallelism)
+            }
+            return Self.jsonResult(segments)
+        case .packed(let text):
+            let core = ParallelMap(parallelism: parallelism)
+            let segments = try await withCancellation(by: signal) {
+                let numbers: OwnedBuffer<UInt32>
+                do throws(PackedCodec.Invalid) {
+                    numbers = try await PackedCodec.decodeNumbers(text, parallelism: parallelism)
+                } catch {
+                    throw Self.invalidPacked(error)
+                }
+                if let problem = Self.firstProblem(numbers) { throw Self.invalidElement(problem) }
+                return try await PackedCodec.encode(try await core.map(numbers, through: Map.self), parallelism: parallelism)
+            }
+            return Self.packedResult(segments)
+        }
+    }
+
+    static func jsonResult(_ segments: [[UInt8]]) -> ResultBody {
+        .encoded([Array("[".utf8)] + segments + [Array("]".utf8)])
+    }
+
+    static func packedResult(_ segments: [[UInt8]]) -> ResultBody {
+        .encoded([Array("{\"\(packedResultKey)\":\"".utf8)] + segments + [Array(#""}"#.utf8)])
+    }
+
+    // MARK: - Errors: -32602 with the first bad element, as a client maps them to its own errors
+
+    /// The first element the method refuses: the decoder's first problem, or an element above
+    /// `maxElement` before it (the decoder keeps the elements before its problem). With the
+    /// default limit there is nothing to scan.
+    static func firstProblem(_ numbers: IntegerArray) -> ElementProblem? {
+        if maxElement < UInt32.max {
+            var offset = 0
+            for piece in numbers.pieces {
+                if let index = piece.firstIndex(where: { $0 > maxElement }) {
+                    return ElementProblem(index: offset + index, reason: .tooLarge)
+                }
+                offset += piece.count
+            }
+        }
+        return numbers.firstProblem
+    }
+
+    /// The first packed element above `maxElement` (every packed `UInt32` is otherwise valid).
+    static func firstProblem(_ numbers: OwnedBuffer<UInt32>) -> ElementProblem? {
+        guard maxElement < UInt32.max, let index = numbers.storage.firstIndex(where: { $0 > maxElement }) else { return nil }
+        return ElementProblem(index: index, reason: .tooLarge)
+    }
+
+    static func invalidPacked(_ problem: PackedCodec.Invalid) -> RPCError {
+        RPCError.invalidParams(.invalidPacked, detail: "numbersPacked: \(problem.detail)")
+    }
+
+    static func invalidElement(_ problem: ElementProblem) -> RPCError {
+        let what = switch problem.reason {
+        case .notAnInteger: "is not an integer"
+        case .negative: "is negative"
+        case .tooLarge: "is greater than \(maxElement)"
+        case .notAnArray, .invalidShape, .invalidPacked: "is invalid"
+        }
+        return RPCError.invalidParams(problem.reason, index: problem.index, detail: "numbers[\(problem.index)] \(what)")
+    }
+
+    /// The error for a JSON array that the fast codec did not take: it holds an element that is not
+    /// an integer, but an element before it may be negative or too large, and comes first.
+    static func firstInvalidElement(_ elements: [JSONValue]) -> RPCError {
+        for (index, element) in elements.enumerated() {
+            guard element.isInteger, case .number(let text) = element else {
+                return invalidElement(ElementProblem(index: index, reason: .notAnInteger))
+            }
+            if text.hasPrefix("-") {
+                if text != "-0" { return invalidElement(ElementProblem(index: index, reason: .negative)) }
+            } else if UInt32(text).map({ $0 > maxElement }) ?? true {
+                return invalidElement(ElementProblem(index: index, reason: .tooLarge))
+            }
+        }
+        // Unreachable: an array of valid elements is an integer array. Answered, not trapped.
+        return RPCError(.internalError, message: "Internal error: a valid array took the general path")
+    }
+}
