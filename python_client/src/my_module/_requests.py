@@ -301,7 +301,8 @@ class Call:
             self.fail(error)
 
     def _record(self, index: int, request: Request, part: Any = _MISSING, error: Optional[BaseException] = None) -> None:
-        """Chunk ``index`` has its result (``part``) or its ``error``; settle once decided."""
+        """Chunk ``index`` has its result (``part``) or its ``error``. The call is settled once
+        every chunk succeeded, or with the first failed chunk's error once all before it did."""
         with self.lock:
             if self.requests.get(index) is not request:
                 return
@@ -310,21 +311,14 @@ class Call:
                 self.errors[index] = error
             else:
                 self.parts[index] = part
-            outcome = self._advance()
-        if outcome is not False:
-            self._settle(outcome)
-
-    def _advance(self) -> Any:
-        """Under the lock: None (success) or the first failed chunk's error once every chunk
-        before it succeeded; False while undecided."""
-        parts = self.parts
-        while self.taken < len(parts) and parts[self.taken] is not _MISSING:
-            self.taken += 1
-        if self.errors:
-            first = min(self.errors)
-            if first <= self.taken:
-                return self.errors[first]
-        return None if self.taken == len(parts) else False
+            parts = self.parts
+            while self.taken < len(parts) and parts[self.taken] is not _MISSING:
+                self.taken += 1
+            first = min(self.errors) if self.errors else len(parts)
+            if first > self.taken:
+                return  # undecided
+            outcome = self.errors.get(first)  # None: every chunk succeeded
+        self._settle(outcome)
 
 
 # -- adapters ---------------------------------------------------------------------------------------
