@@ -1,18 +1,26 @@
 """What does a small call cost? Round trips of a few numbers, against baselines in this run.
 
 Usage: python benchmarks/bench_latency.py [--calls 3000] [--size 3] [--worker CMD]
+                                        [--compare DIR/NAME]
 
 * ``raw frames``: the same worker driven by the simplest possible client (write a frame,
   read the reply on the same thread): the worker's and the pipes' share;
 * ``my_module``: ``Worker.calculate_squares`` (writer lock, reader thread, Future);
 * ``my_module x8``: the same from 8 threads at once (calls per second, not latency);
 * ``ProcessPoolExecutor``: ``concurrent.futures`` with one process doing the squaring.
+
+``--compare DIR/NAME`` also times another copy of the package (e.g. an older commit's
+``src/my_module`` exported to DIR/NAME), in interleaved rounds against this one in the same
+process: wall time and the calling thread's CPU time (less sensitive to a loaded machine),
+medians over the rounds and the median of the per-round ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import importlib
+import statistics
 import json
 import struct
 import subprocess
@@ -64,7 +72,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--size", type=int, default=3, help="numbers per call")
     parser.add_argument("--worker", default=None)
+    parser.add_argument("--compare", metavar="DIR/NAME", default=None, help="another copy of the package")
     args = parser.parse_args()
+    if args.compare:
+        compare(args)
+        return
     numbers = list(range(args.size))
     results = {}
 
@@ -106,6 +118,35 @@ def main() -> None:
     print(f"{args.calls} calls of {args.size} numbers; per call (x8: wall time / calls)")
     for name, seconds in results.items():
         print(f"{name:<22}{seconds * 1e6:>8.0f} us{seconds / results['raw frames']:>8.2f} x raw")
+
+
+def compare(args: argparse.Namespace) -> None:
+    folder = Path(args.compare).resolve()
+    sys.path.insert(0, str(folder.parent))
+    other = importlib.import_module(folder.name)
+    numbers = list(range(args.size))
+    workers = {"my_module": my_module.Worker(args.worker)}
+    workers[folder.name] = other.Worker(workers["my_module"].command)
+    for worker in workers.values():
+        for _ in range(300):
+            worker.calculate_squares(numbers)
+    wall = {name: [] for name in workers}
+    cpu = {name: [] for name in workers}
+    per_round = 300
+    for _ in range(max(1, args.calls // per_round)):
+        for name, worker in workers.items():
+            started, cpu_started = time.perf_counter(), time.thread_time()
+            for _ in range(per_round):
+                worker.calculate_squares(numbers)
+            wall[name].append((time.perf_counter() - started) / per_round)
+            cpu[name].append((time.thread_time() - cpu_started) / per_round)
+    for worker in workers.values():
+        worker.close()
+    print(f"{len(wall['my_module'])} interleaved rounds of {per_round} calls of {args.size} numbers; medians")
+    for name in workers:
+        ratio = statistics.median(c / o for c, o in zip(cpu[name], cpu[folder.name]))
+        print(f"{name:<22}{statistics.median(wall[name]) * 1e6:>8.0f} us wall"
+              f"{statistics.median(cpu[name]) * 1e6:>8.0f} us CPU{ratio:>8.2f} x {folder.name}'s CPU")
 
 
 if __name__ == "__main__":
