@@ -1,4 +1,4 @@
-import Synchronization
+import SquaresCore
 
 /// A parsed JSON value. Numbers keep their exact source text (so ids echo verbatim and big integers
 /// stay exact); arrays made only of integers are decoded by the fast codec and held here whole.
@@ -32,11 +32,11 @@ public final class JSONIntegerArray: Sendable, Equatable {
         case pending(frame: FrameBytes, span: Range<Int>)
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
-    init(_ decoded: IntegerArray) { state = Mutex(.decoded(decoded)) }
+    init(_ decoded: IntegerArray) { state = Locked(.decoded(decoded)) }
 
-    init(pending frame: FrameBytes, span: Range<Int>) { state = Mutex(.pending(frame: frame, span: span)) }
+    init(pending frame: FrameBytes, span: Range<Int>) { state = Locked(.pending(frame: frame, span: span)) }
 
     /// The decoded array; nil while the text waits for `decode(parts:)`.
     public var decoded: IntegerArray? {

@@ -1,5 +1,5 @@
 import SquaresProtocol
-import Synchronization
+import SquaresCore
 
 /// A one-shot signal that a request should stop: fired by `$/cancel`, awaited by the request.
 final class CancellationSignal: Sendable {
@@ -9,7 +9,7 @@ final class CancellationSignal: Sendable {
         case fired
     }
 
-    private let state = Mutex(State.idle)
+    private let state = Locked(State.idle)
 
     var isFired: Bool {
         state.withLock { if case .fired = $0 { true } else { false } }
@@ -45,7 +45,7 @@ final class CancellationSignal: Sendable {
 
 /// The signals of the requests in flight, by id. Ids may repeat; `$/cancel` fires all of them.
 final class CancellationRegistry: Sendable {
-    private let signals = Mutex<[String: [ObjectIdentifier: CancellationSignal]]>([:])
+    private let signals = Locked<[String: [ObjectIdentifier: CancellationSignal]]>([:])
 
     /// A key under which equal ids meet: numbers by their text, strings by their value.
     static func key(_ id: JSONValue) -> String? {

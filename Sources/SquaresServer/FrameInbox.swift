@@ -1,5 +1,5 @@
 import Dispatch
-import Synchronization
+import SquaresCore
 
 /// The hand-off from the blocking reader thread to the serving loop: an `AsyncSequence` whose
 /// producer blocks (on its own thread, never on the concurrency pool) while `capacity` events wait
@@ -14,7 +14,7 @@ public final class FrameInbox: AsyncSequence, Sendable {
         var finished = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let space: DispatchSemaphore
 
     public init(capacity: Int = 1) {

@@ -1,7 +1,7 @@
 import Dispatch
 import Logging
 import SquaresProtocol
-import Synchronization
+import SquaresCore
 
 #if canImport(Glibc)
 import Glibc
@@ -138,11 +138,11 @@ public final class FrameWriterThread: ReplyWriter {
 
     private let descriptor: Int32
     private let logger: Logger
-    private let queue = Mutex<[Item]>([])
+    private let queue = Locked<[Item]>([])
     private let available = DispatchSemaphore(value: 0)
     /// Held for each whole frame, by the writer thread or the reader's inline path; true once the
     /// descriptor cannot be written.
-    private let output = Mutex(false)
+    private let output = Locked(false)
 
     public init(descriptor: Int32, logger: Logger) {
         self.descriptor = descriptor
