@@ -241,11 +241,13 @@ class Connection:
                 self.state = State.READY
         self._ready.set()
 
-    def kill(self, reason: str) -> None:
-        """SIGKILL the worker; the connection then ends with ``reason`` in its error."""
+    def kill(self, reason: str, *, asked: bool = False) -> None:
+        """SIGKILL the worker; the connection then ends with ``reason`` in its error. ``asked``:
+        the caller's own interrupt made the kill necessary, so its end is no crash to warn about."""
         with self._lock:
             if self._kill_reason is None:
                 self._kill_reason = reason
+            self._quiet = self._quiet or asked
             self._want_end_locked()
             proc = self._proc
         if proc is not None and proc.returncode is None:
@@ -394,7 +396,7 @@ class Connection:
             if isinstance(exc, WriteTimeout):
                 self._dirty = False
             if self._dirty:
-                self.kill("the client was interrupted while writing a request")
+                self.kill("the client was interrupted while writing a request", asked=True)
             elif request is not None:
                 with self._lock:
                     self._pending.pop(request.rid, None)
@@ -551,7 +553,7 @@ class Connection:
             return (ProtocolError(f"internal error while reading a reply: {exc!r}"), "")
         except BaseException:
             if critical:
-                self.kill("the client was interrupted while reading a reply")
+                self.kill("the client was interrupted while reading a reply", asked=True)
                 with self._lock:
                     self._read_end = self._read_end or (None, "the client was interrupted while reading a reply")
             raise
