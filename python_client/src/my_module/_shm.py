@@ -1,0 +1,131 @@
+"""The client's pool of shared-memory segments (protocol 1.2's "shm" plane, Linux): memfds
+(no name in any directory, freed by the kernel with their last fd and mapping), mode 0600,
+preallocated (a full memory limit fails here, not as a SIGBUS later), mapped, reused across
+calls within bounds. Layout: ``count`` u32 at 0, ``count`` u64 squares at ``squares_offset``.
+Every setup failure raises :class:`ShmUnavailable`, which the caller turns into packed."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import secrets
+import sys
+import threading
+from array import array
+from typing import Any, Dict, List, Optional, Union
+
+GRAIN = 1 << 16  # segment sizes are rounded up to a multiple of this: close sizes share one
+
+
+class ShmUnavailable(Exception):
+    """Shared memory cannot be set up (no memfd, a memory limit, a forked child...)."""
+
+
+def new_prefix() -> str:
+    """A fresh name prefix for ``initialize``'s ``shmPrefix``: 128 random bits."""
+    return "my_module-" + secrets.token_hex(16) + "-"
+
+
+def squares_offset(count: int) -> int:
+    """Where the squares start: 4 * count rounded up to a multiple of 8."""
+    return 8 * ((count + 1) // 2)
+
+
+class Segment:
+    """One mapped memfd; ``fd`` stays open for the worker to reach it through procfs."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name, self.size = name, size
+        self.map: Optional[mmap.mmap] = None
+        self.fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        try:
+            os.fchmod(self.fd, 0o600)
+            os.ftruncate(self.fd, size)
+            os.posix_fallocate(self.fd, 0, size)
+            self.map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def write(self, numbers: Any) -> Dict[str, Any]:
+        """Copy ``numbers`` (a list or tuple of ints, or a C-contiguous native u32 buffer) to
+        offset 0; returns the request's ``numbersShm`` reference. A bad element raises
+        ``TypeError``/``OverflowError`` (from ``array('I')``) before anything is written."""
+        if isinstance(numbers, (list, tuple)):
+            data: Union[array[int], memoryview] = array("I", numbers)
+            count = len(data)
+        else:
+            data = memoryview(numbers)
+            if data.format.lstrip("@=<") != "I" or data.itemsize != 4 or not data.c_contiguous:
+                raise TypeError(f"not a contiguous native u32 buffer (format {data.format!r})")
+            count = data.nbytes // 4
+        if squares_offset(count) + 8 * count > self.size or self.map is None:
+            raise ValueError(f"{count} numbers do not fit a segment of {self.size} bytes")
+        self.map[0:4 * count] = data
+        return {"pid": os.getpid(), "fd": self.fd, "name": self.name, "count": count}
+
+    def squares(self, count: int) -> List[int]:
+        """The ``count`` squares the worker wrote, as a list of ints."""
+        assert self.map is not None
+        start = squares_offset(count)
+        with memoryview(self.map) as whole, whole[start:start + 8 * count] as part:
+            with part.cast("Q") as wide:
+                return wide.tolist()
+
+    def close(self) -> None:
+        if self.map is not None:
+            self.map.close()
+            self.map = None
+            os.close(self.fd)
+
+
+class Pool:
+    """Segments for one connection; thread-safe. ``acquire`` one per request, ``release`` it
+    only once the worker can no longer write it (its reply arrived or the worker is gone)."""
+
+    def __init__(self, prefix: Optional[str] = None, *, max_idle: int = 4, max_idle_bytes: int = 256 << 20) -> None:
+        self.prefix = new_prefix() if prefix is None else prefix
+        self.max_idle, self.max_idle_bytes = max_idle, max_idle_bytes
+        self._idle: List[Segment] = []
+        self._lock, self._made, self._pid, self.closed = threading.Lock(), 0, os.getpid(), False
+
+    def acquire(self, count: int) -> Segment:
+        """An idle segment holding ``count`` numbers and their squares, or a new one."""
+        need = squares_offset(count) + 8 * count
+        with self._lock:
+            if self.closed or os.getpid() != self._pid or sys.byteorder != "little":
+                raise ShmUnavailable("closed, forked or big-endian: no shared memory here")
+            fits = [s for s in self._idle if s.size >= need]
+            if fits:
+                best = min(fits, key=lambda s: s.size)
+                self._idle.remove(best)
+                return best
+            self._made += 1
+            name = f"{self.prefix}{self._made}"
+        try:
+            return Segment(name, max(GRAIN, -(-need // GRAIN) * GRAIN))
+        except (OSError, AttributeError, ValueError, OverflowError) as e:
+            raise ShmUnavailable(f"shared memory segment of {need} bytes: {e}") from e
+
+    def release(self, segment: Segment) -> None:
+        """Back to the idle list; beyond its bounds the oldest idle go (closed or forked: all)."""
+        with self._lock:
+            if self.closed or os.getpid() != self._pid:
+                dropped, self._idle = self._idle + [segment], []
+            elif segment.size > self.max_idle_bytes:
+                dropped = [segment]
+            else:
+                self._idle.append(segment)
+                dropped = []
+                while len(self._idle) > self.max_idle or sum(s.size for s in self._idle) > self.max_idle_bytes:
+                    dropped.append(self._idle.pop(0))
+        for s in dropped:
+            s.close()
+
+    def close(self) -> None:
+        """Free every idle segment now; segments still in use are freed as they come back."""
+        with self._lock:
+            self.closed = True
+            dropped, self._idle = self._idle, []
+        for s in dropped:
+            s.close()
