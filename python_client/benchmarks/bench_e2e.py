@@ -24,6 +24,9 @@ baselines measured alongside, for n = 3, 10, 1,000, 100,000 and 1,000,000 random
 * ``ProcessPoolExecutor(2)``: ``concurrent.futures`` with 2 processes, mapping over chunks of
   up to 32,768 numbers (my_module's own chunking; the fastest of 1 to 32 chunks here) and
   concatenating the results;
+* ``worker alone, one JSON frame``: the JSON request of all ``n`` numbers as one frame,
+  written straight to a worker process of its own (no my_module) and its reply frame read
+  back: the worker's parse, squares and JSON text, with the pipes;
 * ``PyO3 module``: the seed's extension module (``pyo3_seed/``: ``Vec<u32>`` in, the GIL
   released, 4 scoped threads, ``Vec<u64>`` out), the in-process anchor that my_module's
   figures are ratios to; built by ``pyo3_seed/build.py`` when cargo and Debian's PyO3 0.17
@@ -33,8 +36,14 @@ baselines measured alongside, for n = 3, 10, 1,000, 100,000 and 1,000,000 random
 
 then small-call throughput (n = 10) of my_module from 1, 4 and 16 threads, 3-number calls
 from 16 threads of my_module against the PyO3 module, and the worker's memory while it serves
-a 10,000,000-number call (``VmHWM`` - idle ``VmRSS`` from ``/proc/<pid>/status``). Last, the
-targets of issue 5 and the ratios to the PyO3 anchor (issue 12), each from this run.
+a 10,000,000-number call (``VmHWM`` - idle ``VmRSS`` from ``/proc/<pid>/status``), and the
+event loop's worst lag while ``calculate_squares_async`` runs on 2,000,000 numbers (a ticker
+coroutine sleeping 1 ms at a time records the longest gap between two of its wake-ups; the
+same ticker on an idle loop is the baseline of the machine's own jitter). With ``--rss``,
+``bench_rss.py`` measures a 50,000,000-number call in a fresh process (client peak RSS growth
+against the input list's own size, worker peak against the shared bytes; see there). Last, the
+targets of issue 5, the ratios to the PyO3 anchor and the targets of issue 12 with PASS/MISS,
+each from this run.
 
 Timings are noisy on a shared machine: compare ratios from one run, not absolute times
 across runs. ``--quick`` runs everything briefly (and 1,000,000 numbers instead of
@@ -44,6 +53,7 @@ across runs. ``--quick`` runs everything briefly (and 1,000,000 numbers instead 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
 import gc
 import itertools
@@ -66,6 +76,7 @@ import my_module  # noqa: E402
 from my_module import _convert  # noqa: E402
 from my_module._framing import frame_header  # noqa: E402
 from pyo3_seed import build as pyo3_seed  # noqa: E402  (beside this script)
+import bench_rss  # noqa: E402  (beside this script)
 
 SIZES = [3, 10, 1_000, 100_000, 1_000_000]
 THREADS = [1, 4, 16]
@@ -176,6 +187,45 @@ class Echo:
         self.proc.stdout.close()
 
 
+class WorkerAlone(Echo):
+    """A worker process of its own, spoken to in raw frames (no my_module in between)."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, bufsize=0)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.wfd = self.proc.stdin.fileno()
+        self.rfd = self.proc.stdout.fileno()
+        _enlarge(self.wfd)
+        _enlarge(self.rfd)
+        init = b'{"jsonrpc":"2.0","id":0,"method":"initialize"}'
+        assert b'"result"' in self.exchange(frame_header(len(init)) + init)
+
+    def exchange(self, frame: bytes) -> bytes:
+        """Write one request frame and return the body of the reply frame."""
+        writer = None
+        if len(frame) <= PIPE_BYTES // 2:
+            self._write(frame)
+        else:
+            writer = threading.Thread(target=self._write, args=(frame,))
+            writer.start()
+        length = int.from_bytes(self._read(4), "big")
+        body = self._read(length)
+        if writer is not None:
+            writer.join()
+        return body
+
+    def _read(self, n: int) -> bytes:
+        parts = []
+        while n:
+            part = os.read(self.rfd, min(n, 1 << 20))
+            if not part:
+                raise EOFError("the worker ended")
+            parts.append(part)
+            n -= len(part)
+        return b"".join(parts)
+
+
 # -- measuring ---------------------------------------------------------------------------------
 
 
@@ -216,6 +266,41 @@ def throughput(call: Callable[[], Any], threads: int, calls: int) -> float:
     for t in pool:
         t.join()
     return per_thread * threads / (time.perf_counter() - started)
+
+
+def loop_lag(numbers: Optional[List[int]], seconds: float = 0.0) -> Tuple[float, float]:
+    """The longest gap (seconds) between two wake-ups of a ticker sleeping 1 ms at a time on a
+    fresh event loop while ``my_module.calculate_squares_async(numbers)`` runs (or, for None,
+    while the loop idles ``seconds``), and how long that took."""
+
+    async def run() -> Tuple[float, float]:
+        worst = 0.0
+        done = False
+
+        async def ticker() -> None:
+            nonlocal worst
+            last = time.perf_counter()
+            while not done:
+                await asyncio.sleep(0.001)
+                now = time.perf_counter()
+                worst = max(worst, now - last)
+                last = now
+
+        task = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0.005)
+        worst = 0.0
+        started = time.perf_counter()
+        if numbers is None:
+            await asyncio.sleep(seconds)
+        else:
+            result = await my_module.calculate_squares_async(numbers)
+            assert len(result) == len(numbers) and result[-1] == numbers[-1] ** 2
+        took = time.perf_counter() - started
+        done = True
+        await task
+        return worst, took
+
+    return asyncio.run(run())
 
 
 def proc_status(pid: int) -> Dict[str, int]:
@@ -274,6 +359,8 @@ def main() -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument("--worker", default=None, help="worker command (default: my_module's lookup)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per size (default 25, 15 for 1,000,000; quick 2)")
+    parser.add_argument("--rss", action="store_true", help="also bench_rss.py's 50,000,000-number call (fresh processes)")
+    parser.add_argument("--rss-n", type=int, default=50_000_000, help="how many numbers --rss uses")
     args = parser.parse_args()
     if args.worker:
         os.environ["MY_MODULE_WORKER"] = args.worker  # the default worker of the module functions
@@ -305,6 +392,7 @@ def main() -> None:
     chunk = default.options.chunk_size
     echo = Echo([sys.executable, "-c", ECHO_CHILD])
     cat = Echo(["cat"])
+    alone = WorkerAlone(default.command)
 
     print(
         f"bench_e2e{' --quick' if quick else ''}: Python {platform.python_version()}, "
@@ -337,6 +425,7 @@ def main() -> None:
         "my_module_json": "my_module JSON (packed off)",
         "my_module_array": "my_module packed, array('I') input",
         "process_pool": "ProcessPoolExecutor(2)",
+        "worker_alone_json": "worker alone, one JSON frame",
         "pyo3": "PyO3 module (4 threads, GIL off)",
         "pyo3_one_thread": "PyO3, one thread (GIL off)",
     }
@@ -346,6 +435,8 @@ def main() -> None:
         squares_text = json.dumps(expected)
         frames_packed = request_frames(xs, chunk, True)
         frames_json = request_frames(xs, chunk, False)
+        (one_frame,) = request_frames(xs, max(1, n), False)
+        assert json.loads(alone.exchange(one_frame))["result"] == expected
         assert my_module.calculate_squares(xs) == expected
         assert json_worker.calculate_squares(xs) == expected
         xs_array = array("I", xs)
@@ -366,6 +457,7 @@ def main() -> None:
             "my_module_json": lambda xs=xs: json_worker.calculate_squares(xs),
             "my_module_array": lambda xs=xs_array: my_module.calculate_squares(xs),
             "process_pool": pool_map,
+            "worker_alone_json": lambda f=one_frame: alone.exchange(f),
         }
         if pyo3 is not None:
             assert pyo3.calculate_squares(xs) == expected
@@ -389,7 +481,7 @@ def main() -> None:
             to_pyo3 = f"{m / medians['pyo3']:>9.2f}" if pyo3 is not None else ""
             print(f"  {names[name]:<34}{fmt_time(m):>11}{m / medians['python']:>10.2f}"
                   f"{m / medians['json_floor']:>13.2f}{m / medians['echo_packed']:>9.2f}{to_pyo3}", flush=True)
-        del xs, expected, squares_text, frames_packed, frames_json, cases, samples
+        del xs, expected, squares_text, frames_packed, frames_json, one_frame, cases, samples
 
     # Small-call throughput from several threads (the default worker, packed).
     small = random_u32(10, 99)
@@ -431,7 +523,7 @@ def main() -> None:
         for name in contenders:
             print(f"  {names[name]:<34}{anchor_tp[name]:>10.0f}{anchor_tp[name] / anchor_tp['pyo3']:>9.2f}")
 
-    for closing in (echo, cat):
+    for closing in (echo, cat, alone):
         closing.close()
     pool.shutdown()
     json_worker.close()
@@ -454,6 +546,33 @@ def main() -> None:
         print(f"  {m['encoding']:<10}{m['request_bytes'] / 1e6:>11.1f}{m['idle_rss'] / 1e6:>9.1f}M"
               f"{m['peak_hwm'] / 1e6:>9.1f}M{m['peak_above_idle'] / 1e6:>10.1f}M"
               f"{m['ratio']:>11.2f}{m['seconds']:>9.2f}s")
+
+    # The event loop's worst lag while calculate_squares_async runs on 2,000,000 numbers.
+    lag_n, lag_runs = 2_000_000, (2 if quick else 7)
+    lag_input = random_u32(lag_n, 2)
+    loop_lag(lag_input)  # warm: the loop's default executor, the worker's threads
+    lags: List[Tuple[float, float]] = []
+    idle_lags: List[float] = []
+    for _ in range(lag_runs):
+        lags.append(loop_lag(lag_input))
+        idle_lags.append(loop_lag(None, lags[-1][1])[0])
+    del lag_input
+    worst_lags = [w for w, _ in lags]
+    results["async_lag"] = {"n": lag_n, "worst_gap_s": worst_lags, "call_s": [t for _, t in lags],
+                            "idle_worst_gap_s": idle_lags}
+    print(f"\nevent loop lag: calculate_squares_async on {lag_n:,} numbers, a 1 ms ticker's longest gap, "
+          f"{lag_runs} runs (each on a fresh loop; the gap includes the 1 ms sleep)")
+    print(f"  during the call: median {statistics.median(worst_lags) * 1e3:.1f} ms, "
+          f"range {min(worst_lags) * 1e3:.1f}-{max(worst_lags) * 1e3:.1f} ms "
+          f"(call median {statistics.median(t for _, t in lags) * 1e3:.0f} ms)")
+    print(f"  idle loop, as long: median {statistics.median(idle_lags) * 1e3:.1f} ms, "
+          f"range {min(idle_lags) * 1e3:.1f}-{max(idle_lags) * 1e3:.1f} ms")
+
+    rss_rows: List[Dict[str, Any]] = []
+    if args.rss:
+        rss = bench_rss.measure(args.rss_n, args.worker)
+        results["rss"] = rss
+        rss_rows = bench_rss.report(rss)
 
     # The targets of issue 5.
     s = results["sizes"]
@@ -504,6 +623,50 @@ def main() -> None:
         print("\nthe PyO3 anchor (issue 12): my_module against the seed's module, ratios from this run")
         for label, value in anchor:
             print(f"  {label:<60}{value:>9.2f}")
+    # The targets of issue 12, each from this run.
+    goals: List[Tuple[str, Optional[float], str, float]] = [
+        ("n=1M: my_module / list comprehension (time)",
+         med(1_000_000, "my_module_packed") / med(1_000_000, "python"), "<=", 0.9),
+        ("n=1M: worker alone, one JSON frame / stdlib json dumps+loads",
+         med(1_000_000, "worker_alone_json") / med(1_000_000, "json_floor"), "<=", 0.25),
+        ("n=3: ProcessPoolExecutor(2) / my_module (latency)",
+         med(3, "process_pool") / med(3, "my_module_packed"), ">=", 3.0),
+        (f"n={lag_n // 1_000_000}M async: event loop's worst gap, median of runs (ms)",
+         statistics.median(worst_lags) * 1e3, "<=", 25.0),
+        (f"n={lag_n // 1_000_000}M async: event loop's worst gap, worst run (ms)",
+         max(worst_lags) * 1e3, "<=", 25.0),
+    ]
+    if pyo3 is not None:
+        t3 = results["threads_3_numbers"]
+        goals[1:1] = [("n=1M: my_module / PyO3 module (time)",
+                       med(1_000_000, "my_module_packed") / med(1_000_000, "pyo3"), "<=", 1.0)]
+        goals[3:3] = [
+            ("n=3: my_module / PyO3 module (latency)", med(3, "my_module_packed") / med(3, "pyo3"), "<=", 1.0),
+            (f"{t3['threads']} threads, n=3: my_module / PyO3 module (calls/s)",
+             t3["my_module_packed"]["median_calls_per_s"] / t3["pyo3"]["median_calls_per_s"], ">=", 1.5),
+        ]
+    else:
+        goals += [(label, None, op, limit) for label, op, limit in (
+            ("n=1M: my_module / PyO3 module (time)", "<=", 1.0),
+            ("n=3: my_module / PyO3 module (latency)", "<=", 1.0),
+            ("16 threads, n=3: my_module / PyO3 module (calls/s)", ">=", 1.5))]
+    goals += [(r["target"], r["measured"], r["op"], r["limit"]) for r in rss_rows]
+    if not rss_rows:
+        goals += [(f"n=50M: {what} (run with --rss)", None, "<=", limit) for what, limit in (
+            ("client peak RSS growth / input list's own size", 2.0),
+            ("worker peak RSS (VmHWM) / shared bytes (12 B/number)", 3.0))]
+    results["issue12_targets"] = []
+    print("\nthe targets of issue 12, from this run")
+    print(f"  {'target':<66}{'measured':>9}{'limit':>9}  verdict")
+    for label, value, op, limit in goals:
+        if value is None:
+            verdict, shown = "n/a (" + ("no PyO3 module)" if "PyO3" in label else "not measured)"), "-"
+        else:
+            met = value <= limit if op == "<=" else value >= limit
+            verdict, shown = ("PASS" if met else "MISS"), f"{value:.2f}"
+        results["issue12_targets"].append({"target": label, "measured": value, "op": op, "limit": limit,
+                                           "verdict": verdict})
+        print(f"  {label:<66}{shown:>9}{op + format(limit, 'g'):>9}  {verdict}")
     total = time.perf_counter() - wall_started
     results["seconds"] = total
     print(f"\n{total:.0f} s in all")
