@@ -19,7 +19,9 @@ import argparse
 import json
 import os
 import re
+import secrets
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -351,6 +353,206 @@ def expand_macros(value: Any) -> Any:
     return value
 
 
+# --- Shared-memory segments (1.2) -----------------------------------------------------------
+# A case may declare segments, which the runner makes (memfds, or regular files for negative
+# cases) before it starts the worker, and refer to them in its messages with these macros:
+#   {"$shm": "a", ...overrides}  -> {"pid": <runner pid>, "fd": <a's fd>, "name": <a's name>,
+#                                    "count": <len(a's numbers)>}, members replaced by overrides
+#   {"$shmPrefix": "x"}          -> the case's fresh shmPrefix followed by "x"
+#   {"$shmName": "a"}, {"$shmFd": "a"}, {"$runnerPid": null}, {"$workerPid": null}
+#   {"$omit": null}              -> (as an override of "$shm") leave that member out
+
+SHM_VALUE_MACROS = {"$shmPrefix", "$shmName", "$shmFd", "$runnerPid", "$workerPid"}
+SHM_MACROS = SHM_VALUE_MACROS | {"$shm", "$omit"}
+SEGMENT_KEYS = {"numbers", "size", "mode", "name", "kind"}
+SEGMENT_FILL = 0xEE  # every byte past the numbers, so that squares never written are seen
+SHM_INITIALIZE_ID = "conformance-shm-initialize"
+_OMIT = object()
+
+
+def uses_shm_macros(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(uses_shm_macros(item) for item in value)
+    if isinstance(value, dict):
+        return bool(SHM_MACROS & set(value)) or any(uses_shm_macros(v) for v in value.values())
+    return False
+
+
+def squares_offset(count: int) -> int:
+    """Where the squares of ``count`` numbers begin in a segment: 4·count rounded up to 8."""
+    return 8 * ((count + 1) // 2)
+
+
+@dataclass
+class SegmentSpec:
+    key: str
+    numbers: list[int]
+    size: int | None  # None: exactly what the numbers need
+    mode: int
+    name: Any  # None: the prefix and the key; a string; or {"$shmPrefix": suffix}
+    kind: str  # "memfd" or "file"
+
+    def needed_bytes(self) -> int:
+        return squares_offset(len(self.numbers)) + 8 * len(self.numbers)
+
+
+def parse_segments(raw: Any, where: str) -> dict[str, SegmentSpec]:
+    if not isinstance(raw, dict) or not raw:
+        raise VectorError(f"{where}: segments must be an object of named segments")
+    segments = {}
+    for key, spec in raw.items():
+        if not isinstance(spec, dict) or set(spec) - SEGMENT_KEYS or "numbers" not in spec:
+            raise VectorError(f"{where}: segment {key!r} needs 'numbers' and takes only "
+                              f"{sorted(SEGMENT_KEYS)}")
+        numbers = expand_macros(spec["numbers"])
+        if not isinstance(numbers, list) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 0xFFFFFFFF
+                for n in numbers):
+            raise VectorError(f"{where}: segment {key!r}: numbers must be u32 integers")
+        mode = spec.get("mode", "0600")
+        if not isinstance(mode, str) or not re.fullmatch(r"0[0-7]{3}", mode):
+            raise VectorError(f"{where}: segment {key!r}: mode is an octal string like \"0600\"")
+        kind = spec.get("kind", "memfd")
+        if kind not in ("memfd", "file"):
+            raise VectorError(f"{where}: segment {key!r}: kind is \"memfd\" or \"file\"")
+        size = spec.get("size")
+        if size is not None and (not isinstance(size, int) or size < 0):
+            raise VectorError(f"{where}: segment {key!r}: size is a byte count")
+        name = spec.get("name")
+        if not (name is None or isinstance(name, str)
+                or (isinstance(name, dict) and set(name) == {"$shmPrefix"})):
+            raise VectorError(f"{where}: segment {key!r}: name is a string or {{\"$shmPrefix\": S}}")
+        segments[key] = SegmentSpec(key, numbers, size, int(mode, 8), name, kind)
+    return segments
+
+
+@dataclass
+class Segment:
+    spec: SegmentSpec
+    fd: int
+    name: str
+    initial: bytes
+
+
+class ShmContext:
+    """The segments of one case run and the values its macros stand for."""
+
+    def __init__(self, specs: dict[str, SegmentSpec], prefix: str | None = None,
+                 sample: bool = False) -> None:
+        self.prefix = prefix or "conformance-" + secrets.token_hex(16) + "-"
+        self.runner_pid = os.getpid()
+        self.worker_pid: int | None = 2 if sample else None
+        self.sample = sample
+        self.segments: dict[str, Segment] = {}
+        for index, (key, spec) in enumerate(specs.items()):
+            name = self.segment_name(spec)
+            if sample:  # for schema lookups at load time: nothing is made
+                self.segments[key] = Segment(spec, 100 + index, name, b"")
+            else:
+                try:
+                    self.segments[key] = self.make(spec, name)
+                except OSError:
+                    self.close()
+                    raise
+
+    def segment_name(self, spec: SegmentSpec) -> str:
+        if spec.name is None:
+            return self.prefix + spec.key
+        if isinstance(spec.name, dict):
+            return self.prefix + str(spec.name["$shmPrefix"])
+        return spec.name
+
+    @staticmethod
+    def make(spec: SegmentSpec, name: str) -> Segment:
+        if spec.kind == "memfd":
+            fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        else:
+            handle = tempfile.TemporaryFile()  # a regular file, unlinked, in the temp dir
+            fd = os.dup(handle.fileno())
+            os.set_inheritable(fd, False)
+            handle.close()
+        try:
+            os.fchmod(fd, spec.mode)
+            size = spec.needed_bytes() if spec.size is None else spec.size
+            content = bytearray([SEGMENT_FILL]) * size
+            packed = struct.pack(f"<{len(spec.numbers)}I", *spec.numbers)
+            content[:len(packed)] = packed[:size]
+            os.ftruncate(fd, size)
+            os.pwrite(fd, bytes(content), 0)
+        except OSError:
+            os.close(fd)
+            raise
+        return Segment(spec, fd, name, bytes(content))
+
+    def close(self) -> None:
+        if not self.sample:
+            for segment in self.segments.values():
+                os.close(segment.fd)
+        self.segments = {}
+
+    def segment(self, key: Any) -> Segment:
+        if key not in self.segments:
+            raise VectorError(f"no segment named {key!r}")
+        return self.segments[key]
+
+    def render(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.render(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if "$shm" in value:
+            segment = self.segment(value["$shm"])
+            reference: dict[str, Any] = {"pid": self.runner_pid, "fd": segment.fd,
+                                         "name": segment.name, "count": len(segment.spec.numbers)}
+            for member, override in value.items():
+                if member != "$shm":
+                    reference[member] = self.render(override)
+            return {member: item for member, item in reference.items() if item is not _OMIT}
+        if len(value) == 1:
+            (name, arg), = value.items()
+            if name == "$omit":
+                return _OMIT
+            if name == "$shmPrefix":
+                return self.prefix + str(arg)
+            if name == "$shmName":
+                return self.segment(arg).name
+            if name == "$shmFd":
+                return self.segment(arg).fd
+            if name == "$runnerPid":
+                return self.runner_pid
+            if name == "$workerPid":
+                return self.worker_pid
+        return {key: self.render(item) for key, item in value.items()}
+
+    def check_after(self, expected: dict[str, Any], problems: list[str]) -> None:
+        """``segmentsAfter``: {"a": {"squares": [...]}} or {"a": {"unchanged": true}}."""
+        for key, want in expected.items():
+            segment = self.segment(key)
+            if want.get("unchanged"):
+                now = os.pread(segment.fd, len(segment.initial) + 1, 0)
+                if now != segment.initial:
+                    changed = next((i for i, (a, b) in enumerate(zip(now, segment.initial))
+                                    if a != b), min(len(now), len(segment.initial)))
+                    problems.append(f"segment {key}: expected unchanged, but byte {changed} "
+                                    f"(or its size) changed")
+            if "squares" in want:
+                squares = expand_macros(want["squares"])
+                offset = squares_offset(len(squares))
+                data = os.pread(segment.fd, 8 * len(squares), offset)
+                if len(data) != 8 * len(squares):
+                    problems.append(f"segment {key}: {len(data)} bytes at offset {offset}, "
+                                    f"expected {8 * len(squares)}")
+                    continue
+                got = struct.unpack(f"<{len(squares)}Q", data)
+                for index, (a, b) in enumerate(zip(squares, got)):
+                    if a != b:
+                        problems.append(f"segment {key}: squares[{index}] (byte {offset + 8 * index})"
+                                        f": expected {a}, got {b}"
+                                        + (" (never written)" if b == int.from_bytes(
+                                            bytes([SEGMENT_FILL]) * 8, "little") else ""))
+                        break
+
+
 def text_parts(spec: Any) -> str:
     if isinstance(spec, str):
         return spec
@@ -383,14 +585,16 @@ DIRECTIVES = {"sleep_ms", "await_replies", "signal", "close_stdin"}
 
 @dataclass
 class Step:
-    kind: str  # "bytes" or a directive
+    kind: str  # "bytes", "template" (a JSON value with shm macros, framed at run time) or a directive
     data: Any
     sent_value: Any = None  # the JSON value, when the step sends one (for schema lookups)
 
 
-def parse_step(item: Any) -> Step:
+def parse_step(item: Any, sample: ShmContext | None = None) -> Step:
     if isinstance(item, dict) and len(item) == 1:
         (key, arg), = item.items()
+        if key == "json" and uses_shm_macros(arg):
+            return parse_step(arg, sample)
         if key in FRAME_FORMS:
             sent = expand_macros(arg) if key == "json" else None
             if key == "text":
@@ -402,6 +606,10 @@ def parse_step(item: Any) -> Step:
         if key in DIRECTIVES:
             return Step(key, arg)
     value = expand_macros(item)
+    if uses_shm_macros(value):
+        if sample is None:
+            raise VectorError(f"shm macros outside a case: {short(value)}")
+        return Step("template", value, sample.render(value))
     return Step("bytes", framed(dumps(value).encode("utf-8")), value)
 
 
@@ -422,6 +630,10 @@ class Case:
     exit_code: int
     stderr_nonempty: bool
     timeout: float | None
+    segments: dict[str, SegmentSpec] = field(default_factory=dict)
+    segments_after: dict[str, Any] = field(default_factory=dict)
+    requires: list[str] = field(default_factory=list)  # encodings the worker must list
+    shm_initialize: bool = False  # the runner sends initialize with a fresh shmPrefix first
 
     @property
     def name(self) -> str:
@@ -429,7 +641,8 @@ class Case:
 
 
 CASE_KEYS = {"id", "description", "args", "send", "close_stdin", "expect", "ordered",
-             "exit_code", "stderr_nonempty", "timeout"}
+             "exit_code", "stderr_nonempty", "timeout", "segments", "segmentsAfter", "requires",
+             "shm_initialize"}
 
 
 def check_expectation(item: Any, where: str) -> None:
@@ -461,14 +674,28 @@ def load_cases(directory: Path) -> list[Case]:
             unknown = set(raw) - CASE_KEYS
             if unknown or not {"id", "description", "send", "expect"} <= set(raw):
                 raise VectorError(f"{path.name}: case {raw.get('id')!r}: bad keys {sorted(unknown)}")
+            where = f"{path.stem}/{raw['id']}"
+            segments = parse_segments(raw["segments"], where) if "segments" in raw else {}
+            sample = ShmContext(segments, "conformance-sample-", sample=True)
+            steps = [parse_step(item, sample) for item in raw["send"]]
+            uses_shm = bool(segments) or any(step.kind == "template" for step in steps)
+            requires = list(raw.get("requires", ["shm"] if uses_shm else []))
+            after = raw.get("segmentsAfter", {})
+            if not isinstance(after, dict) or set(after) - set(segments) or not all(
+                    isinstance(v, dict) and v and set(v) <= {"squares", "unchanged"}
+                    for v in after.values()):
+                raise VectorError(f"{where}: segmentsAfter maps declared segments to "
+                                  f"{{\"squares\": [...]}} or {{\"unchanged\": true}}")
             case = Case(
                 file=path.stem, id=raw["id"], description=raw["description"],
                 args=list(raw.get("args", [])),
-                steps=[parse_step(item) for item in raw["send"]],
+                steps=steps,
                 close_stdin=raw.get("close_stdin", True), expect=raw["expect"],
                 ordered=raw.get("ordered", False), exit_code=raw.get("exit_code", 0),
                 stderr_nonempty=raw.get("stderr_nonempty", False),
-                timeout=float(raw["timeout"]) if "timeout" in raw else None)
+                timeout=float(raw["timeout"]) if "timeout" in raw else None,
+                segments=segments, segments_after=after, requires=requires,
+                shm_initialize=bool(raw.get("shm_initialize", "shm" in requires)))
             if case.name in seen:
                 raise VectorError(f"duplicate case {case.name}")
             seen.add(case.name)
@@ -527,10 +754,12 @@ class Feeder(threading.Thread):
     """Writes the case's steps to the worker; a worker that stops reading blocks only this."""
 
     def __init__(self, case: Case, process: subprocess.Popen, reader: FrameReader,
-                 deadline: float) -> None:
+                 deadline: float, shm: ShmContext | None = None) -> None:
         super().__init__(daemon=True)
         self.case, self.process, self.reader, self.deadline = case, process, reader, deadline
+        self.shm = shm
         self.notes: list[str] = []
+        self.initialized = False  # the runner's own initialize was answered
 
     def close_stdin(self) -> None:
         try:
@@ -538,10 +767,26 @@ class Feeder(threading.Thread):
         except OSError:
             pass
 
+    def steps(self) -> Iterator[Step]:
+        extra = 0
+        if self.case.shm_initialize:
+            # The prefix is armed once initialize is answered: wait for it (SPEC.md section 4).
+            yield Step("template", {"jsonrpc": "2.0", "id": SHM_INITIALIZE_ID,
+                                    "method": "initialize",
+                                    "params": {"shmPrefix": {"$shmPrefix": ""}}})
+            yield Step("await_replies", 1)
+            self.initialized = True
+            extra = 1
+        for step in self.case.steps:
+            yield Step(step.kind, step.data + extra, step.sent_value) \
+                if step.kind == "await_replies" else step
+
     def run(self) -> None:
         stdin = self.process.stdin
         broken = False
-        for step in self.case.steps:
+        for step in self.steps():
+            if step.kind == "template":
+                step = Step("bytes", framed(dumps(self.shm.render(step.data)).encode("utf-8")))
             if step.kind == "bytes":
                 if broken:
                     continue
@@ -557,6 +802,7 @@ class Feeder(threading.Thread):
                 if not self.reader.wait_for(step.data, self.deadline):
                     self.notes.append(f"await_replies {step.data}: only "
                                       f"{len(self.reader.frames)} reply frames came")
+                    self.initialized = False
                     return
             elif step.kind == "signal":
                 try:
@@ -610,6 +856,23 @@ def run_case(case: Case, command: list[str], timeout: float, validator: Validato
     timeout = case.timeout or timeout
     started = time.monotonic()
     deadline = started + timeout
+    shm: ShmContext | None = None
+    if case.segments or case.shm_initialize or "shm" in case.requires:
+        try:
+            shm = ShmContext(case.segments)
+        except OSError as error:
+            outcome.problems.append(f"cannot make the case's segments: {error}")
+            return outcome
+    try:
+        return run_case_with(case, command, timeout, validator, outcome, started, deadline, shm)
+    finally:
+        if shm is not None:
+            shm.close()
+
+
+def run_case_with(case: Case, command: list[str], timeout: float, validator: Validator,
+                  outcome: Outcome, started: float, deadline: float,
+                  shm: ShmContext | None) -> Outcome:
     with tempfile.TemporaryFile() as stderr:
         try:
             process = subprocess.Popen(command + case.args, stdin=subprocess.PIPE,
@@ -618,9 +881,11 @@ def run_case(case: Case, command: list[str], timeout: float, validator: Validato
         except OSError as error:
             outcome.problems.append(f"cannot start the worker {command}: {error}")
             return outcome
+        if shm is not None:
+            shm.worker_pid = process.pid
         reader = FrameReader(process.stdout)
         reader.start()
-        feeder = Feeder(case, process, reader, deadline)
+        feeder = Feeder(case, process, reader, deadline, shm)
         feeder.start()
         try:
             outcome.exit_code = process.wait(timeout=max(0.0, deadline - time.monotonic()))
@@ -655,7 +920,13 @@ def run_case(case: Case, command: list[str], timeout: float, validator: Validato
     outcome.replies = decode_frames(reader.frames, problems)
     if not problems:
         check_schemas(case, outcome.replies, validator, problems)
-        check_expectations(case, outcome.replies, problems)
+        replies = outcome.replies
+        if case.shm_initialize:
+            replies = check_shm_initialize(replies, problems)
+        if not problems:
+            check_expectations(case, replies, problems)
+    if shm is not None and case.segments_after:
+        shm.check_after(case.segments_after, problems)
     if outcome.exit_code != case.exit_code:
         problems.append(f"exit: expected exit status {case.exit_code}, got "
                         f"{describe_exit(outcome.exit_code)}")
@@ -664,6 +935,22 @@ def run_case(case: Case, command: list[str], timeout: float, validator: Validato
     if problems:
         problems += feeder.notes
     return outcome
+
+
+def check_shm_initialize(replies: list[Any], problems: list[str]) -> list[Any]:
+    """The first reply answers the runner's own initialize (with shmPrefix): it must be a
+    result listing "shm". The case's expectations are matched against the rest."""
+    first = replies[0] if replies else None
+    if not (isinstance(first, dict) and json_equal(first.get("id"), SHM_INITIALIZE_ID)):
+        problems.append(f"the runner's initialize (id {SHM_INITIALIZE_ID!r}, with shmPrefix) "
+                        f"was not answered first: got {short(first) if replies else 'no reply'}")
+        return replies
+    result = first.get("result")
+    if not (isinstance(result, dict) and isinstance(result.get("encodings"), list)
+            and "shm" in result["encodings"]):
+        problems.append(f"the runner's initialize with shmPrefix: expected a result listing "
+                        f"\"shm\" in encodings, got {short(first)}")
+    return replies[1:]
 
 
 def decode_frames(frames: list[bytes], problems: list[str]) -> list[Any]:
@@ -792,6 +1079,67 @@ def check_expectations(case: Case, replies: list[Any], problems: list[str]) -> N
             problems.append(f"  expectation {index} (closest reply): {'; '.join(best)}")
 
 
+# --- Which encodings the worker serves (to skip the cases it cannot pass) ---------------------
+
+def probe_encodings(command: list[str], timeout: float) -> tuple[list[str] | None, str]:
+    """The ``encodings`` of the worker's initialize result, or None and why there are none."""
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError as error:
+        return None, f"cannot start the worker: {error}"
+    reader = FrameReader(process.stdout)
+    reader.start()
+    try:
+        body = dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize"}).encode("utf-8")
+        try:
+            process.stdin.write(framed(body))
+            process.stdin.flush()
+        except OSError:
+            pass
+        got = reader.wait_for(1, time.monotonic() + timeout)
+    finally:
+        kill_group(process)
+        process.wait()
+        reader.join(2)
+        for pipe in (process.stdin, process.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+    if not got:
+        return None, "the worker did not answer initialize"
+    try:
+        reply = loads(reader.frames[0].decode("utf-8"))
+        encodings = reply["result"]["encodings"]
+        version = reply["result"].get("protocolVersion")
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None, f"initialize was not answered with a result: {reader.frames[0][:200]!r}"
+    if not isinstance(encodings, list):
+        return None, f"initialize's encodings is not a list: {short(encodings)}"
+    return encodings, f"its initialize (protocolVersion {short(version)}) lists encodings " \
+                      f"{dumps(encodings)}"
+
+
+def skip_reasons(cases: list[Case], command: list[str], timeout: float) -> dict[str, str]:
+    """Case name -> why it is skipped, for cases needing an encoding the worker does not list
+    (or that the runner cannot make here)."""
+    needed = {name for case in cases for name in case.requires}
+    if not needed:
+        return {}
+    encodings, described = probe_encodings(command, timeout)
+    served = set(encodings or [])
+    reasons = {}
+    for case in cases:
+        missing = [name for name in case.requires if name not in served]
+        if missing:
+            reasons[case.name] = (f"needs encoding {', '.join(map(json.dumps, missing))}, "
+                                  f"which the worker does not serve ({described})")
+        elif case.segments and not hasattr(os, "memfd_create"):
+            reasons[case.name] = "needs segments, and this Python has no os.memfd_create"
+    return reasons
+
+
 # --- Main ----------------------------------------------------------------------------------
 
 def report(outcome: Outcome, out) -> None:
@@ -851,7 +1199,20 @@ def main(argv: list[str]) -> int:
         parser.error("no worker command: put it after --")
     validator = Validator(args.schemas)
     passed = failed = 0
+    skipped = skip_reasons(cases, command, args.timeout)
+    if skipped:
+        by_reason: dict[str, list[str]] = {}
+        for name, reason in skipped.items():
+            by_reason.setdefault(reason, []).append(name)
+        for reason, names in by_reason.items():
+            print(f"SKIP {len(names)} cases: {reason}")
+            if args.verbose:
+                for name in names:
+                    print(f"skip {name}")
+        sys.stdout.flush()
     for case in cases:
+        if case.name in skipped:
+            continue
         try:
             outcome = run_case(case, command, args.timeout, validator)
         except SchemaError as error:
@@ -865,7 +1226,7 @@ def main(argv: list[str]) -> int:
             failed += 1
             report(outcome, sys.stdout)
         sys.stdout.flush()
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed" + (f", {len(skipped)} skipped" if skipped else ""))
     return 1 if failed or not cases else 0
 
 

@@ -14,18 +14,21 @@ import argparse
 import base64
 import json
 import logging
+import mmap
 import os
 import re
 import signal
+import stat
 import struct
 import sys
 import threading
+from array import array
 from typing import Any
 
-PROTOCOL_VERSION = "1.1"
-ENCODINGS = ("json", "packed")
+PROTOCOL_VERSION = "1.2"
+ENCODINGS = ("json", "packed", "shm")  # "shm" is listed only where procfs serves it
 PARAM_ERROR_REASONS = ("not_an_integer", "negative", "too_large", "not_an_array", "invalid_shape",
-                       "invalid_packed")
+                       "invalid_packed", "invalid_shm")
 SERVER_NAME = "squares-worker"
 SERVER_VERSION = "0.1.0"
 MAX_NUMBER = 4294967295
@@ -42,7 +45,7 @@ REQUEST_CANCELLED = -32800
 FRAME_TOO_LARGE = -32000
 
 FAULTS = ("wrong-squares", "missing-error", "wrong-id", "hang", "exit-at-once", "garbage",
-          "flood-stderr")
+          "flood-stderr", "no-shm", "shm-unwritten", "shm-lax-mode")
 
 log = logging.getLogger("reference-worker")
 
@@ -181,6 +184,10 @@ class Worker:
         self.in_flight: dict[tuple, list[threading.Event]] = {}
         self.stdout = sys.stdout.buffer
         self.stdout_broken = False
+        # The shared-memory plane (1.2): served where procfs is, armed by initialize's shmPrefix.
+        self.serves_shm = options.fault != "no-shm" and procfs_usable()
+        self.shm_prefix: str | None = None
+        self.shm_lock = threading.Lock()
 
     # Output: whole frames, one at a time.
     def write_frame(self, text: str) -> None:
@@ -291,6 +298,13 @@ class Worker:
             if call["has_params"] and not isinstance(params, dict):
                 raise invalid_params("initialize takes no positional params",
                                      {"reason": "invalid_shape"})
+            if isinstance(params, dict) and "shmPrefix" in params and self.options.fault != "no-shm":
+                prefix = params["shmPrefix"]
+                if not isinstance(prefix, str) or SHM_PREFIX.fullmatch(prefix) is None:
+                    raise invalid_params("shmPrefix must be 1 to 200 characters of "
+                                         "[A-Za-z0-9_.-]", {"reason": "invalid_shm"})
+                with self.shm_lock:  # the last valid one wins
+                    self.shm_prefix = prefix
             return dumps(self.initialize_result())
         if method == "shutdown":
             if not shutdown_params_ok(call):
@@ -306,7 +320,7 @@ class Worker:
         raise RpcError(METHOD_NOT_FOUND, "Method not found", {"method": method})
 
     def initialize_result(self) -> dict:
-        return {
+        result = {
             "protocolVersion": PROTOCOL_VERSION,
             "serverInfo": {"name": SERVER_NAME, "version": SERVER_VERSION},
             "methods": ["initialize", "calculate_squares", "shutdown", "$/cancel"]
@@ -315,10 +329,21 @@ class Worker:
                        "maxInFlight": self.options.max_in_flight,
                        "maxNumber": MAX_NUMBER},
             "parallelism": self.options.parallelism,
-            "encodings": list(ENCODINGS),
+            "encodings": [name for name in ENCODINGS if name != "shm" or self.serves_shm],
         }
+        if self.options.fault == "no-shm":  # a 1.1 worker
+            result["protocolVersion"] = "1.1"
+        return result
 
     def calculate_squares(self, params: Any) -> str:
+        if isinstance(params, dict):
+            given = [name for name in ("numbers", "numbersPacked", "numbersShm")
+                     if name in params and (name != "numbersShm" or self.serves_shm)]
+            if len(given) > 1:
+                raise invalid_params(f"give one of {' and '.join(given)}",
+                                     {"reason": "invalid_shape"})
+            if given == ["numbersShm"]:
+                return self.calculate_squares_shm(params["numbersShm"])
         if isinstance(params, dict) and "numbersPacked" in params:
             return self.calculate_squares_packed(params)
         if isinstance(params, dict):
@@ -370,6 +395,87 @@ class Worker:
             squares = [n * n for n in numbers]
         return dumps({"squaresPacked": encode_packed(squares)})
 
+    def calculate_squares_shm(self, reference: Any) -> str:
+        """The shared-memory encoding (1.2): u32s in the client's memfd, u64 squares written
+        back into it at offset S. Each check of SPEC.md section 4, in its order; any failure
+        is invalid_shm, and nothing is opened before the name checks pass."""
+        def refuse(why: str) -> RpcError:
+            return invalid_params(f"numbersShm: {why}", {"reason": "invalid_shm"})
+
+        if not isinstance(reference, dict):
+            raise refuse("not an object")
+        for member, largest in SHM_MEMBERS.items():
+            if member not in reference:
+                raise refuse(f"missing member {member!r}")
+            value = reference[member]
+            if member == "name":
+                if not isinstance(value, str):
+                    raise refuse("name is not a string")
+            elif not is_integer(value) or not (1 if member == "pid" else 0) <= value <= largest:
+                raise refuse(f"{member} is not an integer in its range")
+        pid, fd, name, count = (int(reference["pid"]), int(reference["fd"]), reference["name"],
+                                int(reference["count"]))
+        with self.shm_lock:
+            prefix = self.shm_prefix
+        if prefix is None:
+            raise refuse("no initialize armed a shmPrefix")
+        if SHM_NAME.fullmatch(name) is None or len(name.encode("utf-8")) > SHM_NAME_MAX_BYTES:
+            raise refuse("name is not 1 to 249 bytes of [A-Za-z0-9_.-]")
+        if not name.startswith(prefix) and self.options.fault != "shm-lax-mode":
+            raise refuse("name does not start with the armed shmPrefix")
+        expected = f"/memfd:{name} (deleted)"
+        path = f"/proc/{pid}/fd/{fd}"
+        try:
+            link = os.readlink(path)
+        except OSError as error:
+            raise refuse(f"readlink {path}: {error.strerror}") from None
+        if link != expected:
+            raise refuse(f"{path} is not the memfd named {name!r}")
+        offset = 8 * ((count + 1) // 2)
+        needed = offset + 8 * count
+        try:
+            handle = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as error:
+            raise refuse(f"open {path}: {error.strerror}") from None
+        try:
+            info = os.fstat(handle)
+            if not stat.S_ISREG(info.st_mode):
+                raise refuse("not a regular file")
+            if info.st_uid != os.geteuid():
+                raise refuse("owned by another user")
+            if info.st_mode & 0o077 and self.options.fault != "shm-lax-mode":
+                raise refuse(f"mode {info.st_mode & 0o777:o} gives access to group or others")
+            if info.st_size < needed:
+                raise refuse(f"{info.st_size} bytes, fewer than the {needed} needed")
+            try:
+                again = os.readlink(f"/proc/self/fd/{handle}")
+            except OSError as error:
+                raise refuse(f"readlink of the opened fd: {error.strerror}") from None
+            if again != expected:
+                raise refuse("the fd changed between readlink and open")
+            mapping = mmap.mmap(handle, needed, mmap.MAP_SHARED,
+                                mmap.PROT_READ | mmap.PROT_WRITE) if count else None
+        except OSError as error:
+            raise refuse(f"mmap: {error.strerror}") from None
+        finally:
+            os.close(handle)
+        if mapping is not None:
+            try:
+                numbers = array("I", mapping[:4 * count])
+                if sys.byteorder == "big":
+                    numbers.byteswap()
+                if self.options.fault == "wrong-squares":
+                    squares = array("Q", (int(float(n) * float(n)) for n in numbers))
+                else:
+                    squares = array("Q", (n * n for n in numbers))
+                if sys.byteorder == "big":
+                    squares.byteswap()
+                if self.options.fault != "shm-unwritten":
+                    mapping[offset:needed] = squares.tobytes()
+            finally:
+                mapping.close()
+        return dumps({"squaresShm": {"offset": offset, "count": count}})
+
     def sleep(self, call: dict) -> str:
         params = call["params"]
         ms = params.get("ms") if isinstance(params, dict) else None
@@ -411,6 +517,26 @@ class Worker:
                 self.stdout.flush()
             except OSError:
                 pass
+
+
+# --- The shared-memory encoding -------------------------------------------------------------
+
+SHM_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+SHM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,249}")
+SHM_NAME_MAX_BYTES = 249
+SHM_MEMBERS = {"pid": 2147483647, "fd": 2147483647, "name": None, "count": 4294967295}
+
+
+def procfs_usable() -> bool:
+    """Whether this process can reach fds through /proc (SPEC.md section 4: "shm" is listed
+    only then): /proc/self/fd lists and its links read."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+        if fds:
+            os.readlink(f"/proc/self/fd/{fds[0]}")
+        return bool(fds)
+    except OSError:
+        return False
 
 
 # --- The packed encoding ---------------------------------------------------------------------
