@@ -1,15 +1,13 @@
 """One worker process and its pipes: an explicit :class:`State`, one writer lock, one table
-of pending requests by id, one read loop (python_client/README.md, Structure, tells how a
-call passes through it).
-
-A frame is whole on the pipe or the worker is killed. Start-up and the end (reaping, failing
-what is pending) run on the connection's own thread, so an interrupt there leaks nothing.
-"""
+of pending requests by id, one read loop. A frame is whole on the pipe or the worker is
+killed; start-up and the end run on the connection's own thread, so an interrupt there
+leaks nothing."""
 
 from __future__ import annotations
 
 import collections
 import enum
+import io
 import itertools
 import logging
 import os
@@ -39,18 +37,12 @@ from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, PROTOCOL_MAJOR
 logger = logging.getLogger(__name__)
 worker_logger = logging.getLogger("my_module.worker")
 
-STDERR_TAIL_LINES = 20
-"""How many of the worker's last stderr lines a WorkerCrashedError carries."""
-
+STDERR_TAIL_LINES = 20  # how many of its last stderr lines a WorkerCrashedError carries
+# Seconds a frame already half-written may wait past its deadline with no progress at all
+# before the worker is presumed hung and killed (a half-written frame cannot be taken back).
 WRITE_STALL_GRACE = 1.0
-"""Seconds a frame already half-written may wait past its deadline with no progress at all
-before the worker is presumed hung and killed (a half-written frame cannot be taken back)."""
-
-REAP_GRACE = 2.0
-"""Seconds to wait for a worker to exit after its stdout ended, before killing it."""
-
-PIPE_BYTES = 1 << 20
-"""Pipe capacity asked for on Linux (the default is 64 KiB); see benchmarks/README.md."""
+REAP_GRACE = 2.0  # seconds a worker has to exit after its stdout ended, before it is killed
+PIPE_BYTES = 1 << 20  # pipe capacity asked for on Linux (default 64 KiB); benchmarks/README.md
 
 _MAX_STDERR_LINE = 4000
 _LEVEL_WORDS = re.compile(r"\b(trace|debug|info|notice|warning|warn|error|critical)\b", re.I)
@@ -81,17 +73,13 @@ class Owner(Protocol):
 
 
 class Request:
-    """One wire request: its id, its owner, and where it is on the way out."""
+    """One wire request: its id, its owner (and the owner's ``tag``), how far it got out."""
 
     __slots__ = ("rid", "owner", "tag", "sent", "writing", "withdrawn")
 
     def __init__(self, rid: int, owner: Owner, tag: Any = None) -> None:
-        self.rid = rid
-        self.owner = owner
-        self.tag = tag  # the owner's note (a chunk index)
-        self.sent = False  # wholly written
-        self.writing = False  # a writer took it
-        self.withdrawn = False  # its owner gave up on it
+        self.rid, self.owner, self.tag = rid, owner, tag
+        self.sent = self.writing = self.withdrawn = False  # wholly written; taken by a writer; given up
 
 
 class ConnectionBroken(Exception):
@@ -129,11 +117,10 @@ class Connection:
         self._wanted = False  # replies are expected that no caller is reading
         self._to_end = False  # read until EOF (closing, killed, stderr ended)
         self._read_end: Optional[Tuple[Optional[WorkerError], str]] = None  # seen by a caller
-        self._undelivered: List[Request] = []  # taken off the table, delivery not finished
+        self._delivering: Optional[Request] = None  # taken off the table, delivery not finished
         self._kill_reason: Optional[str] = None
         self._quiet = False  # ended by close() or abandon(): nothing to warn about
-        self._stdin_closed = False
-        self._dirty = False  # a frame is partly written
+        self._stdin_closed = self._dirty = False  # _dirty: a frame is partly written
         self._ready = threading.Event()  # handshake answered, or the connection ended
         self._spawned = threading.Event()  # the spawn was tried
         self._stderr_tail: Deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
@@ -151,13 +138,13 @@ class Connection:
         self._launched = True
         self._thread.start()
 
-    def alive(self) -> bool:
-        """False for a connection whose start was cut short before its thread ran."""
-        return self.state is not State.NEW or self._thread.is_alive()
-
     def wait_ready(self, timeout: Optional[float]) -> bool:
         """Wait until the handshake is answered or the connection ended; False on timeout."""
         return self._ready.wait(timeout)
+
+    def alive(self) -> bool:
+        """False for a connection whose start was cut short before its thread ran."""
+        return self.state is not State.NEW or self._thread.is_alive()
 
     def _run(self) -> None:
         _reading.value = True
@@ -166,10 +153,8 @@ class Connection:
             if not self._spawn():
                 return
             rid = next(self._ids)
-            request = Request(rid, _Internal(self._handshake))
-            self.register(request, force=True)
             try:
-                self.send(request, [_jsonrpc.request(rid, INITIALIZE.name, {})], None)
+                self.send(Request(rid, self, INITIALIZE), [_jsonrpc.request(rid, INITIALIZE.name, {})], None, force=True)
             except ConnectionBroken:
                 pass  # it died at once: reading tells why
             end = self._reader_loop()
@@ -179,20 +164,16 @@ class Connection:
         self._finish(*end)
 
     def _spawn(self) -> bool:
-        if self.state is State.CLOSING:
-            self._end(WorkerError("the worker was closed"))
-            self._spawned.set()
-            return False
         try:
-            proc = subprocess.Popen(
-                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                bufsize=0, env=self._env, close_fds=True,
-                # Its own session: a Ctrl-C in the terminal interrupts Python, not the worker,
-                # whose life we manage (it also ends when our end of its stdin closes).
-                start_new_session=True,
-            )
-        except OSError as exc:
-            self._end(WorkerNotFoundError(f"cannot start worker {self.argv[0]!r}: {exc}"))
+            if self.state in (State.CLOSING, State.ENDED):  # closed before its thread ran
+                raise WorkerError("the worker was closed")
+            # Its own session: a Ctrl-C in the terminal interrupts Python, not the worker,
+            # whose life we manage (it also ends when our end of its stdin closes).
+            proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    bufsize=0, env=self._env, close_fds=True, start_new_session=True)
+        except (OSError, WorkerError) as exc:
+            self._end(exc if isinstance(exc, WorkerError) else
+                      WorkerNotFoundError(f"cannot start worker {self.argv[0]!r}: {exc}"))
             self._spawned.set()
             return False
         assert proc.stdin is not None and proc.stdout is not None
@@ -216,16 +197,17 @@ class Connection:
         self._spawned.set()
         return True
 
-    def _handshake(self, is_error: bool, result: Any) -> None:
+    def on_reply(self, request: Request, is_error: bool, result: Any) -> None:
+        """The connection's own requests: ``initialize`` (the handshake) and ``shutdown``."""
+        if request.tag is not INITIALIZE:
+            return
         if is_error:
             raise ProtocolError(f"worker refused initialize: {result}")
-        version = result.get("protocolVersion") if isinstance(result, dict) else None
         try:
-            major: Optional[int] = int(str(version).split(".")[0])
-        except ValueError:
-            major = None
-        if major is None:
-            raise ProtocolError(f"worker answered initialize without a protocolVersion: {result!r:.200}")
+            version = result["protocolVersion"]
+            major = int(str(version).split(".")[0])
+        except (TypeError, KeyError, ValueError):
+            raise ProtocolError(f"worker answered initialize without a protocolVersion: {result!r:.200}") from None
         if major != PROTOCOL_MAJOR:
             raise ProtocolError(f"worker speaks protocol {version}; this client speaks {PROTOCOL_MAJOR}.x")
         limits = result.get("limits")
@@ -241,12 +223,14 @@ class Connection:
                 self.state = State.READY
         self._ready.set()
 
+    def on_lost(self, request: Request, error: WorkerError) -> None:
+        pass  # the end opens _ready; its error says why
+
     def kill(self, reason: str, *, asked: bool = False) -> None:
         """SIGKILL the worker; the connection then ends with ``reason`` in its error. ``asked``:
         the caller's own interrupt made the kill necessary, so its end is no crash to warn about."""
         with self._lock:
-            if self._kill_reason is None:
-                self._kill_reason = reason
+            self._kill_reason = self._kill_reason or reason
             self._quiet = self._quiet or asked
             self._want_end_locked()
             proc = self._proc
@@ -262,50 +246,46 @@ class Connection:
     def close(self, grace: float) -> None:
         """Send ``shutdown``, close stdin and reap the process, escalating to SIGTERM then
         SIGKILL after ``grace`` seconds each; join the threads. Never raises."""
-        with self._lock:
-            self._quiet = True
-            if self.state is not State.ENDED:
-                self.state = State.CLOSING
-            self._want_end_locked()
-        self._ready.set()
-        if not self._launched:
-            self._end(WorkerError("the worker was closed"))
-            return
-        if not self._spawned.wait(grace + REAP_GRACE if self._thread.is_alive() else 0.2):
-            self._end(WorkerError("the worker was closed"))  # its thread, if it runs, ends at once
+        self._stop(State.CLOSING)
+        if not self._launched or not self._spawned.wait(grace + REAP_GRACE if self._thread.is_alive() else 0.2):
+            self._end(WorkerError("the worker was closed"))  # its thread, if it ever runs, ends at once
             return
         proc = self._proc
         if proc is not None:
             rid = next(self._ids)
             try:
-                self.register(Request(rid, _Internal(None)), force=True)
-                self.send(None, [_jsonrpc.request(rid, SHUTDOWN.name)], time.monotonic() + grace)
+                self.send(Request(rid, self), [_jsonrpc.request(rid, SHUTDOWN.name)], time.monotonic() + grace, force=True)
             except (ConnectionRefused, ConnectionBroken, WriteTimeout):
                 pass
             self._close_stdin(timeout=grace)
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                logger.warning("worker pid %d ignored shutdown; sending SIGTERM", proc.pid)
-                proc.terminate()
+            for step in ("shutdown", "SIGTERM", "SIGKILL"):
                 try:
                     proc.wait(timeout=grace)
+                    break
                 except subprocess.TimeoutExpired:
-                    logger.warning("worker pid %d ignored SIGTERM; killing it", proc.pid)
-                    self.kill("it ignored shutdown and SIGTERM")
+                    if step == "shutdown":
+                        logger.warning("worker pid %d ignored shutdown; sending SIGTERM", proc.pid)
+                        proc.terminate()
+                    elif step == "SIGTERM":
+                        logger.warning("worker pid %d ignored SIGTERM; killing it", proc.pid)
+                        self.kill("it ignored shutdown and SIGTERM")
         if threading.current_thread() is not self._thread and self._thread.ident is not None:
             self._thread.join(timeout=grace + 2 * REAP_GRACE)
 
     def abandon(self) -> None:
         """Close the worker's stdin if no one is writing (never blocks): it finishes what it
         has and exits; the connection's thread reaps it. Quietly: nothing went wrong."""
-        with self._lock:
-            self._quiet = True
-            if self.state in (State.NEW, State.STARTING, State.READY):
-                self.state = State.CLOSING
-            self._want_end_locked()
+        self._stop(State.CLOSING if self.state is not State.ENDED else State.ENDED)
         if self._proc is not None:
             self._close_stdin(timeout=0)
+
+    def _stop(self, state: State) -> None:
+        with self._lock:
+            self._quiet = True
+            if self.state is not State.ENDED:
+                self.state = state
+            self._want_end_locked()
+        self._ready.set()
 
     def forget_after_fork(self) -> None:
         """In a fork child: drop the parent's connection without any I/O on its pipes."""
@@ -325,79 +305,72 @@ class Connection:
     def new_id(self) -> int:
         return next(self._ids)
 
-    def register(self, request: Request, *, self_read: bool = False, force: bool = False) -> None:
-        """Expect a reply to ``request`` (``self_read``: the caller reads it, else the
-        connection's thread is woken); raises ``ConnectionRefused`` once ending."""
-        with self._lock:
-            if self.state is not State.READY and not (force and self.state is not State.ENDED):
-                raise ConnectionRefused()
-            if request.withdrawn:
-                return
-            self._pending[request.rid] = request
-            if not self_read:
-                self._want_read_locked()
-
     def withdraw(self, request: Request) -> None:
         """The owner gave up on ``request``: never written, it is forgotten; written, the
         worker is asked to cancel it (its late reply is read and dropped)."""
         with self._lock:
             request.withdrawn = True
             if request.sent:
-                if self.state is not State.ENDED:
-                    self._cancels.append(_cancel_frame(request.rid))
+                self._cancel_locked(request)
             elif not request.writing:
                 self._pending.pop(request.rid, None)
         self._flush_cancels()
-        if request.sent:
-            self.wake_reader()  # its late reply must be read, maybe by no one else
+
+    def _cancel_locked(self, request: Request) -> None:
+        if self.state is not State.ENDED:
+            body = _jsonrpc.cancel(request.rid)
+            self._cancels.append(frame_header(len(body)) + body)
+            self._want_read_locked()  # its late reply must be read, maybe by no one else
 
     def in_flight(self) -> int:
         """Requests sent and not answered yet."""
         return len(self._pending)
 
     def refusal(self) -> WorkerError:
-        """Why :meth:`register` refuses."""
+        """Why :meth:`send` refuses new requests."""
         return self.error or WorkerError("the worker was closed")
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def send(self, request: Optional[Request], body: Sequence[bytes], deadline: Optional[float]) -> bool:
-        """Write ``body`` (buffers) as one frame; False if ``request`` was withdrawn (nothing
-        written). Raises ``WriteTimeout`` (nothing written) or ``ConnectionBroken``; any
-        other exception while the frame is partly written kills the worker."""
+    def send(self, request: Request, body: Sequence[bytes], deadline: Optional[float], *,
+             self_read: bool = False, force: bool = False) -> bool:
+        """Expect a reply to ``request`` (``self_read``: its caller reads it, else the
+        connection's thread is woken) and write ``body`` (buffers) as one frame. False if
+        ``request`` was withdrawn (nothing written). Raises ``ConnectionRefused`` once ending
+        (``force``: unless ended), ``WriteTimeout`` (nothing written) or ``ConnectionBroken``;
+        any other exception while the frame is partly written kills the worker."""
+        with self._lock:
+            if self.state is not State.READY and not (force and self.state is not State.ENDED):
+                raise ConnectionRefused()
+            self._pending[request.rid] = request
+            if not self_read:
+                self._want_read_locked()
         try:
             wait = -1 if deadline is None else deadline - time.monotonic()
             if not (wait >= 0 or deadline is None) or not self._write_lock.acquire(timeout=wait):
                 raise WriteTimeout("timed out waiting for the writer lock")
-            if request is not None:
-                # No lock: ``writing`` is set before ``withdrawn`` is read, and withdraw() does
-                # the converse, so at least one of the two sees the other (the GIL orders them).
-                request.writing = True
-                if request.withdrawn:
-                    self._pending.pop(request.rid, None)
-                    return False
+            # No lock: ``writing`` is set before ``withdrawn`` is read, and withdraw() does the
+            # converse, so at least one of the two sees the other (the GIL orders them).
+            request.writing = True
+            if request.withdrawn:
+                self._pending.pop(request.rid, None)
+                return False
             if self._stdin_closed:
                 raise ConnectionBroken("the worker's stdin is closed")
-            if self._cancels:
-                self._drain_cancels_locked()
+            self._flush_cancels()
             self._dirty = True
             write_frame(self._stdin_fd, [frame_header(sum(map(len, body))), *body], deadline,
                         WRITE_STALL_GRACE, self.wake_reader)
-            if request is not None:
-                request.sent = True
+            request.sent = True
             self._dirty = False
-        except WriteStalled as exc:
-            self.kill(str(exc))
-            raise ConnectionBroken(str(exc)) from exc
-        except OSError as exc:
-            self.kill(f"writing to it failed: {exc}")
+        except (WriteStalled, OSError) as exc:
+            self.kill(str(exc) if isinstance(exc, WriteStalled) else f"writing to it failed: {exc}")
             raise ConnectionBroken(str(exc)) from exc
         except BaseException as exc:  # WriteTimeout (nothing written), or an interrupt anywhere
-            if isinstance(exc, WriteTimeout):
-                self._dirty = False
-            if self._dirty:
+            if self._dirty and not isinstance(exc, WriteTimeout):
                 self.kill("the client was interrupted while writing a request", asked=True)
-            elif request is not None:
+            else:
+                self._dirty = False
                 with self._lock:
                     self._pending.pop(request.rid, None)
             raise
@@ -405,43 +378,33 @@ class Connection:
             release_if_owned(self._write_lock)
         # Read without the lock: withdraw() sets ``withdrawn`` before it reads ``sent``, so one
         # of the two sees the other's write and queues the cancel.
-        if request is not None and request.withdrawn:
+        if request.withdrawn:
             with self._lock:
-                late = self.state is not State.ENDED
-                if late:
-                    self._cancels.append(_cancel_frame(request.rid))
-            if late:
-                self.wake_reader()  # its late reply must be read, maybe by no one else
+                self._cancel_locked(request)
         if self._cancels:
             self._flush_cancels()
         return True
 
     def _flush_cancels(self) -> None:
-        # A busy writer lock's holder drains the queue after its frame, and checks again after
-        # releasing the lock, so a cancel queued meanwhile is never stranded.
+        """Write queued cancels while the pipe has room, never blocking. A busy writer lock's
+        holder flushes after its frame (re-entering the RLock), and checks again after it
+        released the lock, so a cancel queued meanwhile is never stranded."""
         while self._cancels:
             try:
                 if not self._write_lock.acquire(blocking=False):
                     return
-                drained = self._drain_cancels_locked()
+                while self._cancels:
+                    frame = self._cancels.popleft()
+                    try:
+                        written = not self._stdin_closed and try_write_small_frame(self._stdin_fd, frame)
+                    except OSError:
+                        self._cancels.clear()  # the worker is gone: nothing left to cancel
+                        return
+                    if not written:
+                        self._cancels.appendleft(frame)
+                        return  # pipe full: the next writer flushes them
             finally:
                 release_if_owned(self._write_lock)
-            if not drained:
-                return  # pipe full: the next writer flushes them
-
-    def _drain_cancels_locked(self) -> bool:
-        """Write queued cancels while the pipe has room; True if the queue is empty."""
-        while self._cancels:
-            frame = self._cancels.popleft()
-            try:
-                written = not self._stdin_closed and try_write_small_frame(self._stdin_fd, frame)
-            except OSError:
-                self._cancels.clear()
-                return True  # the worker is gone: nothing left to cancel
-            if not written:
-                self._cancels.appendleft(frame)
-                return False
-        return True
 
     def _close_stdin(self, timeout: float) -> None:
         # Only with the writer lock: closing an fd another thread is writing to could make
@@ -529,8 +492,7 @@ class Connection:
         critical = False
         reading = getattr(_reading, "value", False)
         try:
-            _reading.value = True
-            critical = True
+            _reading.value = critical = True
             while not done():
                 body = frames.take()
                 if body is None:
@@ -546,8 +508,10 @@ class Connection:
                     self._flush_cancels()  # queued while the pipe was full
             critical = False
             return None
-        except (TruncatedFrameError, OversizedFrameError, ProtocolError, OSError, ValueError) as exc:
-            return _read_error(exc)
+        except (TruncatedFrameError, OSError) as exc:
+            return None, str(exc) if isinstance(exc, TruncatedFrameError) else f"reading its stdout failed: {exc}"
+        except (OversizedFrameError, ProtocolError) as exc:
+            return exc if isinstance(exc, ProtocolError) else ProtocolError(f"worker wrote garbage on stdout: {exc}"), ""
         except Exception as exc:  # a bug; never leave callers waiting forever
             logger.exception("my_module failed while reading a reply")
             return (ProtocolError(f"internal error while reading a reply: {exc!r}"), "")
@@ -566,9 +530,7 @@ class Connection:
             return  # a notification from the worker: nothing asked for it
         rid, is_error, payload = reply
         with self._lock:
-            request = self._pending.pop(rid, None)
-            if request is not None:
-                self._undelivered.append(request)
+            request = self._delivering = self._pending.pop(rid, None)
         if request is None:
             raise ProtocolError(f"worker replied to request {rid}, which is not in flight")
         try:
@@ -578,7 +540,7 @@ class Connection:
         except Exception as exc:  # a bug while delivering: that request fails, not the others
             logger.exception("my_module failed to deliver a reply")
             request.owner.on_lost(request, WorkerError(f"internal error while delivering a reply: {exc!r}"))
-        self._undelivered.remove(request)
+        self._delivering = None
 
     def _end(self, error: WorkerError) -> List[Request]:
         with self._lock:
@@ -595,7 +557,7 @@ class Connection:
         proc = self._proc
         if proc is None:  # closed before it was spawned
             for request in self._end(self.refusal()):
-                request.owner.on_lost(request, self.error)  # type: ignore[arg-type]
+                request.owner.on_lost(request, self.refusal())
             return
         if error is not None:
             logger.error("worker pid %d broke the protocol: %s", proc.pid, error)
@@ -606,10 +568,10 @@ class Connection:
             self.kill(f"it closed its stdout but did not exit within {REAP_GRACE:g} s")
             returncode = proc.wait()
         self._stderr_thread.join(timeout=REAP_GRACE)  # its last lines belong in the report
-        closing = self.state is State.CLOSING
         if error is None:
+            closing = self.state is State.CLOSING
             error = WorkerError("the worker was closed before it answered") if closing else self._crash_error(returncode, note)
-        lost = self._end(error) + self._undelivered  # + those whose delivery failed or was cut
+        lost = self._end(error) + ([self._delivering] if self._delivering else [])  # its delivery failed or was cut
         if not isinstance(error, ProtocolError):
             level = logging.DEBUG if self._quiet or (returncode == 0 and not lost) else logging.WARNING
             logger.log(level, "worker pid %d ended with %d request(s) in flight: %s", proc.pid, len(lost), error)
@@ -623,14 +585,10 @@ class Connection:
                 logger.exception("my_module failed to hand a lost request back to its caller")
 
     def _crash_error(self, returncode: int, note: str) -> WorkerCrashedError:
-        if returncode < 0:
-            try:
-                name = signal.Signals(-returncode).name
-            except ValueError:
-                name = f"signal {-returncode}"
-            status = f"was killed by {name}"
-        else:
-            status = f"exited with status {returncode}"
+        try:
+            status = f"was killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with status {returncode}"
+        except ValueError:
+            status = f"was killed by signal {-returncode}"
         reasons = [r for r in (self._kill_reason and f"killed by my_module: {self._kill_reason}", note) if r]
         tail = tuple(self._stderr_tail)
         message = f"worker pid {self.pid} ({self.argv[0]}) {status}"
@@ -642,54 +600,27 @@ class Connection:
     # -- stderr -----------------------------------------------------------------------------------
 
     def _drain_stderr(self, proc: subprocess.Popen[bytes]) -> None:
+        # Lines longer than _MAX_STDERR_LINE come in pieces of that length.
         assert proc.stderr is not None
-        stream, partial = proc.stderr, b""
-        while True:
+        with io.BufferedReader(proc.stderr, 1 << 16) as stream:  # type: ignore[type-var]
             try:
-                chunk = stream.read(1 << 16)
+                for raw in iter(lambda: stream.readline(_MAX_STDERR_LINE), b""):
+                    text = raw.rstrip(b"\n").decode("utf-8", "replace").rstrip("\r")
+                    self._stderr_tail.append(text)
+                    match = _LEVEL_WORDS.search(text, 0, 80)
+                    level = _LEVELS[match.group(1).lower()] if match else logging.INFO
+                    if worker_logger.isEnabledFor(level):
+                        worker_logger.log(level, "[pid %d] %s", proc.pid, text)
             except (OSError, ValueError):
-                break
-            if not chunk:
-                break
-            lines = (partial + chunk).split(b"\n")
-            partial = lines.pop()
-            if len(partial) > _MAX_STDERR_LINE:
-                lines.append(partial)
-                partial = b""
-            for line in lines:
-                self._stderr_line(proc.pid, line)
-        if partial:
-            self._stderr_line(proc.pid, partial)
-        stream.close()
+                pass
         with self._lock:  # the worker is gone or going: read its stdout to the end, and reap
             self._want_end_locked()
-
-    def _stderr_line(self, pid: int, raw: bytes) -> None:
-        text = raw.decode("utf-8", "replace").rstrip("\r")
-        if len(text) > _MAX_STDERR_LINE:
-            text = text[:_MAX_STDERR_LINE] + "..."
-        self._stderr_tail.append(text)
-        match = _LEVEL_WORDS.search(text, 0, 80)
-        level = _LEVELS[match.group(1).lower()] if match else logging.INFO
-        if worker_logger.isEnabledFor(level):
-            worker_logger.log(level, "[pid %d] %s", pid, text)
 
 
 def release_if_owned(lock: Any) -> None:
     """Release ``lock`` (an RLock) if this thread holds it."""
     if lock._is_owned():
         lock.release()
-
-
-def _read_error(exc: BaseException) -> Tuple[Optional[WorkerError], str]:
-    """How reading ends after ``exc``: (the protocol error, or None for a crash; a note)."""
-    if isinstance(exc, TruncatedFrameError):
-        return None, str(exc)
-    if isinstance(exc, OversizedFrameError):
-        return ProtocolError(f"worker wrote garbage on stdout: {exc}"), ""
-    if isinstance(exc, ProtocolError):
-        return exc, ""
-    return None, f"reading its stdout failed: {exc}"
 
 
 class _Signal:
@@ -713,24 +644,6 @@ class _Signal:
         self._lock.acquire()
 
 
-def _cancel_frame(rid: int) -> bytes:
-    body = _jsonrpc.cancel(rid)
-    return frame_header(len(body)) + body
-
-
-class _Internal:
-    """Owner of the connection's own requests: ``initialize`` (its reply is handed to
-    ``handle``) and ``shutdown`` (None: the reply does not matter)."""
-
-    def __init__(self, handle: Optional[Callable[[bool, Any], None]]) -> None:
-        self.handle = handle
-
-    def on_reply(self, request: Request, is_error: bool, payload: Any) -> None:
-        if self.handle is not None:
-            self.handle(is_error, payload)
-
-    def on_lost(self, request: Request, error: WorkerError) -> None:
-        pass  # the connection's end opens _ready; its error says why
 _FORGOTTEN: List[Any] = []
 
 

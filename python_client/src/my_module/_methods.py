@@ -1,5 +1,5 @@
-"""Each RPC method in one entry (and each encoding of its arrays), from which requests are
-built, inputs chunked, replies checked and decoded, error replies translated. Adding a
+"""The method table: one entry per RPC method (and one per encoding of its arrays), from which
+requests are built, inputs chunked, replies checked and error replies translated. Adding a
 method is one entry here plus its public function."""
 
 from __future__ import annotations
@@ -16,27 +16,6 @@ Part = Union[List[int], bytes]
 _ENVELOPE_BYTES = 128  # room kept in a frame for the envelope around a chunk's array
 
 
-class RpcMethod:
-    """A method whose params and result pass through as they are (one request, no chunks)."""
-
-    chunked = False
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def body(self, rid: int, params: Any) -> bytes:
-        return _jsonrpc.request(rid, self.name, params)
-
-    def decode(self, result: Any) -> Any:
-        return result
-
-    def error(self, error: Dict[str, Any]) -> BaseException:
-        """The exception for an error reply (``-32800``: the worker cancelled it)."""
-        if error["code"] == ErrorCode.REQUEST_CANCELLED:
-            return WorkerError(f"the worker cancelled the {self.name} request")
-        return _jsonrpc.error_from_reply(error, self.name)
-
-
 class ArrayEncoding:
     """How one encoding carries a chunk of u32s and its per-element results."""
 
@@ -51,9 +30,7 @@ class ArrayEncoding:
     def encode(self, chunk: _convert.NumberSequence, max_bytes: int) -> Optional[List[bytes]]:
         """The params of a chunk as buffers, or None if this encoding cannot carry it."""
         if self.name == ENCODING_PACKED:
-            if type(chunk) is memoryview:
-                return [self.param_head, b'"', _convert.base64_u32(chunk), b'"}}']
-            packed = _convert.encode_packed(chunk)
+            packed = _convert.base64_u32(chunk) if type(chunk) is memoryview else _convert.encode_packed(chunk)
             return None if packed is None else [self.param_head, b'"', packed, b'"}}']
         elements = chunk.tolist() if type(chunk) is memoryview else chunk
         return [self.param_head, _convert.encode_chunk(elements, max_bytes), b"}}"]
@@ -62,17 +39,13 @@ class ArrayEncoding:
         if self.result is not None:
             data = _convert.decode_packed_bytes(result.get(self.result) if type(result) is dict else None, count)
             if data is None:
-                raise ProtocolError(
-                    f"worker answered a packed {method} chunk of {count} numbers without "
-                    f"{count} packed results: {result!r:.120}"
-                )
+                raise ProtocolError(f"worker answered a packed {method} chunk of {count} numbers without "
+                                    f"{count} packed results: {result!r:.120}")
             return data
         if type(result) is not list or len(result) != count:
             length = len(result) if isinstance(result, list) else "n/a"
-            raise ProtocolError(
-                f"worker answered a {method} chunk of {count} numbers with "
-                f"{type(result).__name__} of length {length}"
-            )
+            raise ProtocolError(f"worker answered a {method} chunk of {count} numbers with "
+                                f"{type(result).__name__} of length {length}")
         return result
 
 
@@ -82,25 +55,68 @@ ENCODINGS = {e.name: e for e in (PACKED, JSON)}
 RAW_MEMBER = PACKED.raw_member  # the result member whose long text skips the JSON scanner
 
 
-class ArrayMethod:
+class RpcMethod:
+    """A method whose params and result pass through as they are: one request, no chunks.
+    :class:`ArrayMethod` has the same members, so a call needs to know neither."""
+
+    encodings: Tuple[ArrayEncoding, ...] = ()
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def plan(self, wanted: int, frame_limit: int, our_limit: int) -> int:
+        return 1  # elements per chunk: the params are one element
+
+    def encoding(self, wanted: Sequence[str], offered: Sequence[str]) -> ArrayEncoding:
+        """The first of ``wanted`` that this method has and the worker ``offered``, else JSON."""
+        for name in wanted:
+            encoding = ENCODINGS.get(name)
+            if encoding in self.encodings and name in offered:
+                return encoding
+        return JSON
+
+    def count(self, params: Any) -> int:
+        return 1
+
+    def prepare(self, params: Any, encoding: ArrayEncoding) -> Any:
+        return params
+
+    def body(self, rid: int, params: Any, encoding: ArrayEncoding, limit: int) -> Tuple[List[bytes], ArrayEncoding]:
+        return [_jsonrpc.request(rid, self.name, params)], encoding
+
+    def decode(self, encoding: ArrayEncoding, result: Any, count: int) -> Any:
+        return result
+
+    def error(self, error: Dict[str, Any], params: Any = None, start: int = 0, end: int = 1) -> BaseException:
+        """The exception for an error reply (``-32800``: the worker cancelled it)."""
+        if error["code"] == ErrorCode.REQUEST_CANCELLED:
+            return WorkerError(f"the worker cancelled the {self.name} request")
+        return _jsonrpc.error_from_reply(error, self.name)
+
+    def assemble(self, parts: Sequence[Any]) -> Any:
+        return parts[0]
+
+
+class ArrayMethod(RpcMethod):
     """A method taking ``{"numbers": [u32...]}`` and answering one value per element, so that a
     big input can be split into chunks sent as separate requests and the results joined."""
 
-    chunked = True
-
     def __init__(self, name: str, encodings: Tuple[ArrayEncoding, ...]) -> None:
-        self.name = name
+        super().__init__(name)
         self.encodings = encodings
         self._in_bytes = max(e.in_bytes for e in encodings)
         self._out_bytes = max(e.out_bytes for e in encodings)
         self._head = _jsonrpc.request_head(0, name).replace(b'"id":0', b'"id":%d')
 
-    def chunk_size(self, wanted: int, frame_limit: int, our_limit: int) -> int:
+    def plan(self, wanted: int, frame_limit: int, our_limit: int) -> int:
         """Elements per chunk: at most ``wanted``, request and reply inside the limits in every
         encoding (a chunk may fall back to JSON)."""
         room_in = (frame_limit - _ENVELOPE_BYTES) / self._in_bytes
         room_out = (our_limit - _ENVELOPE_BYTES) / self._out_bytes
         return max(1, min(wanted, int(room_in), int(room_out)))
+
+    def count(self, numbers: _convert.NumberSequence) -> int:
+        return len(numbers)
 
     def prepare(self, numbers: _convert.NumberSequence, encoding: ArrayEncoding) -> _convert.NumberSequence:
         """What chunks are cut from: for packed, a list converted to u32s once, in C."""
@@ -116,37 +132,32 @@ class ArrayMethod:
         room = limit - len(head) - 16
         params = encoding.encode(chunk, room) if encoding is not JSON else None
         if params is None:
-            encoding = JSON
-            params = JSON.encode(chunk, room)
+            encoding, params = JSON, JSON.encode(chunk, room)
             assert params is not None  # JSON carries any chunk (the worker names bad elements)
         return [head, *params], encoding
 
-    def error(self, error: Dict[str, Any], numbers: Optional[Sequence[Any]], start: int, end: int) -> BaseException:
+    def decode(self, encoding: ArrayEncoding, result: Any, count: int) -> Part:
+        return encoding.decode(self.name, result, count)
+
+    def error(self, error: Dict[str, Any], numbers: Optional[Sequence[Any]] = None, start: int = 0, end: int = 1) -> BaseException:
         """The exception for an error reply to ``numbers[start:end]``: PyO3's for a bad
         element, else a ``WorkerError`` (``ProtocolError`` for a senseless refusal)."""
         data = error.get("data")
         if error["code"] != ErrorCode.INVALID_PARAMS or not isinstance(data, dict):
-            return RpcMethod(self.name).error(error)
-        reason = data.get("reason")
+            return super().error(error)
+        reason, position = data.get("reason"), data.get("index")
         if reason == Reason.NOT_AN_ARRAY:
             return _convert.element_error(start, None, reason)
-        position = data.get("index")
-        if (
-            reason not in (Reason.NOT_AN_INTEGER, Reason.NEGATIVE, Reason.TOO_LARGE)
-            or type(position) is not int
-            or not 0 <= position < end - start
-        ):
+        if reason not in (Reason.NOT_AN_INTEGER, Reason.NEGATIVE, Reason.TOO_LARGE) \
+                or type(position) is not int or not 0 <= position < end - start:
             return ProtocolError(f"worker refused a well-formed {self.name} request: {error}")
         value = numbers[start + position] if numbers is not None else None
         return _convert.element_error(start + position, value, reason)
 
-    @staticmethod
-    def assemble(parts: Sequence[Part]) -> List[int]:
+    def assemble(self, parts: Sequence[Part]) -> List[int]:
         """All chunks' results in order as one list (packed parts joined, then converted once)."""
-        if len(parts) == 1 and type(parts[0]) is bytes:
-            return _convert.squares_from_bytes(parts[0])
-        if all(isinstance(part, bytes) for part in parts):
-            return _convert.squares_from_bytes(b"".join(parts))  # type: ignore[arg-type]
+        if all(type(part) is bytes for part in parts):
+            return _convert.squares_from_bytes(parts[0] if len(parts) == 1 else b"".join(parts))  # type: ignore[arg-type]
         if len(parts) == 1:
             return parts[0]  # type: ignore[return-value]
         out: List[int] = []

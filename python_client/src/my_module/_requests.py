@@ -20,7 +20,7 @@ from . import _convert
 from ._connection import Connection, ConnectionBroken, ConnectionRefused, Request, on_reader_thread, release_if_owned
 from ._errors import WorkerCrashedError, WorkerError
 from ._framing import WriteTimeout
-from ._methods import ENCODINGS, JSON, ArrayEncoding, ArrayMethod, Part, RpcMethod
+from ._methods import ArrayEncoding, RpcMethod
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +45,10 @@ class Call:
                  "parts", "errors", "requests", "taken", "settled", "cancelled", "error", "_source",
                  "_source_encoding", "_retried", "_done", "_callbacks", "_send_lock", "_send_wanted", "__weakref__")
 
-    def __init__(self, connector: Connector, method: Any, payload: Any, deadline: Optional[float], retries: int) -> None:
+    def __init__(self, connector: Connector, method: RpcMethod, payload: Any, deadline: Optional[float], retries: int) -> None:
         self.connector = connector
-        self.method: Any = method  # an ArrayMethod or an RpcMethod
-        self.payload: Any = payload  # the numbers (a NumberSequence) or the params
+        self.method = method
+        self.payload: Any = payload  # the numbers (a NumberSequence) or the params; None once settled
         self.deadline = deadline
         self.retries_left = retries
         self.reader: Optional[int] = None  # the thread that reads a one-request call's reply
@@ -58,8 +58,7 @@ class Call:
         self.errors: Dict[int, BaseException] = {}  # chunk index -> why it failed
         self.requests: Dict[int, Request] = {}  # chunk index -> its request in flight
         self.taken = 0  # chunks 0..taken-1 all have results
-        self.settled = False
-        self.cancelled = False
+        self.settled = self.cancelled = False
         self.error: Optional[BaseException] = None
         self._source: Any = None  # what chunks are cut from (see ArrayMethod.prepare)
         self._source_encoding: Optional[ArrayEncoding] = None
@@ -77,10 +76,7 @@ class Call:
 
     def wait(self, deadline: Optional[float]) -> bool:
         """Wait until settled or ``deadline`` (a ``time.monotonic()`` value); True if settled."""
-        if deadline is None:
-            got = self._done.acquire()
-        else:
-            got = self._done.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        got = self._done.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic()))
         if got:
             self._done.release()
         return got or self.settled
@@ -96,9 +92,7 @@ class Call:
                 raise error
             finally:
                 del error, self
-        if self.method.chunked:
-            return self.method.assemble(self.parts)
-        return self.method.decode(self.parts[0])
+        return self.method.assemble(self.parts)
 
     def add_done_callback(self, callback: Callable[[Call], None]) -> None:
         """Call ``callback(call)`` once settled (at once if it is), on the settling thread."""
@@ -110,31 +104,37 @@ class Call:
 
     # -- ends -------------------------------------------------------------------------------------
 
-    def fail(self, error: BaseException) -> None:
-        self._settle(error)
-
     def expire(self, why: str = "") -> None:
         """The deadline passed: ``TimeoutError``, and the requests in flight are cancelled."""
         message = f"{self.method.name} did not finish within its timeout"
-        if self._settle(TimeoutError(f"{message}: {why}" if why else message)):
+        if self.settle(TimeoutError(f"{message}: {why}" if why else message)):
             logger.debug("%s request timed out; cancelling it in the worker", self.method.name)
 
     def cancel(self) -> bool:
         """Give up on the call; its requests in flight are cancelled in the worker."""
         self.cancelled = True
-        return self._settle(concurrent.futures.CancelledError())
+        return self.settle(concurrent.futures.CancelledError())
 
-    def _settle(self, error: Optional[BaseException]) -> bool:
-        # The one place a call gets its outcome: claimed under the lock, then the payload is
-        # released, the slot opened, the callbacks run and whatever is in flight withdrawn.
+    def settle(self, error: Optional[BaseException]) -> bool:
+        """Give the call its outcome (``error``, or None: its parts), if it has none yet."""
         with self.lock:
             if self.settled:
                 return False
-            self.settled = True
-            self.error = error
-            leftovers = list(self.requests.values()) if self.requests else ()
-            self.requests.clear()
-            callbacks, self._callbacks = self._callbacks, []
+            ends = self._claim(error)
+        self._after_settled(error, *ends)
+        return True
+
+    def _claim(self, error: Optional[BaseException]) -> Tuple[Sequence[Request], List[Callable[[Call], None]]]:
+        # Under self.lock: the outcome is this one; what is in flight and the callbacks are
+        # taken for _after_settled, which releases the payload, opens the slot and runs them.
+        self.settled, self.error = True, error
+        leftovers = list(self.requests.values()) if self.requests else ()
+        self.requests.clear()
+        callbacks, self._callbacks = self._callbacks, []
+        return leftovers, callbacks
+
+    def _after_settled(self, error: Optional[BaseException], leftovers: Sequence[Request],
+                       callbacks: List[Callable[[Call], None]]) -> None:
         self.payload = self._source = None
         if error is not None:
             self.parts = []
@@ -146,7 +146,6 @@ class Call:
                 callback(self)
             except Exception:  # a bug in a callback must not stop the others
                 logger.exception("my_module: a call's done-callback failed")
-        return True
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -165,6 +164,7 @@ class Call:
                 release_if_owned(self._send_lock)
 
     def _send(self) -> None:
+        method = self.method
         try:
             while not self.settled:
                 try:
@@ -174,85 +174,64 @@ class Call:
                     return
                 except WorkerError as exc:
                     if not self._may_retry(exc):
-                        self.fail(exc)
+                        self.settle(exc)
                         return
                     continue
-                if self._send_to(conn):
+                plan = conn.plans.get(method)
+                if plan is None:  # a method's frame limit, encoding and chunk size there, once
+                    options = self.connector
+                    limit = min(options.max_frame_bytes, conn.peer_max_frame_bytes)
+                    plan = conn.plans[method] = (limit, method.encoding(options.encodings, conn.peer_encodings),
+                                                 method.plan(options.chunk_size, limit, options.max_frame_bytes))
+                limit, encoding, size = plan
+                payload, source = self.payload, self._source
+                if self.settled:
+                    return  # by another thread: the input may be released
+                if not self.bounds:
+                    n = method.count(payload)
+                    self.bounds = [(start, min(start + size, n)) for start in range(0, n, size)] if n > size else [(0, n)]
+                    self.parts = [_MISSING] * len(self.bounds)
+                if self._source_encoding is not encoding or source is None:
+                    source = self._source = method.prepare(payload, encoding)
+                    self._source_encoding = encoding
+                one = len(self.bounds) == 1
+                self_read = one and self.reader == threading.get_ident()
+                for index, (start, end) in enumerate(self.bounds):
+                    with self.lock:
+                        if self.settled or (self.errors and index >= min(self.errors)):
+                            return
+                        old = self.requests.get(index)
+                        if self.parts[index] is not _MISSING or (old is not None and old.tag[1] is conn):
+                            continue
+                        request = Request(conn.new_id(), self, (index, conn, encoding))
+                        self.requests[index] = request
+                    try:
+                        body, used = method.body(request.rid, source if one else source[start:end], encoding, limit)
+                    except _convert.ElementError as bad:  # found locally: nothing sent for it
+                        self._record(index, request, error=_convert.element_error(start + bad.index, bad.value, bad.reason))
+                        return
+                    if used is not encoding:
+                        request.tag = (index, conn, used)
+                    try:
+                        conn.send(request, body, self.deadline, self_read=self_read)
+                    except ConnectionRefused:
+                        with self.lock:
+                            if self.requests.get(index) is request:
+                                del self.requests[index]
+                        break
+                    except WriteTimeout:
+                        self.expire()
+                        return
+                    except ConnectionBroken:
+                        return  # the connection ends, and hands the lost requests back
+                else:
                     return
                 if not self._may_retry(conn.refusal()):
-                    self.fail(conn.refusal())
+                    self.settle(conn.refusal())
                     return
         except Exception as exc:  # a bug: fail the call rather than leave it hanging
-            logger.exception("my_module failed to send a %s request", self.method.name)
-            self.fail(WorkerError(f"internal error while sending the request: {exc!r}"))
-
-    def _send_to(self, conn: Connection) -> bool:
-        """Write the chunks that need it to ``conn``; False if ``conn`` refused one."""
-        method, payload, source = self.method, self.payload, self._source
-        # A method's frame limit, encoding and chunk size on a connection, computed once.
-        plan = conn.plans.get(method)
-        if plan is None:
-            limit = min(self.connector.max_frame_bytes, conn.peer_max_frame_bytes)
-            plan = conn.plans[method] = (limit, self._encoding(conn), method.chunk_size(
-                self.connector.chunk_size, limit, self.connector.max_frame_bytes)) if method.chunked else (limit, JSON, 1)
-        limit, encoding, size = plan
-        if method.chunked:
-            if payload is None:
-                return True  # settled by another thread: its input is released
-            if not self.bounds:
-                self._plan(size, len(payload))
-            if self._source_encoding is not encoding or source is None:
-                source = method.prepare(payload, encoding)
-                self._source, self._source_encoding = source, encoding
-        elif not self.bounds:
-            self._plan(1, 1)
-        self_read = len(self.bounds) == 1 and self.reader == threading.get_ident()
-        for index, (start, end) in enumerate(self.bounds):
-            with self.lock:
-                if self.settled or (self.errors and index >= min(self.errors)):
-                    return True
-                old = self.requests.get(index)
-                if self.parts[index] is not _MISSING or (old is not None and old.tag[1] is conn):
-                    continue
-                request = Request(conn.new_id(), self, (index, conn, encoding))
-                self.requests[index] = request
-            if method.chunked:
-                chunk = source if end - start == len(source) else source[start:end]
-                try:
-                    body, used = method.body(request.rid, chunk, encoding, limit)
-                except _convert.ElementError as bad:  # found locally: nothing sent for it
-                    self._record(index, request, error=_convert.element_error(start + bad.index, bad.value, bad.reason))
-                    return True
-                if used is not encoding:
-                    request.tag = (index, conn, used)
-            else:
-                body = [method.body(request.rid, payload)]
-            try:
-                conn.register(request, self_read=self_read)
-            except ConnectionRefused:
-                with self.lock:
-                    if self.requests.get(index) is request:
-                        del self.requests[index]
-                return False
-            try:
-                conn.send(request, body, self.deadline)
-            except WriteTimeout:
-                self.expire()
-                return True
-            except ConnectionBroken:
-                return True  # the connection ends, and hands the lost requests back
-        return True
-
-    def _plan(self, size: int, n: int) -> None:
-        self.bounds = [(start, min(start + size, n)) for start in range(0, n, size)] if n > size else [(0, n)]
-        self.parts = [_MISSING] * len(self.bounds)
-
-    def _encoding(self, conn: Connection) -> ArrayEncoding:
-        for name in self.connector.encodings:
-            encoding = ENCODINGS.get(name)
-            if encoding in self.method.encodings and name in conn.peer_encodings:
-                return encoding  # type: ignore[return-value]
-        return JSON
+            logger.exception("my_module failed to send a %s request", method.name)
+            self.settle(WorkerError(f"internal error while sending the request: {exc!r}"))
 
     def _may_retry(self, error: BaseException) -> bool:
         """A crash is retried ``retries`` times (a call is pure), each dead connection once."""
@@ -270,11 +249,6 @@ class Call:
         logger.warning("retrying a %s call on a fresh worker after: %s", self.method.name, error)
         return True
 
-    def reading_connection(self) -> Optional[Connection]:
-        """The connection of a one-request call's request, for its caller to read on."""
-        request = self.requests.get(0) if len(self.bounds) == 1 else None
-        return request.tag[1] if request is not None else None
-
     # -- replies (on the reading thread) ----------------------------------------------------------
 
     def on_reply(self, request: Request, is_error: bool, payload: Any) -> None:
@@ -283,12 +257,11 @@ class Call:
             return  # settled, or sent again elsewhere
         start, end = self.bounds[index]
         if is_error:
-            error = self.method.error(payload, self.payload, start, end) if self.method.chunked else self.method.error(payload)
-            self._record(index, request, error=error)
+            self._record(index, request, error=self.method.error(payload, self.payload, start, end))
         else:
             # Decoded before the request is taken off the call: a ProtocolError here ends the
             # connection, which hands this request back through on_lost.
-            self._record(index, request, encoding.decode(self.method.name, payload, end - start) if self.method.chunked else payload)
+            self._record(index, request, self.method.decode(encoding, payload, end - start))
 
     def on_lost(self, request: Request, error: WorkerError) -> None:
         with self.lock:
@@ -298,11 +271,12 @@ class Call:
         if self._may_retry(error):
             self.pump()  # resend what was lost, and only that
         else:
-            self.fail(error)
+            self.settle(error)
 
     def _record(self, index: int, request: Request, part: Any = _MISSING, error: Optional[BaseException] = None) -> None:
-        """Chunk ``index`` has its result (``part``) or its ``error``. The call is settled once
-        every chunk succeeded, or with the first failed chunk's error once all before it did."""
+        """Chunk ``index`` has its result (``part``) or its ``error``. The call is settled, in
+        the same pass under the lock, once every chunk succeeded, or with the first failed
+        chunk's error once all before it did."""
         with self.lock:
             if self.requests.get(index) is not request:
                 return
@@ -315,10 +289,11 @@ class Call:
             while self.taken < len(parts) and parts[self.taken] is not _MISSING:
                 self.taken += 1
             first = min(self.errors) if self.errors else len(parts)
-            if first > self.taken:
+            if first > self.taken or self.settled:
                 return  # undecided
             outcome = self.errors.get(first)  # None: every chunk succeeded
-        self._settle(outcome)
+            ends = self._claim(outcome)
+        self._after_settled(outcome, *ends)
 
 
 # -- adapters ---------------------------------------------------------------------------------------
@@ -335,9 +310,9 @@ def run(call: Call) -> Any:
     try:
         call.reader = threading.get_ident()
         call.pump()
-        conn = call.reading_connection()
-        if conn is not None and not call.settled:
-            conn.serve(call.done, call.deadline)
+        request = call.requests.get(0) if len(call.bounds) == 1 else None
+        if request is not None and not call.settled:
+            request.tag[1].serve(call.done, call.deadline)
         if not call.settled and not call.wait(call.deadline):
             call.expire()
         return call.result()
