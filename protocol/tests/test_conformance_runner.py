@@ -6,11 +6,14 @@ wrong ones. Each fault test runs only the cases that matter for it, so the file 
 
 from __future__ import annotations
 
+import argparse
 import base64
 import importlib.util
 import json
+import os
 import random
 import re
+import struct
 import subprocess
 import sys
 import time
@@ -22,7 +25,7 @@ TESTS = Path(__file__).resolve().parent
 PROTOCOL = TESTS.parent
 RUNNER = PROTOCOL / "conformance.py"
 REFERENCE = [sys.executable, str(TESTS / "reference_worker.py")]
-SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$")
+SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$")
 
 
 def load_module(name: str, path: Path):
@@ -39,6 +42,13 @@ CONSTANTS = json.loads((PROTOCOL / "constants.json").read_text(encoding="utf-8")
 
 
 def run_suite(*runner_args: str, worker: list[str] = REFERENCE, limit: float = 300):
+    completed, passed, failed, skipped, elapsed = run_suite_skipping(*runner_args, worker=worker,
+                                                                     limit=limit)
+    assert skipped == 0, completed.stdout[-2000:]
+    return completed, passed, failed, elapsed
+
+
+def run_suite_skipping(*runner_args: str, worker: list[str] = REFERENCE, limit: float = 300):
     started = time.monotonic()
     completed = subprocess.run([sys.executable, str(RUNNER), *runner_args, "--", *worker],
                                capture_output=True, text=True, timeout=limit)
@@ -46,7 +56,8 @@ def run_suite(*runner_args: str, worker: list[str] = REFERENCE, limit: float = 3
     lines = completed.stdout.strip().splitlines()
     match = SUMMARY.match(lines[-1]) if lines else None
     assert match, f"the last line is not 'N passed, N failed':\n{completed.stdout[-2000:]}\n{completed.stderr}"
-    return completed, int(match.group(1)), int(match.group(2)), elapsed
+    return (completed, int(match.group(1)), int(match.group(2)), int(match.group(3) or 0),
+            elapsed)
 
 
 def case_count(*filter_args: str) -> int:
@@ -84,6 +95,12 @@ def test_a_worker_that_floods_stderr_still_passes_because_stderr_is_drained():
     ("exit-at-once", "^calculate_squares/basic$", "calculate_squares/basic",
      "expected 1 reply frames, got 0"),
     ("garbage", "^calculate_squares/basic$", "calculate_squares/basic", "stdout ended inside a frame"),
+    ("wrong-squares", "^shm/zero-and-max$", "shm/zero-and-max",
+     "segment a: squares[1] (byte 24): expected 18446744065119617025, got 18446744065119617024"),
+    ("shm-unwritten", "^shm/spec-example$", "shm/spec-example",
+     "segment a: squares[0] (byte 16): expected 1, got 17216961135462248174 (never written)"),
+    ("shm-lax-mode", "^shm/mode-0644$", "shm/mode-0644", "segment a: expected unchanged"),
+    ("shm-lax-mode", "^shm/foreign-name$", "shm/foreign-name", "expected an error, got a result"),
 ])
 def test_runner_names_the_case_a_wrong_worker_fails(fault, selection, caught_case, evidence):
     completed, passed, failed, _ = run_suite("--filter", selection,
@@ -92,6 +109,27 @@ def test_runner_names_the_case_a_wrong_worker_fails(fault, selection, caught_cas
     assert failed >= 1
     assert f"FAIL {caught_case}:" in completed.stdout, completed.stdout[-3000:]
     assert evidence in completed.stdout, completed.stdout[-3000:]
+
+
+def test_a_worker_without_shm_gets_the_shm_cases_skipped_with_the_reason_not_failed():
+    selection = "^(shm|calculate_squares)/"
+    completed, passed, failed, skipped, _ = run_suite_skipping(
+        "--filter", selection, worker=REFERENCE + ["--fault", "no-shm"])
+    shm_cases = case_count("--filter", "^shm/")
+    assert (passed, failed, skipped) == (case_count("--filter", "^calculate_squares/"), 0, shm_cases), \
+        completed.stdout[-3000:]
+    assert completed.returncode == 0
+    assert (f'SKIP {shm_cases} cases: needs encoding "shm", which the worker does not serve '
+            f'(its initialize (protocolVersion 1.1) lists encodings ["json","packed"])') in completed.stdout
+    assert completed.stdout.strip().splitlines()[-1].endswith(f", {shm_cases} skipped")
+
+
+def test_a_worker_that_does_not_answer_initialize_skips_shm_cases_and_fails_the_rest():
+    completed, passed, failed, skipped, _ = run_suite_skipping(
+        "--timeout", "2", "--filter", "^(shm/spec-example|calculate_squares/basic)$",
+        worker=REFERENCE + ["--fault", "exit-at-once"], limit=60)
+    assert (passed, failed, skipped) == (0, 1, 1), completed.stdout[-3000:]
+    assert "the worker did not answer initialize" in completed.stdout
 
 
 def test_a_hanging_worker_fails_within_the_timeout_and_is_killed():
@@ -173,7 +211,7 @@ def walk(value):
 
 
 # How a request asks for each encoding: the params member that carries the numbers.
-ENCODING_MEMBERS = {"json": "numbers", "packed": "numbersPacked"}
+ENCODING_MEMBERS = {"json": "numbers", "packed": "numbersPacked", "shm": "numbersShm"}
 
 
 def test_every_encoding_is_advertised_and_exercised():
@@ -271,10 +309,25 @@ def breaks_packed_length_rule(params) -> bool:
     return len(text) % 4 != 0 or (len(text) // 4 * 3 - padding) % 4 != 0
 
 
+def statically_refused_shm(params) -> bool:
+    """Whether numbersShm fails the checks a schema can state (SPEC §4, checks 1 and 2 without
+    the prefix): R an object with pid, fd, name and count of their types and ranges, the name of
+    the class. The rest (prefix, what the fd is, mode, size) only the worker can check."""
+    reference_ = params.get("numbersShm") if isinstance(params, dict) else None
+    if not isinstance(reference_, dict) or not {"pid", "fd", "name", "count"} <= set(reference_):
+        return True
+    def integer(value, low, high):
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    name = reference_["name"]
+    return not (integer(reference_["pid"], 1, 2**31 - 1) and integer(reference_["fd"], 0, 2**31 - 1)
+                and integer(reference_["count"], 0, 2**32 - 1) and isinstance(name, str)
+                and re.fullmatch(r"[A-Za-z0-9_.-]{1,249}", name) is not None)
+
+
 def test_schemas_accept_what_the_vectors_serve_and_refuse_what_they_reject():
     """The schemas and the vectors say the same thing about params."""
     validator = conformance.Validator(PROTOCOL / "schemas")
-    checked = {"served": 0, "refused": 0}
+    checked = {"served": 0, "refused": 0, "runtime": 0}
     for case in CASES:
         expected = expectations_by_id(case)
         requests = list(sent_requests(case))
@@ -292,11 +345,16 @@ def test_schemas_accept_what_the_vectors_serve_and_refuse_what_they_reject():
                 if has_schema and "params" in message:
                     assert validator.errors(message["params"], params_schema) == [], case.name
                 checked["served"] += 1
+            elif (entry.get("error_code") == -32602 and entry.get("data") == {"reason": "invalid_shm"}
+                  and message.get("method") == "calculate_squares"):
+                refused = bool(validator.errors(message["params"], params_schema))
+                assert refused == statically_refused_shm(message["params"]), case.name
+                checked["runtime" if not refused else "refused"] += 1
             elif entry.get("error_code") == -32602 and has_schema and "params" in message:
                 assert (validator.errors(message["params"], params_schema)
                         or breaks_packed_length_rule(message["params"])), case.name
                 checked["refused"] += 1
-    assert checked["served"] > 50 and checked["refused"] > 20, checked
+    assert checked["served"] > 50 and checked["refused"] > 20 and checked["runtime"] > 10, checked
 
 
 # --- The validator and the matchers --------------------------------------------------------
@@ -414,3 +472,156 @@ def test_batch_matchers_keep_order():
     reply = loads('[{"jsonrpc":"2.0","id":1,"result":null},{"jsonrpc":"2.0","id":2,"result":null}]')
     assert match({"batch": [{"id": 1, "result": None}, {"id": 2, "result": None}]}, reply) == []
     assert match({"batch": [{"id": 2, "result": None}, {"id": 1, "result": None}]}, reply)
+
+
+# --- The shared-memory machinery (1.2) -------------------------------------------------------
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def spec(key="a", **fields):
+    raw = {"numbers": [1, 2, 3]}
+    raw.update(fields)
+    return conformance.parse_segments({key: raw}, "test")
+
+
+def test_a_memfd_segment_holds_the_numbers_then_the_fill_with_mode_0600():
+    shm = conformance.ShmContext(spec(numbers=[1, 2, 4294967295]))
+    try:
+        segment = shm.segments["a"]
+        assert segment.name == shm.prefix + "a" and len(shm.prefix) >= 12 + 32
+        assert os.readlink(f"/proc/self/fd/{segment.fd}") == f"/memfd:{segment.name} (deleted)"
+        info = os.fstat(segment.fd)
+        assert info.st_mode & 0o777 == 0o600 and info.st_size == 16 + 24
+        data = os.pread(segment.fd, 64, 0)
+        assert data[:12] == struct.pack("<3I", 1, 2, 4294967295)
+        assert data[12:] == bytes([conformance.SEGMENT_FILL]) * 28
+        assert os.get_inheritable(segment.fd) is False  # the worker must not get it for free
+    finally:
+        shm.close()
+
+
+def test_segment_overrides_mode_size_name_and_kind():
+    shm = conformance.ShmContext({**spec("m", mode="0644", size=4096), **spec("n", name={"$shmPrefix": "x"}),
+                                  **spec("f", kind="file"), **spec("o", name="foreign")})
+    try:
+        m, n, f, o = (shm.segments[k] for k in "mnfo")
+        assert os.fstat(m.fd).st_mode & 0o777 == 0o644 and os.fstat(m.fd).st_size == 4096
+        assert n.name == shm.prefix + "x" and o.name == "foreign"
+        assert os.readlink(f"/proc/self/fd/{o.fd}") == "/memfd:foreign (deleted)"
+        assert not os.readlink(f"/proc/self/fd/{f.fd}").startswith("/memfd:")
+        assert os.fstat(f.fd).st_mode & 0o777 == 0o600
+    finally:
+        shm.close()
+
+
+def test_segments_are_closed_after_close():
+    before = open_fds()
+    shm = conformance.ShmContext({**spec("a"), **spec("b", kind="file")})
+    assert len(open_fds() - before) == 2
+    shm.close()
+    assert open_fds() == before
+
+
+def test_render_substitutes_references_overrides_and_omissions():
+    shm = conformance.ShmContext({**spec("a"), **spec("b", numbers=[])})
+    try:
+        shm.worker_pid = 4321
+        a, b = shm.segments["a"], shm.segments["b"]
+        assert shm.render({"numbersShm": {"$shm": "a"}}) == {"numbersShm": {
+            "pid": os.getpid(), "fd": a.fd, "name": a.name, "count": 3}}
+        assert shm.render({"$shm": "a", "count": 5, "fd": {"$shmFd": "b"}, "pid": {"$workerPid": None},
+                           "name": {"$omit": None}}) == {"pid": 4321, "fd": b.fd, "count": 5}
+        assert shm.render([{"$shmPrefix": "x-"}, {"$shmName": "b"}, {"$runnerPid": None}]) == [
+            shm.prefix + "x-", b.name, os.getpid()]
+        with pytest.raises(conformance.VectorError):
+            shm.render({"$shm": "nope"})
+    finally:
+        shm.close()
+
+
+def test_check_after_reports_unwritten_wrong_and_changed_segments():
+    shm = conformance.ShmContext({**spec("a", numbers=[3, 4]), **spec("b")})
+    try:
+        a, b = shm.segments["a"], shm.segments["b"]
+        problems: list[str] = []
+        shm.check_after({"a": {"squares": [9, 16]}, "b": {"unchanged": True}}, problems)
+        assert len(problems) == 1 and "squares[0] (byte 8): expected 9" in problems[0] \
+            and "never written" in problems[0]
+        os.pwrite(a.fd, struct.pack("<2Q", 9, 17), 8)
+        os.pwrite(b.fd, b"\x00", 20)
+        problems = []
+        shm.check_after({"a": {"squares": [9, 16]}, "b": {"unchanged": True}}, problems)
+        assert problems == ["segment a: squares[1] (byte 16): expected 16, got 17",
+                            "segment b: expected unchanged, but byte 20 (or its size) changed"]
+        os.pwrite(a.fd, struct.pack("<Q", 16), 16)
+        problems = []
+        shm.check_after({"a": {"squares": [9, 16]}}, problems)
+        assert problems == []
+    finally:
+        shm.close()
+
+
+@pytest.mark.parametrize("segments, after, complaint", [
+    ({"a": {"numbers": [1], "mode": 420}}, None, "mode is an octal string"),
+    ({"a": {"numbers": [1], "mode": "644"}}, None, "mode is an octal string"),
+    ({"a": {"numbers": [4294967296]}}, None, "u32"),
+    ({"a": {"numbers": [1], "colour": "red"}}, None, "takes only"),
+    ({"a": {"numbers": [1], "kind": "pipe"}}, None, "kind is"),
+    ({"a": {"numbers": [1]}}, {"b": {"squares": [1]}}, "segmentsAfter"),
+    ({"a": {"numbers": [1]}}, {"a": {"squares": [1], "more": 1}}, "segmentsAfter"),
+])
+def test_bad_segment_declarations_are_vector_errors(tmp_path, segments, after, complaint):
+    case = {"id": "x", "description": "x", "segments": segments, "send": [
+        {"jsonrpc": "2.0", "id": 1, "method": "calculate_squares", "params": {"numbersShm": {"$shm": "a"}}}],
+        "expect": [{"id": 1, "result": None}]}
+    if after is not None:
+        case["segmentsAfter"] = after
+    (tmp_path / "t.json").write_text(json.dumps({"description": "t", "cases": [case]}))
+    with pytest.raises(conformance.VectorError, match=complaint):
+        conformance.load_cases(tmp_path)
+
+
+def test_a_case_with_segments_requires_shm_and_the_runners_initialize():
+    by_name = {case.name: case for case in CASES}
+    assert by_name["shm/spec-example"].requires == ["shm"]
+    assert by_name["shm/spec-example"].shm_initialize is True
+    assert by_name["shm/no-prefix-armed"].shm_initialize is False
+    assert by_name["calculate_squares/basic"].requires == []
+    assert not by_name["calculate_squares/basic"].shm_initialize
+    assert {case.file for case in CASES if case.requires} == {"shm"}
+
+
+def test_the_runners_initialize_must_be_answered_first_and_list_shm():
+    init = loads('{"jsonrpc":"2.0","id":"conformance-shm-initialize","result":{"encodings":["json","shm"]}}')
+    other = loads('{"jsonrpc":"2.0","id":1,"result":[4]}')
+    problems: list[str] = []
+    assert conformance.check_shm_initialize([init, other], problems) == [other] and problems == []
+    conformance.check_shm_initialize([other, init], problems)
+    assert "was not answered first" in problems[0]
+    problems = []
+    no_shm = loads('{"jsonrpc":"2.0","id":"conformance-shm-initialize","result":{"encodings":["json"]}}')
+    conformance.check_shm_initialize([no_shm], problems)
+    assert 'listing "shm"' in problems[0]
+
+
+def test_a_run_leaves_no_segment_open_in_the_runner():
+    case = next(case for case in CASES if case.name == "shm/in-a-batch")
+    validator = conformance.Validator(PROTOCOL / "schemas")
+    before = open_fds()
+    outcome = conformance.run_case(case, REFERENCE, 20, validator)
+    assert outcome.passed, outcome.problems
+    assert open_fds() == before
+
+
+def test_reference_worker_lists_shm_only_where_procfs_serves_it(monkeypatch):
+    options = reference.Options(argparse.Namespace(parallelism=1, max_in_flight=1, max_frame_bytes=100,
+                                                   test_methods=False, fault=None))
+    assert "shm" in reference.Worker(options).initialize_result()["encodings"]
+    monkeypatch.setattr(reference, "procfs_usable", lambda: False)
+    worker = reference.Worker(options)
+    assert worker.initialize_result()["encodings"] == ["json", "packed"]
+    with pytest.raises(reference.RpcError) as raised:  # a worker without shm: invalid_shape
+        worker.calculate_squares({"numbersShm": {"pid": 1, "fd": 3, "name": "x", "count": 0}})
+    assert raised.value.error["data"] == {"reason": "invalid_shape"}
