@@ -6,15 +6,17 @@ Every setup failure raises :class:`ShmUnavailable`, which the caller turns into 
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import secrets
 import sys
 import threading
 from array import array
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional
 
 GRAIN = 1 << 16  # segment sizes are rounded up to a multiple of this: close sizes share one
+PIECE = 1 << 16  # numbers converted per C call (a few ms): other threads get the GIL between
 
 
 class ShmUnavailable(Exception):
@@ -35,9 +37,8 @@ class Segment:
     """One mapped memfd; ``fd`` stays open for the worker to reach it through procfs."""
 
     def __init__(self, name: str, size: int) -> None:
-        self.name, self.size = name, size
         self.map: Optional[mmap.mmap] = None
-        self.fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        self.name, self.size, self.fd = name, size, os.memfd_create(name, os.MFD_CLOEXEC)
         try:
             os.fchmod(self.fd, 0o600)
             os.ftruncate(self.fd, size)
@@ -47,30 +48,32 @@ class Segment:
             os.close(self.fd)
             raise
 
-    def write(self, numbers: Any) -> Dict[str, Any]:
-        """Copy ``numbers`` (a list or tuple of ints, or a C-contiguous native u32 buffer) to
-        offset 0; returns the request's ``numbersShm`` reference. A bad element raises
-        ``TypeError``/``OverflowError`` (from ``array('I')``) before anything is written."""
+    def write(self, numbers: Any, *, pieces: bool = False) -> Dict[str, Any]:
+        """Copy ``numbers`` (a list or tuple of ints, or a 1-D C-contiguous native u32 buffer) to
+        offset 0, ``PIECE`` at a time if ``pieces`` (the GIL free between; slower for a list);
+        returns the ``numbersShm`` reference. A bad element: TypeError/OverflowError (array)."""
         if isinstance(numbers, (list, tuple)):
-            data: Union[array[int], memoryview] = array("I", numbers)
-            count = len(data)
+            convert: Callable[[Any], Any] = functools.partial(array, "I")
         else:
-            data = memoryview(numbers)
-            if data.format.lstrip("@=<") != "I" or data.itemsize != 4 or not data.c_contiguous:
-                raise TypeError(f"not a contiguous native u32 buffer (format {data.format!r})")
-            count = data.nbytes // 4
+            convert, numbers = (lambda piece: piece), memoryview(numbers)
+            if numbers.format.lstrip("@=<") != "I" or numbers.ndim != 1 or not numbers.c_contiguous:
+                raise TypeError(f"not a contiguous native u32 buffer (format {numbers.format!r})")
+        count = len(numbers)
         if squares_offset(count) + 8 * count > self.size or self.map is None:
             raise ValueError(f"{count} numbers do not fit a segment of {self.size} bytes")
-        self.map[0:4 * count] = data
+        parts = ((i, numbers[i:i + PIECE]) for i in range(0, count, PIECE)) if pieces else [(0, numbers)]
+        for i, part in parts:
+            self.map[4 * i:4 * (i + len(part))] = convert(part)
         return {"pid": os.getpid(), "fd": self.fd, "name": self.name, "count": count}
 
     def squares(self, count: int) -> List[int]:
-        """The ``count`` squares the worker wrote, as a list of ints."""
+        """The ``count`` squares the worker wrote, as a list of ints, built in pieces."""
         assert self.map is not None
-        start = squares_offset(count)
-        with memoryview(self.map) as whole, whole[start:start + 8 * count] as part:
-            with part.cast("Q") as wide:
-                return wide.tolist()
+        start, out = squares_offset(count), []  # type: int, List[int]
+        with memoryview(self.map) as whole, whole[start:start + 8 * count].cast("Q") as wide:
+            for i in range(0, count, PIECE):
+                out += wide[i:i + PIECE].tolist()
+        return out
 
     def close(self) -> None:
         if self.map is not None:
@@ -95,9 +98,8 @@ class Pool:
         with self._lock:
             if self.closed or os.getpid() != self._pid or sys.byteorder != "little":
                 raise ShmUnavailable("closed, forked or big-endian: no shared memory here")
-            fits = [s for s in self._idle if s.size >= need]
-            if fits:
-                best = min(fits, key=lambda s: s.size)
+            best = min((s for s in self._idle if s.size >= need), key=lambda s: s.size, default=None)
+            if best is not None:
                 self._idle.remove(best)
                 return best
             self._made += 1
@@ -108,11 +110,9 @@ class Pool:
             raise ShmUnavailable(f"shared memory segment of {need} bytes: {e}") from e
 
     def release(self, segment: Segment) -> None:
-        """Back to the idle list; beyond its bounds the oldest idle go (closed or forked: all)."""
+        """To the idle list (the oldest beyond its bounds closed); closed, forked, too big: closed."""
         with self._lock:
-            if self.closed or os.getpid() != self._pid:
-                dropped, self._idle = self._idle + [segment], []
-            elif segment.size > self.max_idle_bytes:
+            if self.closed or os.getpid() != self._pid or segment.size > self.max_idle_bytes:
                 dropped = [segment]
             else:
                 self._idle.append(segment)
