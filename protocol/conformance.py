@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Drive any squares worker through the conformance vectors.
 
-    python3 protocol/conformance.py [--filter REGEX] [--vectors DIR] [--timeout SEC] -- WORKER...
+    python3 protocol/conformance.py [--filter REGEX] [--vectors DIR] [--timeout SEC] [--no-skip] -- WORKER...
 
 Each case runs against a fresh worker process: the runner writes the case's frames to the
 worker's stdin, reads its stdout frames on a thread, and when the worker has exited (or the
 case's time is up: then it is killed and the case fails) it checks every reply frame against
 the JSON Schemas in schemas/, the replies against the case's expectations, and the exit status.
-The last line printed is ``N passed, N failed``; the exit status is 1 if any case failed.
+Cases needing an encoding the worker's initialize does not list (the shm cases: "shm") are
+skipped, counted and with the reason, unless ``--no-skip``. The last line printed is
+``N passed, N failed`` (``, N skipped`` when some were); the exit status is 1 if any case failed.
 
 Standard library only. The vector format and the matcher language are described in
 README.md beside this file.
@@ -1180,6 +1182,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help=f"seconds a case may take before the worker is killed "
                              f"(default {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--no-skip", action="store_true",
+                        help="fail, rather than skip, a case needing an encoding the worker "
+                             "does not list (for a worker that must serve shm)")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="print passing cases too")
     args = parser.parse_args(own)
@@ -1205,11 +1210,17 @@ def main(argv: list[str]) -> int:
         for name, reason in skipped.items():
             by_reason.setdefault(reason, []).append(name)
         for reason, names in by_reason.items():
+            if args.no_skip:
+                for name in names:
+                    print(f"FAIL {name}: not run (--no-skip): {reason}")
+                continue
             print(f"SKIP {len(names)} cases: {reason}")
             if args.verbose:
                 for name in names:
                     print(f"skip {name}")
         sys.stdout.flush()
+        if args.no_skip:
+            failed += len(skipped)
     for case in cases:
         if case.name in skipped:
             continue
@@ -1226,7 +1237,8 @@ def main(argv: list[str]) -> int:
             failed += 1
             report(outcome, sys.stdout)
         sys.stdout.flush()
-    print(f"{passed} passed, {failed} failed" + (f", {len(skipped)} skipped" if skipped else ""))
+    print(f"{passed} passed, {failed} failed"
+          + (f", {len(skipped)} skipped" if skipped and not args.no_skip else ""))
     return 1 if failed or not cases else 0
 
 

@@ -124,6 +124,14 @@ def test_a_worker_without_shm_gets_the_shm_cases_skipped_with_the_reason_not_fai
     assert completed.stdout.strip().splitlines()[-1].endswith(f", {shm_cases} skipped")
 
 
+def test_no_skip_makes_a_case_the_worker_cannot_serve_a_failure():
+    completed, passed, failed, skipped, _ = run_suite_skipping(
+        "--no-skip", "--filter", "^shm/(spec-example|empty)$", worker=REFERENCE + ["--fault", "no-shm"])
+    assert (passed, failed, skipped) == (0, 2, 0), completed.stdout[-3000:]
+    assert completed.returncode == 1
+    assert 'FAIL shm/spec-example: not run (--no-skip): needs encoding "shm"' in completed.stdout
+
+
 def test_a_worker_that_does_not_answer_initialize_skips_shm_cases_and_fails_the_rest():
     completed, passed, failed, skipped, _ = run_suite_skipping(
         "--timeout", "2", "--filter", "^(shm/spec-example|calculate_squares/basic)$",
