@@ -25,8 +25,9 @@ let package = Package(
             name: "SquaresProtocol",
             dependencies: ["SquaresCore", .product(name: "ExtrasBase64", package: "swift-extras-base64")]
         ),
-        // The two GNU extensions the server needs (thread names, the CPU affinity count), which
-        // Swift's Glibc module does not export.
+        // The two GNU extensions the server needs (thread names, the CPU affinity count), and
+        // memfd_create for the tests' shared-memory segments, which Swift's Glibc module does not
+        // export.
         .target(name: "CSquaresSystem"),
         // What is done: dispatch, concurrency, cancellation, lifecycle, and the stdio transport.
         .target(
@@ -48,7 +49,7 @@ let package = Package(
         .executableTarget(name: "squares-bench", dependencies: ["SquaresCore", "SquaresProtocol"]),
         .testTarget(name: "SquaresCoreTests", dependencies: ["SquaresCore"]),
         .testTarget(name: "SquaresProtocolTests", dependencies: ["SquaresProtocol", "SquaresCore"]),
-        .testTarget(name: "SquaresServerTests", dependencies: ["SquaresServer", "SquaresProtocol"]),
+        .testTarget(name: "SquaresServerTests", dependencies: ["SquaresServer", "SquaresProtocol", "CSquaresSystem"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,9 +1,13 @@
 #define _GNU_SOURCE
 #include "CSquaresSystem.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 int csquares_affinity_cpu_count(void) {
 #ifdef __linux__
@@ -22,5 +26,15 @@ void csquares_set_thread_name(const char *name) {
     (void)pthread_setname_np(pthread_self(), truncated);
 #elif defined(__APPLE__)
     (void)pthread_setname_np(name);
+#endif
+}
+
+int csquares_memfd_create(const char *name) {
+#if defined(__linux__) && defined(MFD_CLOEXEC)
+    return memfd_create(name, MFD_CLOEXEC);
+#else
+    (void)name;
+    errno = ENOSYS;
+    return -1;
 #endif
 }

@@ -29,31 +29,59 @@ public struct ParallelMap: Sendable {
     /// - Throws: `CancellationError` if the current task is cancelled between two slices.
     @inlinable
     public func map<Map: ElementMap>(_ numbers: OwnedBuffer<UInt32>, through map: Map.Type) async throws -> OwnedBuffer<UInt64> {
-        let count = numbers.count
-        let output = OwnedBuffer<UInt64>(uninitializedCount: count)
-        if count < parallelThreshold || parallelism == 1 {
+        let output = OwnedBuffer<UInt64>(uninitializedCount: numbers.count)
+        try await self.map(UnsafeBufferPointer(numbers.storage), into: output.storage, through: map)
+        return output
+    }
+
+    /// `Map.apply` of each of `input` into `output` (the same count), in order, in place: the
+    /// shared-memory path maps a client's segment with no copy. The caller keeps both alive until
+    /// it returns. With `parallelism` 1 a big input is still mapped in slices, so that it stops
+    /// when cancelled.
+    /// - Throws: `CancellationError` if the current task is cancelled between two slices (the
+    ///   slices mapped by then are written, the rest not).
+    @inlinable
+    public func map<Map: ElementMap>(
+        _ input: UnsafeBufferPointer<UInt32>, into output: UnsafeMutableBufferPointer<UInt64>, through map: Map.Type
+    ) async throws {
+        precondition(input.count == output.count, "input and output counts differ")
+        let count = input.count
+        if count < parallelThreshold {
             try Task.checkCancellation()
-            mapSequentially(UnsafeBufferPointer(numbers.storage), into: output.storage, mapping: map)
-            return output
+            mapSequentially(input, into: output, mapping: map)
+            return
         }
         let ranges = partition(count: count, parallelism: parallelism, minimumLength: max(1, parallelThreshold / 2))
+        let buffers = MapBuffers(input: input, output: output)
         _ = try await forEachRange(ranges) { range in
-            let input = numbers.storage, result = output.storage
             var start = range.lowerBound
             while start < range.upperBound {
                 try Task.checkCancellation()
                 let end = min(start + ParallelMap.sliceLength, range.upperBound)
                 mapSequentially(
-                    UnsafeBufferPointer(rebasing: input[start..<end]),
-                    into: UnsafeMutableBufferPointer(rebasing: result[start..<end]), mapping: map)
+                    UnsafeBufferPointer(rebasing: buffers.input[start..<end]),
+                    into: UnsafeMutableBufferPointer(rebasing: buffers.output[start..<end]), mapping: map)
                 start = end
             }
         }
-        return output
     }
 
     /// `Map.apply` of each of `numbers`, in order (for tests).
     func map<Map: ElementMap>(_ numbers: [UInt32], through map: Map.Type) async throws -> [UInt64] {
         try await self.map(OwnedBuffer(numbers), through: map).array
+    }
+}
+
+/// The input and output of one `ParallelMap.map`, handed to its child tasks. Sendable by
+/// contract: each child writes a disjoint range of `output`, and the caller waits for all of them.
+@usableFromInline
+struct MapBuffers: @unchecked Sendable {
+    @usableFromInline let input: UnsafeBufferPointer<UInt32>
+    @usableFromInline let output: UnsafeMutableBufferPointer<UInt64>
+
+    @inlinable
+    init(input: UnsafeBufferPointer<UInt32>, output: UnsafeMutableBufferPointer<UInt64>) {
+        self.input = input
+        self.output = output
     }
 }

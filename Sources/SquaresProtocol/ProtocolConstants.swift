@@ -1,9 +1,10 @@
 /// The contract's fixed names and numbers, defined once for the Swift side. The tests check them
 /// against `protocol/constants.json`.
 public enum ProtocolConstants {
-    public static let protocolVersion = "1.1"
-    /// The encodings `calculate_squares` accepts, as `initialize` advertises them.
-    public static let encodings = ["json", "packed"]
+    public static let protocolVersion = "1.2"
+    /// The encodings `calculate_squares` accepts, as `initialize` advertises them ("shm" only
+    /// where the worker serves the shared-memory plane).
+    public static let encodings = ["json", "packed", "shm"]
     public static let workerName = "squares-worker"
     public static let workerVersion = "0.1.0"
 
@@ -53,4 +54,7 @@ public enum ParamsErrorReason: String, Sendable, CaseIterable {
     case invalidShape = "invalid_shape"
     /// `numbersPacked` is not padded base64 of a whole number of little-endian `UInt32`s.
     case invalidPacked = "invalid_packed"
+    /// `numbersShm` or `shmPrefix` refused: malformed, no prefix armed, or not a segment the
+    /// client made for this worker (nothing is opened then).
+    case invalidShm = "invalid_shm"
 }

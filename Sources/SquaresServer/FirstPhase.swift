@@ -63,9 +63,17 @@ extension Server {
             case .none: break
             case .shutdown: shutdown = true
             case .cancel(let target): cancellations.cancel(target)
+            case .armSharedMemory(let prefix): context.shmPrefix.arm(prefix)
             }
-            // A notification has its effect and nothing else: no reply, no work.
-            guard let id = request.id else { continue }
+            // A notification has its effect and nothing else: no reply, and no work unless the
+            // work writes elsewhere (an shm segment; not cancellable: it has no id).
+            guard let id = request.id else {
+                if case .job(let job) = call.outcome, call.writesOutsideReply {
+                    slots.append(.unanswered(job))
+                    hasJobs = true
+                }
+                continue
+            }
             switch call.outcome {
             case .answered(.success(let body)):
                 slots.append(.answered(.success(id: id, result: body)))
@@ -97,6 +105,8 @@ extension Server {
                 switch slot {
                 case .answered(let response): responses.append(response)
                 case .job(let id, let job, let signal): responses.append(await answer(id, job, signal))
+                case .unanswered(let job):
+                    do { _ = try await job(CancellationSignal()) } catch { logger.debug("a notification failed: \(error)") }
                 }
             }
             return responses.isEmpty ? nil : Self.reply(responses, isBatch: isBatch)
@@ -107,6 +117,8 @@ extension Server {
     enum Slot: Sendable {
         case answered(Response)
         case job(id: JSONValue, @Sendable (CancellationSignal) async throws -> ResultBody, CancellationSignal)
+        /// A notification's work, run for what it writes elsewhere; it gets no response.
+        case unanswered(@Sendable (CancellationSignal) async throws -> ResultBody)
 
         var answered: Response? { if case .answered(let response) = self { response } else { nil } }
     }

@@ -10,17 +10,26 @@ public struct ServerConfiguration: Sendable {
     public var maxFrameBytes: Int
     /// Serve `test/sleep`, which the conformance suite uses to make timing deterministic.
     public var testMethods: Bool
+    /// Serve the shared-memory plane (`numbersShm`, "shm" in `initialize`'s encodings); false
+    /// answers `numbersShm` as a 1.1 worker would.
+    public var sharedMemory: Bool
+
+    /// Whether this system lets the worker serve the shared-memory plane: Linux with procfs
+    /// (`/proc/self/fd` readable), looked at once.
+    public static var sharedMemoryAvailable: Bool { SharedMemory.isServed }
 
     public init(
         parallelism: Int,
         maxInFlight: Int = ProtocolConstants.defaultMaxInFlight,
         maxFrameBytes: Int = ProtocolConstants.defaultMaxFrameBytes,
-        testMethods: Bool = false
+        testMethods: Bool = false,
+        sharedMemory: Bool = ServerConfiguration.sharedMemoryAvailable
     ) {
         self.parallelism = parallelism
         self.maxInFlight = maxInFlight
         self.maxFrameBytes = maxFrameBytes
         self.testMethods = testMethods
+        self.sharedMemory = sharedMemory
     }
 }
 

@@ -44,6 +44,29 @@ struct SquaresCoreTests {
         await #expect(throws: CancellationError.self) { try await task.value }
     }
 
+    @Test("the in-place map writes the given output, inline or in parallel pieces", arguments: [0, 5, 100_001])
+    func inPlace(count: Int) async throws {
+        let numbers = OwnedBuffer((0..<count).map { UInt32(truncatingIfNeeded: $0 &* 2_654_435_761) })
+        for parallelism in [1, 3] {
+            let output = OwnedBuffer<UInt64>([UInt64](repeating: .max, count: count))
+            try await ParallelMap(parallelism: parallelism).map(UnsafeBufferPointer(numbers.storage), into: output.storage, through: Squaring.self)
+            #expect(output.array == numbers.array.map { UInt64($0) * UInt64($0) }, "parallelism \(parallelism)")
+        }
+    }
+
+    @Test("with parallelism 1 a big map still stops at the next slice once cancelled")
+    func cancelledBetweenSlices() async throws {
+        let count = 3 * ParallelMap.sliceLength
+        let numbers = OwnedBuffer<UInt32>([UInt32](repeating: 5, count: count))
+        let output = OwnedBuffer<UInt64>([UInt64](repeating: 0, count: count))
+        let task = Task {
+            try await ParallelMap(parallelism: 1).map(UnsafeBufferPointer(numbers.storage), into: output.storage, through: CancellingSquares.self)
+        }
+        await #expect(throws: CancellationError.self) { try await task.value }
+        #expect(output.storage[..<ParallelMap.sliceLength].allSatisfy { $0 == 25 }, "the first slice is mapped")
+        #expect(output.storage[ParallelMap.sliceLength...].allSatisfy { $0 == 0 }, "no slice after the cancellation")
+    }
+
     @Test("partition covers the range in order with nearly equal parts")
     func partitionShape() {
         for count in [0, 1, 5, 100, 1001] {
@@ -65,5 +88,13 @@ struct SquaresCoreTests {
         let ranges = partition(count: 100, parallelism: 7, minimumLength: 1)
         let results = try await forEachRange(ranges) { $0.lowerBound }
         #expect(results == ranges.map(\.lowerBound))
+    }
+}
+
+/// Squares, and cancels the task it runs in at its first element.
+enum CancellingSquares: ElementMap {
+    static func apply(_ x: UInt32) -> UInt64 {
+        withUnsafeCurrentTask { $0?.cancel() }
+        return square(x)
     }
 }

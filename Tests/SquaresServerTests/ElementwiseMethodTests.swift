@@ -13,6 +13,7 @@ struct CalculateCubes: ElementwiseMethod {
     typealias Map = Cubing
     static let name = "test/calculate_cubes"
     static let packedResultKey = "cubesPacked"
+    static let shmResultKey = "cubesShm"
     static let maxElement: UInt32 = 2_642_245
 }
 

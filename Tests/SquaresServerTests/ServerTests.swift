@@ -172,12 +172,13 @@ struct ServerTests {
         #expect(await harness.finish() == .success)
     }
 
-    @Test("initialize reports the version, limits and parallelism")
-    func initialize() async {
-        let harness = Harness(ServerConfiguration(parallelism: 3, maxInFlight: 5, maxFrameBytes: 1000))
+    @Test("initialize reports the version, limits, parallelism and encodings (shm where served)", arguments: [true, false])
+    func initialize(sharedMemory: Bool) async {
+        let harness = Harness(ServerConfiguration(parallelism: 3, maxInFlight: 5, maxFrameBytes: 1000, sharedMemory: sharedMemory))
         harness.send(request(1, "initialize", "{}"))
+        let encodings = sharedMemory ? #"["json","packed","shm"]"# : #"["json","packed"]"#
         #expect(await harness.replies(1) == [
-            #"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"1.1","serverInfo":{"name":"squares-worker","version":"0.1.0"},"methods":["initialize","calculate_squares","shutdown","$/cancel"],"limits":{"maxFrameBytes":1000,"maxInFlight":5,"maxNumber":4294967295},"parallelism":3,"encodings":["json","packed"]}}"#,
+            #"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"1.2","serverInfo":{"name":"squares-worker","version":"0.1.0"},"methods":["initialize","calculate_squares","shutdown","$/cancel"],"limits":{"maxFrameBytes":1000,"maxInFlight":5,"maxNumber":4294967295},"parallelism":3,"encodings":"# + encodings + "}}",
         ])
         #expect(await harness.finish() == .success)
     }
@@ -282,5 +283,13 @@ struct FirstPhaseTests {
         #expect(json["methods"] as? [String] == served)
         #expect(json["testMethods"] as? [String] == Array(MethodRegistry.standard(testMethods: true).names.dropFirst(served.count)))
         #expect(json["maxSleepMs"] as? Int == TestSleep.maxMilliseconds)
+        let shm = try #require(json["shm"] as? [String: Any])
+        #expect(shm["prefixMaxChars"] as? Int == SharedMemory.maxPrefixLength)
+        #expect(shm["nameMaxBytes"] as? Int == SharedMemory.maxNameBytes)
+        #expect(shm["nameCharacters"] as? String == "A-Za-z0-9_.-")
+        let nameBytes = (0...255).map(UInt8.init).filter(SharedMemory.isNameByte)
+        #expect(nameBytes == Array("-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz".utf8))
+        #expect(shm["maxPid"] as? Int == Int(Int32.max) && shm["maxFd"] as? Int == Int(Int32.max))
+        #expect((shm["maxCount"] as? NSNumber)?.uint64Value == UInt64(UInt32.max))
     }
 }

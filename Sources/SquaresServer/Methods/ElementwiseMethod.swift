@@ -2,15 +2,19 @@ import SquaresCore
 import SquaresProtocol
 
 /// A method that maps each `UInt32` of an array to one exact `UInt64` (`calculate_squares`).
-/// Its params are `{"numbers": [...]}`, `[[...]]` or `{"numbersPacked": "<base64>"}`, answered
-/// in kind; a conforming type gives only its name, its map and its packed result's member (and
-/// a smaller element limit, if its results need one). Decoding, the answer at once or in a child
+/// Its params are `{"numbers": [...]}`, `[[...]]`, `{"numbersPacked": "<base64>"}` or
+/// `{"numbersShm": {...}}` (a shared-memory segment, mapped in place), answered in kind; a
+/// conforming type gives only its name, its map and its packed and shm results' members (and a
+/// smaller element limit, if its results need one). Decoding, the answer at once or in a child
 /// task, the parallel paths and the errors are the same for all, here, specialised per map.
 protocol ElementwiseMethod: RPCMethod where Params == ElementwiseParams {
     associatedtype Map: ElementMap
 
     /// The member of the packed reply's object that holds the results (`squaresPacked`).
     static var packedResultKey: String { get }
+
+    /// The member of the shm reply's object that says where the results are (`squaresShm`).
+    static var shmResultKey: String { get }
 
     /// The largest element taken; a larger one is refused as `too_large`. `UInt32.max` (all of
     /// them) unless the map's results would not fit a `UInt64`.
@@ -23,6 +27,9 @@ enum ElementwiseParams: Sendable {
     case json(JSONIntegerArray)
     /// The packed encoding's base64 text, not yet decoded; answered packed.
     case packed(String)
+    /// `numbersShm`: a segment of the client's, or why its reference is malformed (refused once
+    /// the worker knows it serves shared memory at all: `immediateAnswer`); answered in place.
+    case shm(Result<SharedSegmentReference, RPCError>)
 }
 
 extension ElementwiseMethod {
@@ -33,10 +40,18 @@ extension ElementwiseMethod {
         let numbers: JSONValue
         switch params {
         case .object(let object)?:
-            if let packed = object["numbersPacked"] {
-                guard object["numbers"] == nil else {
-                    throw RPCError.invalidParams(.invalidShape, detail: "give numbers or numbersPacked, not both")
+            let given = [object["numbers"], object["numbersPacked"], object["numbersShm"]].count { $0 != nil }
+            guard given <= 1 else {
+                throw RPCError.invalidParams(.invalidShape, detail: "give one of numbers, numbersPacked and numbersShm")
+            }
+            if let reference = object["numbersShm"] {
+                do throws(RPCError) {
+                    return .shm(.success(try SharedSegmentReference(reference)))
+                } catch {
+                    return .shm(.failure(error))
                 }
+            }
+            if let packed = object["numbersPacked"] {
                 guard case .string(let text) = packed else {
                     throw RPCError.invalidParams(.invalidPacked, detail: "numbersPacked is not a string")
                 }
@@ -82,7 +97,20 @@ extension ElementwiseMethod {
                 mapSequentially(UnsafeBufferPointer(numbers.storage), into: results.storage, mapping: Map.self)
             }
             return Self.packedResult([PackedCodec.encode(results)])
+        case .shm(let decoded):
+            let reference = try Self.acceptedReference(decoded, in: context)
+            guard context.isImmediate(elements: reference.count) else { return nil }
+            guard let segment = try MappedSegment.map(reference) else { return Self.shmResult(reference) }
+            defer { segment.unmap() }
+            if let problem = Self.firstProblem(segment.numbers) { throw Self.invalidElement(problem) }
+            mapSequentially(segment.numbers, into: segment.results, mapping: Map.self)
+            return Self.shmResult(reference)
         }
+    }
+
+    /// A notification of a segment is still run: its results are written.
+    func writesOutsideReply(_ params: ElementwiseParams) -> Bool {
+        if case .shm = params { true } else { false }
     }
 
     func answer(_ params: ElementwiseParams, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody {
@@ -109,7 +137,37 @@ extension ElementwiseMethod {
                 return try await PackedCodec.encode(try await core.map(numbers, through: Map.self), parallelism: parallelism)
             }
             return Self.packedResult(segments)
+        case .shm(let decoded):
+            // Accepted by `immediateAnswer` in the frame's first phase (the prefix armed then).
+            let reference = try decoded.get()
+            let core = ParallelMap(parallelism: parallelism)
+            try await withCancellation(by: signal) {
+                // Mapped in this child task, never on the reader thread; unmapped on every path,
+                // a cancellation's included, before the reply is written.
+                guard let segment = try MappedSegment.map(reference) else { return }
+                defer { segment.unmap() }
+                if let problem = Self.firstProblem(segment.numbers) { throw Self.invalidElement(problem) }
+                try await core.map(segment.numbers, into: segment.results, through: Map.self)
+            }
+            return Self.shmResult(reference)
         }
+    }
+
+    /// The segment an shm request names, if this worker serves shared memory (else the params
+    /// are of a shape it does not know, as for a 1.1 worker), the reference is well formed, and
+    /// its name carries the prefix that `initialize` armed. Nothing is opened.
+    static func acceptedReference(_ decoded: Result<SharedSegmentReference, RPCError>, in context: MethodContext) throws(RPCError) -> SharedSegmentReference {
+        guard context.configuration.sharedMemory else {
+            throw RPCError.invalidParams(.invalidShape, detail: "expected {\"numbers\": [...]} or [[...]] (no shared memory here)")
+        }
+        let reference = try decoded.get()
+        guard let prefix = context.shmPrefix.armed else {
+            throw SharedMemory.invalid("numbersShm: no shmPrefix was given to initialize")
+        }
+        guard reference.name.utf8.starts(with: prefix.utf8) else {
+            throw SharedMemory.invalid("numbersShm.name does not start with the shmPrefix given to initialize")
+        }
+        return reference
     }
 
     static func jsonResult(_ segments: [[UInt8]]) -> ResultBody {
@@ -118,6 +176,10 @@ extension ElementwiseMethod {
 
     static func packedResult(_ segments: [[UInt8]]) -> ResultBody {
         .encoded([Array("{\"\(packedResultKey)\":\"".utf8)] + segments + [Array(#""}"#.utf8)])
+    }
+
+    static func shmResult(_ reference: SharedSegmentReference) -> ResultBody {
+        .value(.object([shmResultKey: .object(["offset": .integer(reference.resultOffset), "count": .integer(reference.count)])]))
     }
 
     // MARK: - Errors: -32602 with the first bad element, as a client maps them to its own errors
@@ -140,7 +202,12 @@ extension ElementwiseMethod {
 
     /// The first packed element above `maxElement` (every packed `UInt32` is otherwise valid).
     static func firstProblem(_ numbers: OwnedBuffer<UInt32>) -> ElementProblem? {
-        guard maxElement < UInt32.max, let index = numbers.storage.firstIndex(where: { $0 > maxElement }) else { return nil }
+        withExtendedLifetime(numbers) { firstProblem(UnsafeBufferPointer(numbers.storage)) }
+    }
+
+    /// The first packed or shared element above `maxElement`.
+    static func firstProblem(_ numbers: UnsafeBufferPointer<UInt32>) -> ElementProblem? {
+        guard maxElement < UInt32.max, let index = numbers.firstIndex(where: { $0 > maxElement }) else { return nil }
         return ElementProblem(index: index, reason: .tooLarge)
     }
 
@@ -153,7 +220,7 @@ extension ElementwiseMethod {
         case .notAnInteger: "is not an integer"
         case .negative: "is negative"
         case .tooLarge: "is greater than \(maxElement)"
-        case .notAnArray, .invalidShape, .invalidPacked: "is invalid"
+        case .notAnArray, .invalidShape, .invalidPacked, .invalidShm: "is invalid"
         }
         return RPCError.invalidParams(problem.reason, index: problem.index, detail: "numbers[\(problem.index)] \(what)")
     }

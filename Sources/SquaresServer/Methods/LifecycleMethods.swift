@@ -1,18 +1,27 @@
 import SquaresProtocol
 
-/// `initialize`: what the worker is and the limits it runs with. Params: absent or an object
-/// (contents ignored in version 1).
+/// `initialize`: what the worker is and the limits it runs with. Params: absent or an object;
+/// its `shmPrefix` (1.2), when given, arms the shared-memory plane for segments of that prefix
+/// (the last valid one wins); other members are ignored.
 struct Initialize: RPCMethod {
     static let name = "initialize"
 
-    func decode(_ params: JSONValue?) throws(RPCError) {
+    func decode(_ params: JSONValue?) throws(RPCError) -> String? {
         switch params {
-        case nil, .object?: return
+        case nil: return nil
+        case .object(let object)?:
+            guard let offer = object["shmPrefix"] else { return nil }
+            guard case .string(let prefix) = offer, SharedMemory.isValidName(prefix, maxLength: SharedMemory.maxPrefixLength) else {
+                throw SharedMemory.invalid("shmPrefix is not 1 to \(SharedMemory.maxPrefixLength) characters of [A-Za-z0-9_.-]")
+            }
+            return prefix
         default: throw RPCError.invalidParams(.invalidShape, detail: "initialize takes an object")
         }
     }
 
-    func immediateAnswer(_ params: Void, in context: MethodContext) throws(RPCError) -> ResultBody? {
+    func effect(of prefix: String?) -> MethodEffect { prefix.map { .armSharedMemory(prefix: $0) } ?? .none }
+
+    func immediateAnswer(_ params: String?, in context: MethodContext) throws(RPCError) -> ResultBody? {
         let configuration = context.configuration
         return .value(.object([
             "protocolVersion": .string(ProtocolConstants.protocolVersion),
@@ -24,11 +33,11 @@ struct Initialize: RPCMethod {
                 "maxNumber": .integer(ProtocolConstants.maxNumber),
             ]),
             "parallelism": .integer(configuration.parallelism),
-            "encodings": .array(ProtocolConstants.encodings.map(JSONValue.string)),
+            "encodings": .array(ProtocolConstants.encodings.filter { $0 != "shm" || configuration.sharedMemory }.map(JSONValue.string)),
         ]))
     }
 
-    func answer(_ params: Void, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody {
+    func answer(_ params: String?, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody {
         try immediateAnswer(params, in: context)!
     }
 }

@@ -26,6 +26,10 @@ protocol RPCMethod: Sendable {
     /// - Throws: `RPCError` for a request that fails at once.
     func immediateAnswer(_ params: Params, in context: MethodContext) throws(RPCError) -> ResultBody?
 
+    /// True when the work has a result outside the reply (an shm request writes the client's
+    /// segment): then a notification's work still runs, where otherwise it is dropped unread.
+    func writesOutsideReply(_ params: Params) -> Bool
+
     /// The answer, in a child task of the serving loop; it stops when `signal` fires.
     /// - Throws: `RPCError`, or `CancellationError` once cancelled.
     func answer(_ params: Params, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody
@@ -35,6 +39,7 @@ extension RPCMethod {
     static var isCancellable: Bool { true }
     func effect(of params: Params) -> MethodEffect { .none }
     func immediateAnswer(_ params: Params, in context: MethodContext) throws(RPCError) -> ResultBody? { nil }
+    func writesOutsideReply(_ params: Params) -> Bool { false }
 }
 
 /// What reading a request does before any request after it is read.
@@ -44,6 +49,8 @@ enum MethodEffect: Sendable {
     case shutdown
     /// Cancel every request in flight with this id.
     case cancel(JSONValue)
+    /// Take segments whose names start with this prefix (`initialize`'s `shmPrefix`).
+    case armSharedMemory(prefix: String)
 }
 
 /// What a method may know about the server it runs in.
@@ -51,6 +58,8 @@ struct MethodContext: Sendable {
     var configuration: ServerConfiguration
     /// The methods served, in registry order (`initialize` lists them).
     var methodNames: [String]
+    /// The shared-memory prefix armed by the last `initialize` that gave one (server state).
+    var shmPrefix = ShmPrefix()
 
     /// The one size policy: a request whose work is under this many elements is answered at once
     /// by the frame's first phase, on the thread that read it; a bigger one becomes a child task,
@@ -71,6 +80,8 @@ struct PreparedCall: Sendable {
 
     var effect: MethodEffect
     var isCancellable: Bool
+    /// A notification's job runs all the same (`RPCMethod.writesOutsideReply`).
+    var writesOutsideReply = false
     var outcome: Outcome
 }
 
@@ -97,7 +108,7 @@ struct RegisteredMethod: Sendable {
             } catch {
                 return PreparedCall(effect: effect, isCancellable: cancellable, outcome: .answered(.failure(error)))
             }
-            return PreparedCall(effect: effect, isCancellable: cancellable, outcome: .job({ signal in
+            return PreparedCall(effect: effect, isCancellable: cancellable, writesOutsideReply: method.writesOutsideReply(decoded), outcome: .job({ signal in
                 try await method.answer(decoded, in: context, signal: signal)
             }))
         }
