@@ -27,6 +27,9 @@ baselines measured alongside, for n = 3, 10, 1,000, 100,000 and 1,000,000 random
 * ``worker alone, one JSON frame``: the JSON request of all ``n`` numbers as one frame,
   written straight to a worker process of its own (no my_module) and its reply frame read
   back: the worker's parse, squares and JSON text, with the pipes;
+* ``shm floor``: what the client of the shared-memory plane (protocol 1.2) must do at least:
+  ``array('I', xs)`` into a mapped memfd of ``my_module._shm`` and the list built from the
+  squares already in it (put there once, before the clock), no worker and no frame;
 * ``PyO3 module``: the seed's extension module (``pyo3_seed/``: ``Vec<u32>`` in, the GIL
   released, 4 scoped threads, ``Vec<u64>`` out), the in-process anchor that my_module's
   figures are ratios to; built by ``pyo3_seed/build.py`` when cargo and Debian's PyO3 0.17
@@ -75,6 +78,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import my_module  # noqa: E402
 from my_module import _convert  # noqa: E402
 from my_module._framing import frame_header  # noqa: E402
+
+try:
+    from my_module import _shm  # noqa: E402
+except ImportError:  # an older copy of the package (--compare style runs)
+    _shm = None  # type: ignore[assignment]
 from pyo3_seed import build as pyo3_seed  # noqa: E402  (beside this script)
 import bench_rss  # noqa: E402  (beside this script)
 
@@ -393,6 +401,7 @@ def main() -> None:
     echo = Echo([sys.executable, "-c", ECHO_CHILD])
     cat = Echo(["cat"])
     alone = WorkerAlone(default.command)
+    shm_pool = _shm.Pool() if _shm is not None and hasattr(os, "memfd_create") else None
 
     print(
         f"bench_e2e{' --quick' if quick else ''}: Python {platform.python_version()}, "
@@ -426,6 +435,7 @@ def main() -> None:
         "my_module_array": "my_module packed, array('I') input",
         "process_pool": "ProcessPoolExecutor(2)",
         "worker_alone_json": "worker alone, one JSON frame",
+        "shm_floor": "shm floor (u32s in, list out; no worker)",
         "pyo3": "PyO3 module (4 threads, GIL off)",
         "pyo3_one_thread": "PyO3, one thread (GIL off)",
     }
@@ -459,6 +469,13 @@ def main() -> None:
             "process_pool": pool_map,
             "worker_alone_json": lambda f=one_frame: alone.exchange(f),
         }
+        if shm_pool is not None:
+            segment = shm_pool.acquire(n)
+            start = _shm.squares_offset(n)
+            assert segment.map is not None
+            segment.map[start:start + 8 * n] = array("Q", expected)
+            assert segment.write(xs)["count"] == n and segment.squares(n) == expected
+            cases["shm_floor"] = lambda xs=xs, s=segment, n=n: (s.write(xs), s.squares(n))
         if pyo3 is not None:
             assert pyo3.calculate_squares(xs) == expected
             cases["pyo3"] = lambda xs=xs: pyo3.calculate_squares(xs)
@@ -481,6 +498,8 @@ def main() -> None:
             to_pyo3 = f"{m / medians['pyo3']:>9.2f}" if pyo3 is not None else ""
             print(f"  {names[name]:<34}{fmt_time(m):>11}{m / medians['python']:>10.2f}"
                   f"{m / medians['json_floor']:>13.2f}{m / medians['echo_packed']:>9.2f}{to_pyo3}", flush=True)
+        if shm_pool is not None:
+            shm_pool.release(segment)
         del xs, expected, squares_text, frames_packed, frames_json, one_frame, cases, samples
 
     # Small-call throughput from several threads (the default worker, packed).
@@ -525,6 +544,8 @@ def main() -> None:
 
     for closing in (echo, cat, alone):
         closing.close()
+    if shm_pool is not None:
+        shm_pool.close()
     pool.shutdown()
     json_worker.close()
 
