@@ -357,7 +357,8 @@ class Connection:
                 return False
             if self._stdin_closed:
                 raise ConnectionBroken("the worker's stdin is closed")
-            self._flush_cancels()
+            if self._cancels:
+                self._flush_cancels()
             self._dirty = True
             write_frame(self._stdin_fd, [frame_header(sum(map(len, body))), *body], deadline,
                         WRITE_STALL_GRACE, self.wake_reader)

@@ -13,7 +13,7 @@ import reprlib
 import sys
 from array import array
 from collections.abc import Iterable, Mapping
-from typing import Any, Callable, List, NoReturn, Optional, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 from ._protocol import MAX_NUMBER, Reason
 
@@ -26,11 +26,12 @@ u32s (format ``I``) for an argument with the buffer protocol."""
 # One encoder, built once: compact separators, and allow_nan=False because NaN/Infinity
 # are not JSON (the worker would answer a parse error for the whole frame).
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-
 _short_repr = reprlib.Repr()
-_short_repr.maxstring = 40
-_short_repr.maxother = 40
-_short_repr.maxlong = 40
+_short_repr.maxstring = _short_repr.maxother = _short_repr.maxlong = 40
+_INTEGER_FORMATS = frozenset("bBhHiIlLqQnN")
+# The packed encoding (protocol 1.1): base64 of little-endian u32s in, of u64s out.
+_U32 = "I" if array("I").itemsize == 4 else "L"
+_BIG_ENDIAN = sys.byteorder == "big"
 
 
 def as_numbers(numbers: Any) -> NumberSequence:
@@ -41,41 +42,31 @@ def as_numbers(numbers: Any) -> NumberSequence:
     if kind is list or kind is tuple:
         return numbers  # type: ignore[no-any-return]
     if isinstance(numbers, (str, bytes, bytearray)):
-        raise TypeError(
-            f"argument '{ARGUMENT}': can't extract '{kind.__name__}' to a sequence of integers"
-        )
+        raise TypeError(f"argument '{ARGUMENT}': can't extract '{kind.__name__}' to a sequence of integers")
     if isinstance(numbers, Mapping):
-        raise TypeError(
-            f"argument '{ARGUMENT}': '{kind.__name__}' object is a mapping, "
-            f"not a sequence of integers"
-        )
+        raise TypeError(f"argument '{ARGUMENT}': '{kind.__name__}' object is a mapping, not a sequence of integers")
     if isinstance(numbers, (list, tuple)):
         return numbers  # subclasses: the JSON encoder and slicing handle them as is
     try:
-        view = memoryview(numbers)
+        view: Optional[memoryview] = memoryview(numbers)
     except TypeError:
         view = None
     if view is not None and view.ndim == 1:
         u32 = _u32_view(view, kind.__name__)
         if u32 is not None:
             return u32
-    # numpy arrays, array.array, memoryview: .tolist() builds plain ints in C, and numpy is
-    # never imported here.
+    # numpy arrays, array.array, memoryview: .tolist() builds plain ints in C (numpy is never
+    # imported here).
     tolist = getattr(kind, "tolist", None)
     if tolist is not None and callable(tolist):
         converted = numbers.tolist()
         if isinstance(converted, list):
             return converted
-        raise TypeError(
-            f"argument '{ARGUMENT}': '{kind.__name__}' object (its tolist() gave "
-            f"'{type(converted).__name__}') is not a sequence of integers"
-        )
+        raise TypeError(f"argument '{ARGUMENT}': '{kind.__name__}' object (its tolist() gave "
+                        f"'{type(converted).__name__}') is not a sequence of integers")
     if not isinstance(numbers, Iterable):
         raise TypeError(f"argument '{ARGUMENT}': '{kind.__name__}' object is not iterable")
     return list(numbers)
-
-
-_INTEGER_FORMATS = frozenset("bBhHiIlLqQnN")
 
 
 def _u32_view(view: memoryview, kind: str) -> Optional[memoryview]:
@@ -84,11 +75,9 @@ def _u32_view(view: memoryview, kind: str) -> Optional[memoryview]:
     other formats (floats, non-native byte orders: they take the ``tolist()`` path)."""
     fmt = view.format.lstrip("@")
     if fmt == "?" and len(view):
-        raise TypeError(
-            f"argument '{ARGUMENT}': element 0 of a bool buffer ('{kind}') is not an integer "
-            f"(PyO3 refuses numpy.bool_ too); convert it with .astype('uint32')"
-        )
-    if fmt not in _INTEGER_FORMATS and not (fmt == "?" and not len(view)):
+        raise TypeError(f"argument '{ARGUMENT}': element 0 of a bool buffer ('{kind}') is not an integer "
+                        f"(PyO3 refuses numpy.bool_ too); convert it with .astype('uint32')")
+    if fmt not in _INTEGER_FORMATS and fmt != "?":
         return None
     if fmt == _U32 and view.itemsize == 4 and view.c_contiguous:
         return view
@@ -105,30 +94,20 @@ def _u32_view(view: memoryview, kind: str) -> Optional[memoryview]:
 def element_error(index: int, value: Any, reason: str) -> Exception:
     """The exception (returned, not raised) PyO3 would raise for element ``index`` holding
     ``value``; ``reason`` is the worker's ``error.data.reason``."""
-    shown = _shown(value)
+    try:
+        shown = _short_repr.repr(value)
+    except ValueError:  # an int with more digits than sys.get_int_max_str_digits() allows
+        shown = f"<int of {value.bit_length()} bits>" if isinstance(value, int) else "<?>"
     if reason == Reason.NEGATIVE:
-        return OverflowError(
-            f"argument '{ARGUMENT}': element {index} ({shown}) is negative; "
-            f"a u32 is 0 <= n <= {MAX_NUMBER}"
-        )
+        return OverflowError(f"argument '{ARGUMENT}': element {index} ({shown}) is negative; "
+                             f"a u32 is 0 <= n <= {MAX_NUMBER}")
     if reason == Reason.TOO_LARGE:
-        return OverflowError(
-            f"argument '{ARGUMENT}': element {index} ({shown}) is larger than {MAX_NUMBER}, "
-            f"the u32 maximum"
-        )
+        return OverflowError(f"argument '{ARGUMENT}': element {index} ({shown}) is larger than "
+                             f"{MAX_NUMBER}, the u32 maximum")
     if reason == Reason.NOT_AN_ARRAY:
         return TypeError(f"argument '{ARGUMENT}': must be a sequence of integers")
-    return TypeError(
-        f"argument '{ARGUMENT}': element {index} ({shown}) is not an integer: "
-        f"'{type(value).__name__}' object cannot be interpreted as an integer"
-    )
-
-
-def _shown(value: Any) -> str:
-    try:
-        return _short_repr.repr(value)
-    except ValueError:  # an int with more digits than sys.get_int_max_str_digits() allows
-        return f"<int of {value.bit_length()} bits>" if isinstance(value, int) else "<?>"
+    return TypeError(f"argument '{ARGUMENT}': element {index} ({shown}) is not an integer: "
+                     f"'{type(value).__name__}' object cannot be interpreted as an integer")
 
 
 class ElementError(Exception):
@@ -136,13 +115,7 @@ class ElementError(Exception):
 
     def __init__(self, index: int, value: Any, reason: str) -> None:
         super().__init__(index, reason)
-        self.index = index
-        self.value = value
-        self.reason = reason
-
-
-def _bad(index: int, value: Any, reason: str) -> NoReturn:
-    raise ElementError(index, value, reason)
+        self.index, self.value, self.reason = index, value, reason
 
 
 def coerce_chunk(chunk: Sequence[Any]) -> List[int]:
@@ -150,17 +123,14 @@ def coerce_chunk(chunk: Sequence[Any]) -> List[int]:
     :class:`ElementError` for the first bad one. ``operator.index`` accepts what
     ``PyLong_AsLong`` does on 3.10+: ints, bools, ``__index__`` objects (numpy integers)."""
     out: List[int] = []
-    append = out.append
     for i, value in enumerate(chunk):
         try:
             n = int(operator.index(value))
         except TypeError:
-            _bad(i, value, Reason.NOT_AN_INTEGER)
-        if n < 0:
-            _bad(i, value, Reason.NEGATIVE)
-        if n > MAX_NUMBER:
-            _bad(i, value, Reason.TOO_LARGE)
-        append(n)
+            raise ElementError(i, value, Reason.NOT_AN_INTEGER) from None
+        if not 0 <= n <= MAX_NUMBER:
+            raise ElementError(i, value, Reason.NEGATIVE if n < 0 else Reason.TOO_LARGE)
+        out.append(n)
     return out
 
 
@@ -205,32 +175,21 @@ def encode_chunk(chunk: Sequence[Any], max_bytes: int) -> bytes:
     return text.encode("ascii")  # ensure_ascii=True: the text is ASCII
 
 
-MAX_ELEMENT_BYTES = len(str(MAX_NUMBER)) + 2
-"""Bytes one valid element takes in the request's array: its digits, a comma and a space."""
-
-MAX_SQUARE_BYTES = len(str(MAX_NUMBER**2)) + 1
-"""Bytes one square takes in the reply's compact array: its digits and a comma."""
-
-
-# The packed encoding (protocol 1.1): base64 of little-endian u32s in, of u64s out.
-_U32 = "I" if array("I").itemsize == 4 else "L"
-_BIG_ENDIAN = sys.byteorder == "big"
-_ARRAY_TAKES_INT_ONLY_OBJECTS = sys.version_info < (3, 10)
+MAX_ELEMENT_BYTES = len(str(MAX_NUMBER)) + 2  # one valid element in a request: digits, ", "
+MAX_SQUARE_BYTES = len(str(MAX_NUMBER**2)) + 1  # one square in a compact reply: digits, ","
 
 
 def pack_u32(numbers: Sequence[Any]) -> Optional["array[int]"]:
     """``numbers`` as an ``array`` of native u32s, converted in C as PyO3 accepts them, or
     None if one is not a u32 (the chunk then goes as JSON, and the worker names it)."""
     try:
-        if _ARRAY_TAKES_INT_ONLY_OBJECTS:
+        if sys.version_info < (3, 10):
             # Before 3.10 array() also takes objects with only __int__ (Decimal(4.5) -> 4),
             # which PyO3 refuses; operator.index refuses them too, still in a C-level loop.
-            packed = array(_U32, map(operator.index, numbers))
-        else:
-            packed = array(_U32, numbers)
+            return array(_U32, map(operator.index, numbers))
+        return array(_U32, numbers)
     except (TypeError, OverflowError, ValueError):
         return None
-    return packed
 
 
 def base64_u32(view: memoryview) -> bytes:
@@ -243,33 +202,27 @@ def base64_u32(view: memoryview) -> bytes:
 
 
 def encode_packed(chunk: Sequence[Any]) -> Optional[bytes]:
-    """The chunk as ``numbersPacked`` (base64 of little-endian u32s), or None if one element is
-    not a u32 (see :func:`pack_u32`)."""
+    """The chunk as ``numbersPacked``, or None if one element is not a u32 (see :func:`pack_u32`)."""
     packed = pack_u32(chunk)
     return None if packed is None else base64_u32(memoryview(packed))
 
 
-Base64Text = Union[str, bytes, bytearray, memoryview]
-
-
 # strict_mode (3.11+) refuses anything but canonical base64, and is ~15% faster.
-_a2b: Callable[[Base64Text], bytes] = (
+_a2b: Callable[[Any], bytes] = (
     functools.partial(binascii.a2b_base64, strict_mode=True) if sys.version_info >= (3, 11) else binascii.a2b_base64
 )
 
 
 def decode_packed_bytes(text: Any, count: int) -> Optional[bytes]:
-    """The ``8 * count`` bytes (little-endian u64s) of a ``squaresPacked`` value (str, or bytes
-    from :func:`loads_reply`), or None if it is not base64 of exactly ``count`` u64s."""
+    """The ``8 * count`` bytes (little-endian u64s) of a ``squaresPacked`` value (str, or a
+    memoryview from ``_jsonrpc.loads``), or None if it is not base64 of exactly ``count`` u64s."""
     if not isinstance(text, (str, bytes, bytearray, memoryview)):
         return None
     try:
         data = _a2b(text)
     except (binascii.Error, ValueError):
         return None
-    if len(data) != 8 * count:  # also catches text with stray characters (a2b skips them)
-        return None
-    return data
+    return data if len(data) == 8 * count else None  # also catches stray characters (a2b skips them)
 
 
 def squares_from_bytes(data: bytes) -> List[int]:
@@ -282,7 +235,6 @@ def squares_from_bytes(data: bytes) -> List[int]:
 
 
 def decode_packed_squares(text: Any, count: int) -> Optional[List[int]]:
-    """The ``count`` squares in a ``squaresPacked`` value (str, or bytes from
-    :func:`loads_reply`), or None if it is not one."""
+    """The ``count`` squares in a ``squaresPacked`` value, or None if it is not one."""
     data = decode_packed_bytes(text, count)
     return None if data is None else squares_from_bytes(data)

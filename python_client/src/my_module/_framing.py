@@ -14,10 +14,11 @@ from ._protocol import FRAME_HEADER_BYTES
 
 _HEADER = struct.Struct("!I")
 assert _HEADER.size == FRAME_HEADER_BYTES
+_BIG_BODY = 1 << 16  # bodies this long are read straight into a buffer of their size
 
 
 def frame_header(body_length: int) -> bytes:
-    """Return the 4-byte header announcing a body of ``body_length`` bytes."""
+    """The 4-byte header announcing a body of ``body_length`` bytes."""
     return _HEADER.pack(body_length)
 
 
@@ -29,11 +30,16 @@ class OversizedFrameError(ValueError):
     """A frame header announced more bytes than the reader accepts."""
 
     def __init__(self, frame_bytes: int, max_frame_bytes: int) -> None:
-        super().__init__(
-            f"frame header announces {frame_bytes} bytes, over the {max_frame_bytes}-byte limit"
-        )
-        self.frame_bytes = frame_bytes
-        self.max_frame_bytes = max_frame_bytes
+        super().__init__(f"frame header announces {frame_bytes} bytes, over the {max_frame_bytes}-byte limit")
+        self.frame_bytes, self.max_frame_bytes = frame_bytes, max_frame_bytes
+
+
+class WriteTimeout(Exception):
+    """The deadline passed before any byte of the frame could be written (nothing was sent)."""
+
+
+class WriteStalled(Exception):
+    """The peer accepted no byte for too long in the middle of a frame (the stream is lost)."""
 
 
 def read_frame(stream: BinaryIO, max_frame_bytes: int) -> Optional[bytes]:
@@ -51,9 +57,6 @@ def read_frame(stream: BinaryIO, max_frame_bytes: int) -> Optional[bytes]:
     if len(body) < length:
         raise TruncatedFrameError(f"stream ended after {len(body)} of {length} body bytes")
     return body
-
-
-_BIG_BODY = 1 << 16  # bodies this long are read straight into a buffer of their size
 
 
 class FrameReader:
@@ -88,11 +91,9 @@ class FrameReader:
             del buf[:end]
             return small
         if length >= _BIG_BODY:
-            big = bytearray(length)
-            have = len(buf) - FRAME_HEADER_BYTES
-            big[:have] = buf[FRAME_HEADER_BYTES:]
+            self._body, self._filled = bytearray(length), len(buf) - FRAME_HEADER_BYTES
+            self._body[:self._filled] = buf[FRAME_HEADER_BYTES:]
             buf.clear()
-            self._body, self._filled = big, have
         return None
 
     def wait(self, deadline: Optional[float], poll: bool = False) -> bool:
@@ -103,14 +104,11 @@ class FrameReader:
         if self._poller is None:
             self._poller = select.poll()
             self._poller.register(self.fd, select.POLLIN)
-        if deadline is None:
-            self._poller.poll()
-            return True
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
                 return bool(self._poller.poll(0))
-            if self._poller.poll(max(1, math.ceil(remaining * 1000))):
+            if self._poller.poll(None if remaining is None else max(1, math.ceil(remaining * 1000))):
                 return True
 
     def fill(self) -> bool:
@@ -124,32 +122,14 @@ class FrameReader:
             self._filled += n
             return True
         data = os.read(self.fd, _BIG_BODY)
-        if not data:
-            if self._buf:
-                raise TruncatedFrameError(f"stream ended inside a frame ({len(self._buf)} bytes of it read)")
-            return False
+        if not data and self._buf:
+            raise TruncatedFrameError(f"stream ended inside a frame ({len(self._buf)} bytes of it read)")
         self._buf += data
-        return True
+        return bool(data)
 
 
-class WriteTimeout(Exception):
-    """The deadline passed before any byte of the frame could be written (nothing was sent)."""
-
-
-class WriteStalled(Exception):
-    """The peer accepted no byte for too long in the middle of a frame (the stream is lost)."""
-
-
-Buffers = Union[bytes, Sequence[bytes]]
-
-
-def write_frame(
-    fd: int,
-    data: Buffers,
-    deadline: Optional[float],
-    stall_grace: float,
-    on_wait: Optional[Callable[[], None]] = None,
-) -> None:
+def write_frame(fd: int, data: Union[bytes, Sequence[bytes]], deadline: Optional[float], stall_grace: float,
+                on_wait: Optional[Callable[[], None]] = None) -> None:
     """Write all of ``data`` (buffers, with one ``writev``) to the non-blocking ``fd``,
     waiting for room until ``deadline``. A frame begun is finished past the deadline while
     the peer accepts bytes, abandoned after ``stall_grace`` s with none. ``on_wait`` is called
@@ -175,18 +155,14 @@ def write_frame(
             written += n
             last_progress = time.monotonic()
             continue
-        if deadline is None:
-            wait: Optional[float] = None
-        else:
-            limit = deadline if written == 0 else max(deadline, last_progress + stall_grace)
-            wait = limit - time.monotonic()
+        wait: Optional[float] = None
+        if deadline is not None:
+            wait = (deadline if written == 0 else max(deadline, last_progress + stall_grace)) - time.monotonic()
+            if wait <= 0 and written == 0:
+                raise WriteTimeout("timed out waiting for the worker to read its input")
             if wait <= 0:
-                if written == 0:
-                    raise WriteTimeout("timed out waiting for the worker to read its input")
-                raise WriteStalled(
-                    f"the worker accepted no input for {stall_grace:g} s "
-                    f"in the middle of a frame ({written} of {total} bytes written)"
-                )
+                raise WriteStalled(f"the worker accepted no input for {stall_grace:g} s "
+                                   f"in the middle of a frame ({written} of {total} bytes written)")
         if poller is None:
             if on_wait is not None:
                 on_wait()

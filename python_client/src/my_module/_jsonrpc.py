@@ -1,5 +1,5 @@
-"""JSON-RPC 2.0 as protocol v1 uses it, with no I/O and no method knowledge: request and
-notification bodies out, replies classified in. Everything here is a pure function."""
+"""JSON-RPC 2.0 as protocol v1 uses it, pure functions with no I/O and no method knowledge:
+request and notification bodies out, replies classified in."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from ._errors import ProtocolError, WorkerError
 from ._protocol import JSONRPC_VERSION, Method
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-_decode = json.JSONDecoder().decode
+_decoder = json.JSONDecoder()
+_scan = _decoder.scan_once  # type: ignore[attr-defined]  # the C scanner: json.loads without its type checks and wrappers
 
 Body = Union[bytes, bytearray]
 
@@ -21,21 +22,15 @@ def request_head(rid: int, method: str) -> bytes:
 
 
 def request(rid: int, method: str, params: Any = None) -> bytes:
-    """A whole request body."""
     message: Dict[str, Any] = {"jsonrpc": JSONRPC_VERSION, "id": rid, "method": method}
     if params is not None:
         message["params"] = params
     return _dumps(message).encode()
 
 
-def notification(method: str, params: Any) -> bytes:
-    """A notification body (no id: never answered)."""
-    return _dumps({"jsonrpc": JSONRPC_VERSION, "method": method, "params": params}).encode()
-
-
 def cancel(rid: int) -> bytes:
-    """The ``$/cancel`` notification for request ``rid``."""
-    return notification(Method.CANCEL.value, {"id": rid})
+    """The ``$/cancel`` notification for request ``rid`` (no id: never answered)."""
+    return _dumps({"jsonrpc": JSONRPC_VERSION, "method": Method.CANCEL.value, "params": {"id": rid}}).encode()
 
 
 def loads(body: Body, raw_member: bytes = b"") -> Any:
@@ -44,14 +39,16 @@ def loads(body: Body, raw_member: bytes = b"") -> Any:
     1,000,000 packed squares. ``"name":"`` can only start that member; a backslash in its
     text or a member elsewhere than in ``result`` means a plain parse."""
     if len(body) < 4096 or not raw_member:
-        return _decode(body.decode())  # what json.loads does for UTF-8, without its checks
+        text = body.decode()
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:
+            end = -1
+        return value if end == len(text) else _decoder.decode(text)  # else: its exact error
     key = b'"' + raw_member + b'":"'
-    start = body.find(key)
-    if start < 0:
-        return json.loads(body)
-    start += len(key)
+    start = body.find(key) + len(key)
     end = body.find(b'"', start)
-    if end < 0 or body.find(b"\\", start, end) >= 0:
+    if start < len(key) or end < 0 or body.find(b"\\", start, end) >= 0:
         return json.loads(body)
     message = json.loads(body[:start] + body[end:])
     result = message.get("result") if type(message) is dict else None
@@ -80,22 +77,16 @@ def parse_reply(body: Body, raw_member: bytes = b"") -> Optional[Tuple[int, bool
         raise ProtocolError(f"worker replied with an id this client never uses: {rid!r:.80}")
     if ("error" in message) == ("result" in message):
         raise ProtocolError(f"reply to request {rid} must hold exactly one of result and error")
-    if "error" in message:
-        return rid, True, check_error_object(message["error"])
-    return rid, False, message["result"]
-
-
-def check_error_object(error: Any) -> Dict[str, Any]:
-    """Return ``error`` if it is a JSON-RPC error object; raise ``ProtocolError`` if not."""
+    if "error" not in message:
+        return rid, False, message["result"]
+    error = message["error"]
     if type(error) is dict and type(error.get("code")) is int and isinstance(error.get("message"), str):
-        return error
+        return rid, True, error
     raise ProtocolError(f"worker sent a malformed error object: {error!r:.200}")
 
 
 def error_from_reply(error: Dict[str, Any], method: str) -> WorkerError:
     """A :class:`WorkerError` carrying a JSON-RPC error object the caller did not expect."""
-    code = error.get("code")
-    exc = WorkerError(f"worker answered {method} with error {code}: {error.get('message')}")
-    exc.code = code
-    exc.data = error.get("data")
+    exc = WorkerError(f"worker answered {method} with error {error.get('code')}: {error.get('message')}")
+    exc.code, exc.data = error.get("code"), error.get("data")
     return exc

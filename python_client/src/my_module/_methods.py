@@ -156,8 +156,10 @@ class ArrayMethod(RpcMethod):
 
     def assemble(self, parts: Sequence[Part]) -> List[int]:
         """All chunks' results in order as one list (packed parts joined, then converted once)."""
+        if len(parts) == 1 and type(parts[0]) is bytes:
+            return _convert.squares_from_bytes(parts[0])
         if all(type(part) is bytes for part in parts):
-            return _convert.squares_from_bytes(parts[0] if len(parts) == 1 else b"".join(parts))  # type: ignore[arg-type]
+            return _convert.squares_from_bytes(b"".join(parts))  # type: ignore[arg-type]
         if len(parts) == 1:
             return parts[0]  # type: ignore[return-value]
         out: List[int] = []

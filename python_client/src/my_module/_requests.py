@@ -17,7 +17,7 @@ import weakref
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from . import _convert
-from ._connection import Connection, ConnectionBroken, ConnectionRefused, Request, on_reader_thread, release_if_owned
+from ._connection import Connection, ConnectionBroken, ConnectionRefused, Request, on_reader_thread
 from ._errors import WorkerCrashedError, WorkerError
 from ._framing import WriteTimeout
 from ._methods import ArrayEncoding, RpcMethod
@@ -43,7 +43,7 @@ class Call:
     # Slots: a small call's cost is mostly creating and reading these (bench_latency.py).
     __slots__ = ("connector", "method", "payload", "deadline", "retries_left", "reader", "lock", "bounds",
                  "parts", "errors", "requests", "taken", "settled", "cancelled", "error", "_source",
-                 "_source_encoding", "_retried", "_done", "_callbacks", "_send_lock", "_send_wanted", "__weakref__")
+                 "_source_encoding", "_retried", "_done", "_callbacks", "_sending", "_send_wanted", "__weakref__")
 
     def __init__(self, connector: Connector, method: RpcMethod, payload: Any, deadline: Optional[float], retries: int) -> None:
         self.connector = connector
@@ -66,8 +66,7 @@ class Call:
         self._done = threading.Lock()  # held until settled: the slot's event
         self._done.acquire()
         self._callbacks: List[Callable[[Call], None]] = []
-        self._send_lock = threading.RLock()
-        self._send_wanted = False
+        self._sending = self._send_wanted = False  # a thread is in _send; another one wants it
 
     # -- the slot ---------------------------------------------------------------------------------
 
@@ -154,14 +153,14 @@ class Call:
         this call's chunks (it then sends these too)."""
         self._send_wanted = True
         while self._send_wanted and not self.settled:
-            try:
-                if not self._send_lock.acquire(blocking=False):
+            with self.lock:
+                if self._sending:
                     return
-                while self._send_wanted and not self.settled:
-                    self._send_wanted = False
-                    self._send()
+                self._sending, self._send_wanted = True, False
+            try:
+                self._send()
             finally:
-                release_if_owned(self._send_lock)
+                self._sending = False
 
     def _send(self) -> None:
         method = self.method
@@ -381,8 +380,8 @@ class Deadlines:
         with self._cond:
             if self._stopped:
                 return
-            if len(self._heap) >= self._compact_at:
-                self._heap = [entry for entry in self._heap if _pending(entry[2])]
+            if len(self._heap) >= self._compact_at:  # drop the settled and the freed
+                self._heap = [e for e in self._heap if not getattr(e[2](), "settled", True)]
                 heapq.heapify(self._heap)
                 self._compact_at = max(256, 2 * len(self._heap))
             heapq.heappush(self._heap, (call.deadline, next(self._order), weakref.ref(call)))
@@ -402,20 +401,15 @@ class Deadlines:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while True:
-                    if self._stopped:
-                        return
+                while not self._stopped:
                     now = time.monotonic()
-                    if self._heap and self._heap[0][0] <= now:
-                        call = heapq.heappop(self._heap)[2]()
-                        if call is not None:
-                            break
+                    if not self._heap or self._heap[0][0] > now:
+                        self._cond.wait(self._heap[0][0] - now if self._heap else None)
                         continue
-                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+                    call = heapq.heappop(self._heap)[2]()
+                    if call is not None:
+                        break
+                else:
+                    return
             call.expire()
             del call
-
-
-def _pending(ref: "weakref.ReferenceType[Call]") -> bool:
-    call = ref()
-    return call is not None and not call.settled

@@ -1,5 +1,5 @@
-"""The current connection of a Worker: its options, spawning and the handshake wait, the
-reset in a fork child, and the making of calls."""
+"""A Worker's options and its current connection: spawned on first use, the handshake
+awaited, reset in a fork child; calls are made here."""
 
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ from ._errors import WorkerError
 from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, ENCODING_PACKED
 from ._requests import Call, Deadlines
 
+# Default largest number of elements in one request; bigger inputs are split and pipelined.
+# Measured with benchmarks/bench_chunks.py; see the README's Performance section.
 CHUNK_SIZE = 32768
-"""Default largest number of elements in one request; bigger inputs are split and pipelined.
-Measured with ``benchmarks/bench_chunks.py``; see the README's Performance section."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-
     timeout: Optional[float] = None
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     startup_timeout: float = 10.0
@@ -63,8 +62,7 @@ class Session:
         self.command = command
         self.env: Optional[Dict[str, str]] = None if env is None else dict(env)
         self.options = options
-        self.chunk_size = options.chunk_size
-        self.encodings = options.encodings
+        self.chunk_size, self.encodings = options.chunk_size, options.encodings
         self.max_frame_bytes = options.max_frame_bytes
         self.closed = False
         self._conn: Optional[Connection] = None
@@ -89,11 +87,8 @@ class Session:
         return None if timeout is None or math.isinf(timeout) else time.monotonic() + timeout
 
     def connection(self, deadline: Optional[float]) -> Connection:
-        """The running, initialized connection; spawns a worker if there is none.
-
-        Raises ``TimeoutError``, ``WorkerNotFoundError``, ``WorkerCrashedError`` (it died
-        before answering ``initialize``), ``ProtocolError`` (a bad answer) or ``WorkerError``.
-        """
+        """The running, initialized connection, spawning a worker if there is none. Raises
+        ``TimeoutError``, or the ``WorkerError`` that ended its start (not found, crashed...)."""
         conn = self._conn
         if conn is not None and conn.state is State.READY and self._pid == os.getpid():
             return conn
@@ -136,11 +131,9 @@ class Session:
 
     def in_flight(self) -> int:
         """Requests sent to the current worker and not answered yet."""
-        conn = self._conn
-        return 0 if conn is None else conn.in_flight()
+        return 0 if self._conn is None else self._conn.in_flight()
 
     def close(self) -> None:
-        """Stop the worker and wait for it (see ``Worker.close``)."""
         with self._spawn_lock:
             self.closed = True
             conn, self._conn = self._conn, None
@@ -149,8 +142,8 @@ class Session:
             conn.close(self.options.shutdown_timeout)
 
     def abandon(self) -> None:
-        """The Worker was dropped without ``close()``: end of input lets the worker finish
-        and exit by itself, and its connection reaps it. Never blocks (it may run in GC)."""
+        """The Worker was dropped without ``close()``: end of input lets the worker finish and
+        exit, its connection reaps it. Never blocks (it may run in GC)."""
         self.deadlines.stop()
         conn = self._conn
         if conn is not None and self._pid == os.getpid():

@@ -15,45 +15,31 @@ from ._session import CHUNK_SIZE, Options, Session
 
 
 class Worker:
-    """A handle on one ``squares-worker`` process, started on first use.
+    """A handle on one ``squares-worker`` process, started on first use; calls from many
+    threads may be in flight at once. A worker that dies or breaks the protocol is replaced,
+    and the chunks it had in flight are sent again (the computation is pure).
 
-    Calls from many threads may be in flight at once: they share one writer lock and one
-    reader, and replies are matched to callers by request id. A worker that dies is replaced
-    by a fresh one on the next call, and the chunks it had in flight are sent again (the
-    computation is pure); a worker that breaks the protocol is killed and replaced.
-
-    :param command: the worker to run: a path, a command line (split like a shell would) or
-        an argv sequence. Default: the lookup of :mod:`my_module._locate`
-        (``$MY_MODULE_WORKER`` first).
-    :param timeout: default per-call timeout in seconds (None: no limit). An expired call
-        raises ``TimeoutError`` and is cancelled in the worker.
-    :param max_frame_bytes: the largest frame sent or accepted (default 64 MiB; frames sent
-        also keep under the limit the worker announces).
+    :param command: a path, a command line (split like a shell would) or an argv sequence;
+        default: the lookup of :mod:`my_module._locate` (``$MY_MODULE_WORKER`` first).
+    :param timeout: default per-call timeout in seconds (None: no limit).
+    :param max_frame_bytes: the largest frame sent or accepted (64 MiB; frames sent also keep
+        under the worker's limit).
     :param env: the worker's whole environment (as in ``subprocess``); None: inherit ours.
     :param startup_timeout: seconds a new worker has to answer ``initialize`` (10).
     :param shutdown_timeout: seconds :meth:`close` waits after ``shutdown``, then after
         SIGTERM, before SIGKILL (2).
     :param retries: times a call whose worker crashed is sent again to a fresh one (1).
     :param chunk_size: largest number of elements per request (32768).
-    :param encodings: encodings of the numbers this client may use, preferred first
-        (``("packed", "json")``; each only if the worker lists it, JSON always possible).
+    :param encodings: encodings this client may use, preferred first (``("packed", "json")``;
+        each only if the worker lists it).
     :raises WorkerNotFoundError: no worker executable was found.
-    :raises ValueError: a negative timeout, or an option out of its range.
+    :raises ValueError: an option out of its range.
     """
 
-    def __init__(
-        self,
-        command: Optional[Command] = None,
-        *,
-        timeout: Optional[float] = None,
-        max_frame_bytes: Optional[int] = None,
-        env: Optional[Mapping[str, str]] = None,
-        startup_timeout: float = 10.0,
-        shutdown_timeout: float = 2.0,
-        retries: int = 1,
-        chunk_size: int = CHUNK_SIZE,
-        encodings: Tuple[str, ...] = (ENCODING_PACKED, ENCODING_JSON),
-    ) -> None:
+    def __init__(self, command: Optional[Command] = None, *, timeout: Optional[float] = None,
+                 max_frame_bytes: Optional[int] = None, env: Optional[Mapping[str, str]] = None,
+                 startup_timeout: float = 10.0, shutdown_timeout: float = 2.0, retries: int = 1,
+                 chunk_size: int = CHUNK_SIZE, encodings: Tuple[str, ...] = (ENCODING_PACKED, ENCODING_JSON)) -> None:
         self.options = Options(
             timeout=timeout, max_frame_bytes=Options.max_frame_bytes if max_frame_bytes is None else max_frame_bytes,
             startup_timeout=startup_timeout, shutdown_timeout=shutdown_timeout, retries=retries,
@@ -70,10 +56,8 @@ class Worker:
     def __reduce__(self) -> Any:
         # A Worker owns a process and its pipes, which no other process can use: refuse to be
         # pickled (dask, multiprocessing) with a message that says what to send instead.
-        raise TypeError(
-            "a my_module.Worker cannot be pickled: it owns a local worker process. Send the "
-            "numbers and call my_module.calculate_squares (or create a Worker) in the receiving process"
-        )
+        raise TypeError("a my_module.Worker cannot be pickled: it owns a local worker process. Send the numbers "
+                        "and call my_module.calculate_squares (or create a Worker) in the receiving process")
 
     def __enter__(self) -> Worker:
         return self
@@ -85,27 +69,22 @@ class Worker:
         """Return ``[n * n for n in numbers]``, computed by the worker, exactly.
 
         :param numbers: any iterable of ints in ``0 <= n <= 2**32 - 1`` (list, tuple, range,
-            generator, ``array.array``, numpy integer array; ``bool`` counts as 0/1 as in PyO3;
-            a numpy bool array is refused, as in PyO3).
+            generator, ``array.array``, numpy integer array; ``bool`` is 0/1 as in PyO3).
         :param timeout: seconds (None: this Worker's ``timeout``; ``math.inf``: no limit).
         :raises TypeError: ``numbers`` is a str, bytes, mapping, None, a bool array or not
             iterable, or an element is not an integer (the message names its index).
         :raises OverflowError: an element is negative or above ``2**32 - 1`` (index named).
-        :raises TimeoutError: the call did not finish in time (it is cancelled in the worker).
-        :raises WorkerNotFoundError: the worker executable cannot be started.
-        :raises WorkerCrashedError: the worker died, again on every retry.
-        :raises ProtocolError: the worker broke the wire contract (it is replaced).
-        :raises WorkerError: this Worker is closed, or another worker failure.
+        :raises TimeoutError: not finished in time (the request is cancelled in the worker).
+        :raises WorkerError: closed; or ``WorkerNotFoundError``, ``WorkerCrashedError`` (on
+            every retry), ``ProtocolError`` (the worker broke the contract and is replaced).
         """
         return _requests.run(self._squares(numbers, timeout))  # type: ignore[no-any-return]
 
     def submit(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> "concurrent.futures.Future[List[int]]":
-        """Start ``calculate_squares(numbers)`` and return its Future, blocking only while the
-        input is written. The Future raises what :meth:`calculate_squares` raises (the timeout
-        holds even if nobody waits); ``cancel()`` cancels it in the worker; its callbacks run
-        on the reader thread and must not block. Raises ``TypeError`` for an unusable
-        ``numbers`` (element errors come through the Future), ``WorkerError`` once closed.
-        """
+        """Start ``calculate_squares(numbers)``, blocking only while the input is written, and
+        return its Future: it raises what :meth:`calculate_squares` raises (the timeout holds
+        even if nobody waits), ``cancel()`` cancels it in the worker, its callbacks run on the
+        reader thread and must not block. An unusable ``numbers`` raises here."""
         call = self._squares(numbers, timeout)
         future = _requests.as_future(call)
         self._session.deadlines.watch(call)
@@ -145,7 +124,7 @@ class Worker:
 
     def close(self) -> None:
         """Stop the worker and reap it: ``shutdown`` (it finishes what is in flight), end of
-        input, then SIGTERM and SIGKILL ``shutdown_timeout`` s apart. Calls still waiting fail
-        with ``WorkerError``; the Worker cannot be used again. Idempotent; never raises."""
+        input, then SIGTERM and SIGKILL ``shutdown_timeout`` s apart. Idempotent; never raises;
+        the Worker cannot be used again."""
         self._finalizer.detach()
         self._session.close()
