@@ -435,7 +435,7 @@ def main() -> None:
         "my_module_array": "my_module packed, array('I') input",
         "process_pool": "ProcessPoolExecutor(2)",
         "worker_alone_json": "worker alone, one JSON frame",
-        "shm_floor": "shm floor (u32s in, list out; no worker)",
+        "shm_floor": "shm floor (no worker)",
         "pyo3": "PyO3 module (4 threads, GIL off)",
         "pyo3_one_thread": "PyO3, one thread (GIL off)",
     }
@@ -673,21 +673,21 @@ def main() -> None:
             ("16 threads, n=3: my_module / PyO3 module (calls/s)", ">=", 1.5))]
     goals += [(r["target"], r["measured"], r["op"], r["limit"]) for r in rss_rows]
     if not rss_rows:
-        goals += [(f"n=50M: {what} (run with --rss)", None, "<=", limit) for what, limit in (
+        goals += [(f"n=50M: {what} (--rss)", None, "<=", limit) for what, limit in (
             ("client peak RSS growth / input list's own size", 2.0),
             ("worker peak RSS (VmHWM) / shared bytes (12 B/number)", 3.0))]
     results["issue12_targets"] = []
     print("\nthe targets of issue 12, from this run")
-    print(f"  {'target':<66}{'measured':>9}{'limit':>9}  verdict")
+    print(f"  {'target':<70}{'measured':>9}{'limit':>9}  verdict")
     for label, value, op, limit in goals:
         if value is None:
             verdict, shown = "n/a (" + ("no PyO3 module)" if "PyO3" in label else "not measured)"), "-"
         else:
             met = value <= limit if op == "<=" else value >= limit
-            verdict, shown = ("PASS" if met else "MISS"), f"{value:.2f}"
+            verdict, shown = ("PASS" if met else "MISS"), f"{value:.3g}"
         results["issue12_targets"].append({"target": label, "measured": value, "op": op, "limit": limit,
                                            "verdict": verdict})
-        print(f"  {label:<66}{shown:>9}{op + format(limit, 'g'):>9}  {verdict}")
+        print(f"  {label:<70}{shown:>9}{op + format(limit, 'g'):>9}  {verdict}")
     total = time.perf_counter() - wall_started
     results["seconds"] = total
     print(f"\n{total:.0f} s in all")
