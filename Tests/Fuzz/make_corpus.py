@@ -23,14 +23,27 @@ sys.path.insert(0, str(ROOT / "protocol"))
 import conformance  # noqa: E402  (the vectors' own reader, so seeds are exactly what is sent)
 
 UNFRAMED_FORMS = {"raw_hex", "raw_text"}
+SAMPLE_PREFIX = "conformance-sample-"
+SHM_INITIALIZE = conformance.framed(conformance.dumps(
+    {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"shmPrefix": SAMPLE_PREFIX}}).encode())
 
 
-def bodies_of(item) -> list[bytes]:
+def framed_bytes(step) -> bytes:
+    """What a step writes to the worker: its bytes, or a shm template rendered with the sample
+    segments' values (a pid, fds and names no process of the fuzzer has: refused, as it should)."""
+    if step.kind == "bytes":
+        return step.data
+    if step.kind == "template":
+        return conformance.framed(conformance.dumps(step.sent_value).encode("utf-8"))
+    return b""
+
+
+def bodies_of(item, sample) -> list[bytes]:
     """The frame body an item of `send` carries: none for raw bytes and directives."""
     if isinstance(item, dict) and len(item) == 1 and next(iter(item)) in UNFRAMED_FORMS:
         return []
-    step = conformance.parse_step(item)
-    return [step.data[4:]] if step.kind == "bytes" else []
+    data = framed_bytes(conformance.parse_step(item, sample))
+    return [data[4:]] if data else []
 
 
 def packed_seeds() -> list[bytes]:
@@ -53,10 +66,15 @@ def main(argv: list[str]) -> int:
     for path in sorted((ROOT / "protocol" / "vectors").glob("*.json")):
         document = conformance.loads(path.read_text(encoding="utf-8"))
         for raw in document["cases"]:
-            steps = [conformance.parse_step(item) for item in raw["send"]]
-            seeds.append(b"".join(step.data for step in steps if step.kind == "bytes"))
+            segments = conformance.parse_segments(raw["segments"], raw["id"]) if "segments" in raw else {}
+            sample = conformance.ShmContext(segments, SAMPLE_PREFIX, sample=True)
+            steps = [conformance.parse_step(item, sample) for item in raw["send"]]
+            # A case of the shared-memory plane starts as the runner starts it: an initialize
+            # arming the prefix of the sample names.
+            head = SHM_INITIALIZE if segments or any(step.kind == "template" for step in steps) else b""
+            seeds.append(head + b"".join(framed_bytes(step) for step in steps))
             for item in raw["send"]:
-                seeds.extend(bodies_of(item))
+                seeds.extend(bodies_of(item, sample))
     written = 0
     for seed in seeds:
         if len(seed) > args.max_len:
