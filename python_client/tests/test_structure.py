@@ -37,6 +37,29 @@ def imports_of(path: Path) -> Set[str]:
     return found
 
 
+LINE_BUDGET = 1800
+"""Issue 9: the package holds at most this many non-blank, non-comment lines (docstrings count)."""
+
+
+def code_lines(path: Path) -> int:
+    """Lines whose text is neither blank nor a comment (docstrings count)."""
+    return sum(1 for line in path.read_text().splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
+def test_code_lines_count_what_they_say(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text('"""Doc."""\n\n# a comment\n    # indented comment\nx = 1  # trailing\n\n')
+    assert code_lines(sample) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 not done: the package is over its line budget "
+                   "(the failure names the count); strict, so meeting the budget makes this fail until the mark goes")
+def test_the_package_stays_within_its_line_budget() -> None:
+    counts = {p.name: code_lines(p) for p in sorted(PACKAGE.glob("*.py"))}
+    total = sum(counts.values())
+    assert total <= LINE_BUDGET, f"{total} lines, over the budget of {LINE_BUDGET}: {counts}"
+
+
 def test_every_module_has_a_layer() -> None:
     modules = {p.stem for p in PACKAGE.glob("*.py")}
     assert modules == set(LAYERS), f"modules without a layer: {modules ^ set(LAYERS)}"

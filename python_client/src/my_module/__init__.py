@@ -15,13 +15,5 @@ from ._worker import Worker
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ProtocolError",
-    "Worker",
-    "WorkerCrashedError",
-    "WorkerError",
-    "WorkerNotFoundError",
-    "calculate_squares",
-    "calculate_squares_async",
-    "default_worker",
-]
+__all__ = ["ProtocolError", "Worker", "WorkerCrashedError", "WorkerError", "WorkerNotFoundError",
+           "calculate_squares", "calculate_squares_async", "default_worker"]

@@ -38,9 +38,7 @@ def calculate_squares(numbers: Iterable[Any], *, timeout: Optional[float] = None
     return default_worker().calculate_squares(numbers, timeout=timeout)
 
 
-async def calculate_squares_async(
-    numbers: Iterable[Any], *, timeout: Optional[float] = None
-) -> List[int]:
+async def calculate_squares_async(numbers: Iterable[Any], *, timeout: Optional[float] = None) -> List[int]:
     """``await``-able :func:`calculate_squares` (see :meth:`Worker.calculate_squares_async`)."""
     return await default_worker().calculate_squares_async(numbers, timeout=timeout)
 

@@ -30,18 +30,10 @@ class WorkerCrashedError(WorkerError):
     stderr_tail: Tuple[str, ...] = ()
     pid: Optional[int] = None
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        returncode: Optional[int] = None,
-        stderr_tail: Sequence[str] = (),
-        pid: Optional[int] = None,
-    ) -> None:
+    def __init__(self, message: str, *, returncode: Optional[int] = None, stderr_tail: Sequence[str] = (),
+                 pid: Optional[int] = None) -> None:
         super().__init__(message)
-        self.returncode = returncode
-        self.stderr_tail = tuple(stderr_tail)
-        self.pid = pid
+        self.returncode, self.stderr_tail, self.pid = returncode, tuple(stderr_tail), pid
 
 
 class ProtocolError(WorkerError):
