@@ -100,6 +100,7 @@ class Connection:
         self.state = State.NEW
         self.error: Optional[WorkerError] = None  # why it ended (once ENDED)
         self.info: Dict[str, Any] = {}  # the initialize result (once READY)
+        self.init_params: Dict[str, Any] = {}  # what initialize offers (set before start())
         self.peer_max_frame_bytes = DEFAULT_MAX_FRAME_BYTES
         self.peer_encodings: Tuple[str, ...] = (ENCODING_JSON,)
         self.plans: Dict[Any, Any] = {}  # a call's notes per method on this connection (_requests)
@@ -154,7 +155,7 @@ class Connection:
                 return
             rid = next(self._ids)
             try:
-                self.send(Request(rid, self, INITIALIZE), [_jsonrpc.request(rid, INITIALIZE.name, {})], None, force=True)
+                self.send(Request(rid, self, INITIALIZE), [_jsonrpc.request(rid, INITIALIZE.name, self.init_params)], None, force=True)
             except ConnectionBroken:
                 pass  # it died at once: reading tells why
             end = self._reader_loop()
