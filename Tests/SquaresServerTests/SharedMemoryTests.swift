@@ -96,7 +96,8 @@ func answer(_ method: RegisteredMethod, _ params: String, in context: MethodCont
     }
 }
 
-let invalidShm = JSONValue.object(["reason": .string("invalid_shm")])
+/// The `data` of every refusal of a segment (computed: a global `JSONValue` is a box LeakSanitizer reports).
+var invalidShm: JSONValue { .object(["reason": .string("invalid_shm")]) }
 
 @Suite("calculate_squares through shared memory (numbersShm)", .enabled(if: ServerConfiguration.sharedMemoryAvailable))
 struct SharedMemoryTests {
