@@ -2,42 +2,45 @@
 
 from __future__ import annotations
 
-import io
 import os
 import time
+from typing import List
 
 import pytest
 
 from my_module._framing import (
+    FrameReader,
     OversizedFrameError,
     TruncatedFrameError,
     WriteTimeout,
     frame_header,
-    read_frame,
     write_frame,
 )
 
 
-class Trickle(io.RawIOBase):
-    """A raw stream that returns at most one byte per read (worst-case pipe splits)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        if self._pos >= len(self._data):
-            return 0
-        buffer[0] = self._data[self._pos]
-        self._pos += 1
-        return 1
-
-
 def frames(*bodies: bytes) -> bytes:
     return b"".join(frame_header(len(b)) + b for b in bodies)
+
+
+def read_trickled(data: bytes, bodies: List[bytes]) -> None:
+    """Feed ``data`` to a FrameReader one byte per read (worst-case pipe splits), collecting
+    the bodies, then close the pipe and read once more (EOF)."""
+    read_fd, write_fd = os.pipe()
+    reader = FrameReader(read_fd, 100)
+    try:
+        for i in range(len(data)):
+            os.write(write_fd, data[i:i + 1])
+            body = reader.fill()
+            while body is not None:
+                bodies.append(body)
+                body = reader.take()
+        os.close(write_fd)
+        write_fd = -1
+        reader.fill()
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
 
 
 def test_frame_header_is_big_endian_u32() -> None:
@@ -46,26 +49,30 @@ def test_frame_header_is_big_endian_u32() -> None:
 
 
 def test_reads_glued_frames_split_one_byte_at_a_time() -> None:
-    stream = io.BufferedReader(Trickle(frames(b"{}", b"", b"[1,2,3]")))
-    assert read_frame(stream, 100) == b"{}"
-    assert read_frame(stream, 100) == b""
-    assert read_frame(stream, 100) == b"[1,2,3]"
-    assert read_frame(stream, 100) is None  # clean EOF between frames
+    bodies: List[bytes] = []
+    with pytest.raises(EOFError) as info:
+        read_trickled(frames(b"{}", b"", b"[1,2,3]"), bodies)
+    assert bodies == [b"{}", b"", b"[1,2,3]"]
+    assert not isinstance(info.value, TruncatedFrameError)  # clean EOF between frames
 
 
 @pytest.mark.parametrize("cut", [1, 3, 5, 8])
 def test_eof_inside_a_frame_is_truncation(cut: int) -> None:
-    data = frames(b"[1,2,3]")[:cut]
     with pytest.raises(TruncatedFrameError):
-        read_frame(io.BufferedReader(Trickle(data)), 100)
+        read_trickled(frames(b"[1,2,3]")[:cut], [])
 
 
 def test_oversized_header_is_refused_without_reading_the_body() -> None:
-    stream = io.BytesIO(b"this is not a frame")
-    with pytest.raises(OversizedFrameError) as info:
-        read_frame(stream, 1 << 20)
-    assert info.value.frame_bytes == int.from_bytes(b"this", "big")
-    assert stream.tell() == 4
+    read_fd, write_fd = os.pipe()
+    try:
+        os.set_blocking(read_fd, False)  # a reader waiting for the body would fail, not hang
+        os.write(write_fd, b"this")  # the header alone: the body is never read
+        with pytest.raises(OversizedFrameError) as info:
+            FrameReader(read_fd, 1 << 20).fill()
+        assert info.value.frame_bytes == int.from_bytes(b"this", "big")
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
 
 
 def test_write_times_out_when_nobody_reads_and_nothing_was_sent() -> None:
@@ -80,7 +87,7 @@ def test_write_times_out_when_nobody_reads_and_nothing_was_sent() -> None:
                 break
         started = time.monotonic()
         with pytest.raises(WriteTimeout):
-            write_frame(write_fd, b"frame", time.monotonic() + 0.2, stall_grace=1.0)
+            write_frame(write_fd, [b"frame"], time.monotonic() + 0.2, stall_grace=1.0)
         assert 0.15 < time.monotonic() - started < 1.0
     finally:
         os.close(read_fd)
@@ -104,8 +111,8 @@ def test_write_of_a_big_frame_completes_while_the_reader_drains() -> None:
 
     t = threading.Thread(target=drain)
     t.start()
-    write_frame(write_fd, data, time.monotonic() + 20, stall_grace=1.0)
+    write_frame(write_fd, [data], time.monotonic() + 20, stall_grace=1.0)
     os.close(write_fd)
     t.join(timeout=20)
     os.close(read_fd)
-    assert bytes(received) == data
+    assert bytes(received) == frame_header(len(data)) + data

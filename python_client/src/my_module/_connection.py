@@ -1,7 +1,7 @@
 """One worker process and its pipes: an explicit :class:`State`, one writer lock, one table
-of pending requests by id, one read loop. A frame is whole on the pipe or the worker is
-killed; start-up and the end run on the connection's own thread, so an interrupt there
-leaks nothing."""
+of pending requests by id, one read loop (run by the connection's thread, or by a caller for
+its own reply). A frame is whole on the pipe or the worker is killed; start-up and the end run
+on the connection's own thread, so an interrupt there leaks nothing."""
 
 from __future__ import annotations
 
@@ -17,20 +17,11 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from . import _jsonrpc
 from ._errors import ProtocolError, WorkerCrashedError, WorkerError, WorkerNotFoundError
-from ._framing import (
-    FrameReader,
-    OversizedFrameError,
-    TruncatedFrameError,
-    WriteStalled,
-    WriteTimeout,
-    frame_header,
-    try_write_small_frame,
-    write_frame,
-)
+from ._framing import Body, FrameReader, OversizedFrameError, WriteStalled, WriteTimeout, frame_header, write_frame
 from ._methods import INITIALIZE, RAW_MEMBER, SHUTDOWN
 from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, PROTOCOL_MAJOR
 
@@ -43,17 +34,23 @@ STDERR_TAIL_LINES = 20  # how many of its last stderr lines a WorkerCrashedError
 WRITE_STALL_GRACE = 1.0
 REAP_GRACE = 2.0  # seconds a worker has to exit after its stdout ended, before it is killed
 PIPE_BYTES = 1 << 20  # pipe capacity asked for on Linux (default 64 KiB); benchmarks/README.md
-
-_MAX_STDERR_LINE = 4000
-_LEVEL_WORDS = re.compile(r"\b(trace|debug|info|notice|warning|warn|error|critical)\b", re.I)
+_MAX_STDERR_LINE = 4000  # longer stderr lines come in pieces of this length
 _LEVELS = {"trace": 10, "debug": 10, "info": 20, "notice": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
+_LEVEL_WORD = re.compile(r"\b(" + "|".join(_LEVELS) + r")\b", re.I)
+_FORGOTTEN: List[Any] = []  # a fork child's copies of its parent's Popen objects, never waited for
+End = Tuple[Optional[WorkerError], str]  # how reading ended: a protocol error (else a crash); a note
 
-_reading = threading.local()
+
+class _Reading(threading.local):
+    value = False  # this thread delivers replies
+
+
+_reading = _Reading()
 
 
 def on_reader_thread() -> bool:
     """True while this thread delivers replies (e.g. inside a Future callback run by it)."""
-    return getattr(_reading, "value", False)
+    return _reading.value
 
 
 class State(enum.Enum):
@@ -94,9 +91,7 @@ class Connection:
     """A worker process: started on its own thread, requests in, replies out, then an end."""
 
     def __init__(self, argv: Tuple[str, ...], env: Optional[Mapping[str, str]], max_frame_bytes: int) -> None:
-        self.argv = argv
-        self._env = env
-        self.max_frame_bytes = max_frame_bytes
+        self.argv, self._env, self.max_frame_bytes = argv, env, max_frame_bytes
         self.state = State.NEW
         self.error: Optional[WorkerError] = None  # why it ended (once ENDED)
         self.info: Dict[str, Any] = {}  # the initialize result (once READY)
@@ -105,22 +100,24 @@ class Connection:
         self.peer_encodings: Tuple[str, ...] = (ENCODING_JSON,)
         self.plans: Dict[Any, Any] = {}  # a call's notes per method on this connection (_requests)
         self.pid: Optional[int] = None
+        self.new_id = itertools.count(1).__next__
         self._proc: Optional[subprocess.Popen[bytes]] = None
         self._lock = threading.Lock()  # guards state, the table and the flags below
         # An RLock for its _is_owned(): a lock taken by hand (with a timeout) is released in a
         # finally whatever lands between the acquire and the try (a KeyboardInterrupt can).
         self._write_lock = threading.RLock()
         self._pending: Dict[int, Request] = {}
-        self._ids = itertools.count(1)
-        self._cancels: Deque[bytes] = collections.deque()
+        self._cancels: List[bytes] = []  # cancel frames the pipe had no room for yet
         self._token: Optional[int] = None  # the thread reading stdout
-        self._signal = _Signal()  # wakes the connection's thread
-        self._wanted = False  # replies are expected that no caller is reading
+        # The connection's thread waits on this held lock; releasing it (one C call, which an
+        # interrupt cannot leave half done, as it can a Condition's notify) wakes it.
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._to_end = False  # read until EOF (closing, killed, stderr ended)
-        self._read_end: Optional[Tuple[Optional[WorkerError], str]] = None  # seen by a caller
+        self._read_end: Optional[End] = None
         self._delivering: Optional[Request] = None  # taken off the table, delivery not finished
         self._kill_reason: Optional[str] = None
-        self._quiet = False  # ended by close() or abandon(): nothing to warn about
+        self._quiet = False  # ended by close(), abandon() or the caller's interrupt: no warning
         self._stdin_closed = self._dirty = False  # _dirty: a frame is partly written
         self._ready = threading.Event()  # handshake answered, or the connection ended
         self._spawned = threading.Event()  # the spawn was tried
@@ -149,16 +146,18 @@ class Connection:
 
     def _run(self) -> None:
         _reading.value = True
-        end: Tuple[Optional[WorkerError], str] = (None, "")
         try:
             if not self._spawn():
                 return
-            rid = next(self._ids)
+            rid = self.new_id()
             try:
                 self.send(Request(rid, self, INITIALIZE), [_jsonrpc.request(rid, INITIALIZE.name, self.init_params)], None, force=True)
-            except ConnectionBroken:
-                pass  # it died at once: reading tells why
-            end = self._reader_loop()
+            except (ConnectionBroken, ConnectionRefused):
+                pass  # it died at once, or was closed: reading tells why
+            while self._read_end is None and self.state is not State.ENDED:
+                self._wake.acquire()
+                self.serve(lambda: not self._pending and not self._to_end, None, poll=False)
+            end = self._read_end or (None, "")
         except BaseException as exc:  # a bug: never leave callers waiting
             logger.exception("my_module reader thread failed")
             end = (ProtocolError(f"internal error in the reader thread: {exc!r}"), "")
@@ -180,8 +179,13 @@ class Connection:
         assert proc.stdin is not None and proc.stdout is not None
         self._stdin_fd = proc.stdin.fileno()
         os.set_blocking(self._stdin_fd, False)
-        _enlarge_pipe(self._stdin_fd)
-        _enlarge_pipe(proc.stdout.fileno())
+        for fd in (self._stdin_fd, proc.stdout.fileno()) if sys.platform.startswith("linux") else ():
+            import fcntl
+
+            try:
+                fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+            except OSError:
+                pass  # over /proc/sys/fs/pipe-max-size or not permitted: keep the default
         self._frames = FrameReader(proc.stdout.fileno(), self.max_frame_bytes)
         self._stderr_thread = threading.Thread(target=self._drain_stderr, args=(proc,),
                                                name=f"my_module-stderr-{proc.pid}", daemon=True)
@@ -190,7 +194,7 @@ class Connection:
             self._proc, self.pid = proc, proc.pid
             if self.state is State.NEW:
                 self.state = State.STARTING
-            closing = self.state is State.CLOSING
+            closing = self.state is not State.STARTING
         if closing:  # closed or abandoned while it was spawned: it ends at end of input
             self._close_stdin(timeout=REAP_GRACE)
         self._thread.name = f"my_module-reader-{proc.pid}"
@@ -204,18 +208,17 @@ class Connection:
             return
         if is_error:
             raise ProtocolError(f"worker refused initialize: {result}")
+        version = result.get("protocolVersion") if type(result) is dict else None
         try:
-            version = result["protocolVersion"]
             major = int(str(version).split(".")[0])
-        except (TypeError, KeyError, ValueError):
+        except ValueError:
             raise ProtocolError(f"worker answered initialize without a protocolVersion: {result!r:.200}") from None
         if major != PROTOCOL_MAJOR:
             raise ProtocolError(f"worker speaks protocol {version}; this client speaks {PROTOCOL_MAJOR}.x")
-        limits = result.get("limits")
+        limits, encodings = result.get("limits"), result.get("encodings")
         value = limits.get("maxFrameBytes") if isinstance(limits, dict) else None
         if type(value) is int and value > 0:
             self.peer_max_frame_bytes = value
-        encodings = result.get("encodings")
         if isinstance(encodings, list) and all(isinstance(e, str) for e in encodings):
             self.peer_encodings = tuple(encodings)
         self.info = result
@@ -233,8 +236,9 @@ class Connection:
         with self._lock:
             self._kill_reason = self._kill_reason or reason
             self._quiet = self._quiet or asked
-            self._want_end_locked()
+            self._to_end = True
             proc = self._proc
+        self._wake_up()
         if proc is not None and proc.returncode is None:
             # os.kill, not proc.kill(): Popen.kill() polls under a lock taken by hand, which a
             # KeyboardInterrupt can leave held. Only this connection's thread reaps, so until
@@ -253,23 +257,22 @@ class Connection:
             return
         proc = self._proc
         if proc is not None:
-            rid = next(self._ids)
+            rid = self.new_id()
             try:
                 self.send(Request(rid, self), [_jsonrpc.request(rid, SHUTDOWN.name)], time.monotonic() + grace, force=True)
             except (ConnectionRefused, ConnectionBroken, WriteTimeout):
                 pass
             self._close_stdin(timeout=grace)
-            for step in ("shutdown", "SIGTERM", "SIGKILL"):
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                logger.warning("worker pid %d ignored shutdown; sending SIGTERM", proc.pid)
+                proc.terminate()
                 try:
                     proc.wait(timeout=grace)
-                    break
                 except subprocess.TimeoutExpired:
-                    if step == "shutdown":
-                        logger.warning("worker pid %d ignored shutdown; sending SIGTERM", proc.pid)
-                        proc.terminate()
-                    elif step == "SIGTERM":
-                        logger.warning("worker pid %d ignored SIGTERM; killing it", proc.pid)
-                        self.kill("it ignored shutdown and SIGTERM")
+                    logger.warning("worker pid %d ignored SIGTERM; killing it", proc.pid)
+                    self.kill("it ignored shutdown and SIGTERM")
         if threading.current_thread() is not self._thread and self._thread.ident is not None:
             self._thread.join(timeout=grace + 2 * REAP_GRACE)
 
@@ -282,29 +285,33 @@ class Connection:
 
     def _stop(self, state: State) -> None:
         with self._lock:
-            self._quiet = True
+            self._quiet = self._to_end = True
             if self.state is not State.ENDED:
                 self.state = state
-            self._want_end_locked()
+        self._wake_up()
         self._ready.set()
 
     def forget_after_fork(self) -> None:
         """In a fork child: drop the parent's connection without any I/O on its pipes."""
         proc = self._proc
-        if proc is None:
-            return
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            try:
-                if stream is not None:
-                    stream.close()  # unbuffered (bufsize=0): closing writes nothing
-            except OSError:
-                pass
-        _FORGOTTEN.append(proc)  # no Popen.__del__ bookkeeping of another process's child
+        if proc is not None:
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                try:
+                    if stream is not None:
+                        stream.close()  # unbuffered (bufsize=0): closing writes nothing
+                except OSError:
+                    pass
+            _FORGOTTEN.append(proc)  # no Popen.__del__ bookkeeping of another process's child
 
-    # -- the table --------------------------------------------------------------------------------
+    # -- the table and writing --------------------------------------------------------------------
 
-    def new_id(self) -> int:
-        return next(self._ids)
+    def in_flight(self) -> int:
+        """Requests sent and not answered yet."""
+        return len(self._pending)
+
+    def refusal(self) -> WorkerError:
+        """Why :meth:`send` refuses new requests."""
+        return self.error or WorkerError("the worker was closed")
 
     def withdraw(self, request: Request) -> None:
         """The owner gave up on ``request``: never written, it is forgotten; written, the
@@ -315,23 +322,14 @@ class Connection:
                 self._cancel_locked(request)
             elif not request.writing:
                 self._pending.pop(request.rid, None)
-        self._flush_cancels()
+        if self._cancels:
+            self._flush_cancels()
 
     def _cancel_locked(self, request: Request) -> None:
         if self.state is not State.ENDED:
             body = _jsonrpc.cancel(request.rid)
             self._cancels.append(frame_header(len(body)) + body)
-            self._want_read_locked()  # its late reply must be read, maybe by no one else
-
-    def in_flight(self) -> int:
-        """Requests sent and not answered yet."""
-        return len(self._pending)
-
-    def refusal(self) -> WorkerError:
-        """Why :meth:`send` refuses new requests."""
-        return self.error or WorkerError("the worker was closed")
-
-    # -- writing ----------------------------------------------------------------------------------
+            self._wake_up()  # its late reply must be read, maybe by no one else
 
     def send(self, request: Request, body: Sequence[bytes], deadline: Optional[float], *,
              self_read: bool = False, force: bool = False) -> bool:
@@ -344,11 +342,12 @@ class Connection:
             if self.state is not State.READY and not (force and self.state is not State.ENDED):
                 raise ConnectionRefused()
             self._pending[request.rid] = request
-            if not self_read:
-                self._want_read_locked()
+        if not self_read:
+            self._wake_up()
+        lock = self._write_lock
         try:
             wait = -1 if deadline is None else deadline - time.monotonic()
-            if not (wait >= 0 or deadline is None) or not self._write_lock.acquire(timeout=wait):
+            if not (wait >= 0 or deadline is None) or not lock.acquire(timeout=wait):
                 raise WriteTimeout("timed out waiting for the writer lock")
             # No lock: ``writing`` is set before ``withdrawn`` is read, and withdraw() does the
             # converse, so at least one of the two sees the other (the GIL orders them).
@@ -361,10 +360,8 @@ class Connection:
             if self._cancels:
                 self._flush_cancels()
             self._dirty = True
-            write_frame(self._stdin_fd, [frame_header(sum(map(len, body))), *body], deadline,
-                        WRITE_STALL_GRACE, self.wake_reader)
-            request.sent = True
-            self._dirty = False
+            write_frame(self._stdin_fd, body, deadline, WRITE_STALL_GRACE, self._wake_up)
+            request.sent, self._dirty = True, False
         except (WriteStalled, OSError) as exc:
             self.kill(str(exc) if isinstance(exc, WriteStalled) else f"writing to it failed: {exc}")
             raise ConnectionBroken(str(exc)) from exc
@@ -377,7 +374,8 @@ class Connection:
                     self._pending.pop(request.rid, None)
             raise
         finally:
-            release_if_owned(self._write_lock)
+            if lock._is_owned():  # type: ignore[attr-defined]
+                lock.release()
         # Read without the lock: withdraw() sets ``withdrawn`` before it reads ``sent``, so one
         # of the two sees the other's write and queues the cancel.
         if request.withdrawn:
@@ -388,25 +386,24 @@ class Connection:
         return True
 
     def _flush_cancels(self) -> None:
-        """Write queued cancels while the pipe has room, never blocking. A busy writer lock's
-        holder flushes after its frame (re-entering the RLock), and checks again after it
-        released the lock, so a cancel queued meanwhile is never stranded."""
-        while self._cancels:
+        """Write queued cancels while the pipe has room, never waiting: each is at most
+        PIPE_BUF bytes, so written whole or not at all. A busy writer lock's holder flushes
+        after its frame, and checks again after it released the lock."""
+        lock = self._write_lock
+        while self._cancels and not self._stdin_closed:
             try:
-                if not self._write_lock.acquire(blocking=False):
+                if not lock.acquire(blocking=False):
                     return
-                while self._cancels:
-                    frame = self._cancels.popleft()
-                    try:
-                        written = not self._stdin_closed and try_write_small_frame(self._stdin_fd, frame)
-                    except OSError:
-                        self._cancels.clear()  # the worker is gone: nothing left to cancel
-                        return
-                    if not written:
-                        self._cancels.appendleft(frame)
-                        return  # pipe full: the next writer flushes them
+                while self._cancels and not self._stdin_closed:
+                    os.write(self._stdin_fd, self._cancels[0])
+                    del self._cancels[0]
+            except BlockingIOError:
+                return  # pipe full: the next writer or reply flushes them
+            except OSError:
+                self._cancels.clear()  # the worker is gone: nothing left to cancel
             finally:
-                release_if_owned(self._write_lock)
+                if lock._is_owned():  # type: ignore[attr-defined]
+                    lock.release()
 
     def _close_stdin(self, timeout: float) -> None:
         # Only with the writer lock: closing an fd another thread is writing to could make
@@ -421,112 +418,68 @@ class Connection:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def wake_reader(self) -> None:
-        """Have the connection's thread read (a caller stopped reading, or a writer waits for
-        room: the worker may be waiting for its replies to be read before it reads more)."""
-        with self._lock:
-            self._want_read_locked()
-
-    def _want_read_locked(self) -> None:
-        if not self._wanted:
-            self._wanted = True
-            self._signal.set()
-
-    def _want_end_locked(self) -> None:
-        self._to_end = True
-        self._signal.set()
-
-    def serve(self, done: Callable[[], bool], deadline: Optional[float]) -> None:
-        """Read and deliver replies on this thread until ``done()`` or the deadline, if no one
-        else is reading (else return at once: the reader delivers the caller's reply)."""
-        me = threading.get_ident()
-        end = None
+    def _wake_up(self) -> None:
+        """Have the connection's thread look at what to read (a caller stopped reading, a
+        writer waits for room: the worker may wait for its replies to be read)."""
         try:
-            with self._lock:
-                if self._token is not None:
-                    # The holder delivers our reply, unless it is just leaving: then the
-                    # connection's thread must read it.
-                    self._want_read_locked()
-                    return
-                if self._read_end is not None or self.state is State.ENDED:
-                    return
-                self._token = me
-            end = self._read(done, deadline, True)
-        finally:
-            with self._lock:
-                if self._token == me:
-                    self._token = None
-                    if end is not None and self._read_end is None:
-                        self._read_end = end
-                    if self._pending:
-                        self._wanted = True  # replies still expected: the connection's thread reads
-                    if self._read_end is not None or self._wanted or self._to_end:
-                        self._signal.set()
+            self._wake.release()
+        except RuntimeError:
+            pass  # already awake
 
-    def _reader_loop(self) -> Tuple[Optional[WorkerError], str]:
-        """The connection's thread: read whenever replies are expected and no caller reads."""
-        me = threading.get_ident()
-        while True:
-            with self._lock:
-                if self._read_end is not None:
-                    return self._read_end
-                go = self._token is None and (self._wanted or self._to_end)
-                if go:
-                    self._wanted, self._token = False, me
-            if not go:
-                self._signal.wait()
-                continue
-            end = self._read(lambda: not self._pending and not self._to_end, None, False)
-            with self._lock:
-                self._token = None
-                if end is not None:  # recorded with the token given back: no one reads on
-                    self._read_end = self._read_end or end
-                    return self._read_end
 
-    def _read(self, done: Callable[[], bool], deadline: Optional[float], poll: bool) -> Optional[Tuple[Optional[WorkerError], str]]:
-        """The read loop, for the token holder: deliver frames until ``done()`` or the
-        deadline (then None); else return how reading ended (an error, or None; a note).
-        ``poll``: wait for the pipe before reading it (a caller's thread)."""
+    def serve(self, done: Callable[[], bool], deadline: Optional[float], poll: bool = True) -> None:
+        """The read loop: if no one else is reading, read and deliver replies on this thread
+        until ``done()`` or the deadline (else return at once: the reader delivers the caller's
+        reply). ``poll``: wait for the pipe before reading it (a caller's thread)."""
         # A Ctrl-C lands between any two bytecodes: while waiting for the pipe that costs
         # nothing; once bytes may have been taken from it (``critical``) the stream's state is
         # unknown, so the worker is killed and its calls are retried.
-        frames = self._frames
-        critical = False
-        reading = getattr(_reading, "value", False)
+        me, critical = threading.get_ident(), False
+        end: Optional[End] = None
+        reading = _reading.value
         try:
+            with self._lock:
+                if self._token is not None or self._read_end is not None or self.state is State.ENDED:
+                    return  # whoever reads wakes the connection's thread when leaving
+                self._token = me
+            frames = self._frames
             _reading.value = critical = True
             while not done():
                 body = frames.take()
                 if body is None:
                     critical = False
-                    if not frames.wait(deadline, poll=poll):
-                        return None
+                    if poll and not frames.wait(deadline):
+                        return
                     critical = True
-                    if not frames.fill():
-                        return (None, "")
-                    continue
+                    body = frames.fill()
+                    if body is None:
+                        continue
                 self._deliver(body)
                 if self._cancels:
                     self._flush_cancels()  # queued while the pipe was full
             critical = False
-            return None
-        except (TruncatedFrameError, OSError) as exc:
-            return None, str(exc) if isinstance(exc, TruncatedFrameError) else f"reading its stdout failed: {exc}"
+        except (EOFError, OSError) as exc:
+            end = (None, str(exc) if isinstance(exc, EOFError) else f"reading its stdout failed: {exc}")
         except (OversizedFrameError, ProtocolError) as exc:
-            return exc if isinstance(exc, ProtocolError) else ProtocolError(f"worker wrote garbage on stdout: {exc}"), ""
+            end = (exc if isinstance(exc, ProtocolError) else ProtocolError(f"worker wrote garbage on stdout: {exc}"), "")
         except Exception as exc:  # a bug; never leave callers waiting forever
             logger.exception("my_module failed while reading a reply")
-            return (ProtocolError(f"internal error while reading a reply: {exc!r}"), "")
+            end = (ProtocolError(f"internal error while reading a reply: {exc!r}"), "")
         except BaseException:
             if critical:
-                self.kill("the client was interrupted while reading a reply", asked=True)
-                with self._lock:
-                    self._read_end = self._read_end or (None, "the client was interrupted while reading a reply")
+                end = (None, "the client was interrupted while reading a reply")
+                self.kill(end[1], asked=True)
             raise
         finally:
+            if self._token == me:
+                with self._lock:
+                    self._token = None
+                    self._read_end = self._read_end or end
+                    if self._pending or self._read_end or self._to_end:
+                        self._wake_up()  # replies still expected, or the end: the thread goes on
             _reading.value = reading
 
-    def _deliver(self, body: Union[bytes, bytearray]) -> None:
+    def _deliver(self, body: Body) -> None:
         reply = _jsonrpc.parse_reply(body, RAW_MEMBER)
         if reply is None:
             return  # a notification from the worker: nothing asked for it
@@ -544,10 +497,11 @@ class Connection:
             request.owner.on_lost(request, WorkerError(f"internal error while delivering a reply: {exc!r}"))
         self._delivering = None
 
+    # -- the end ----------------------------------------------------------------------------------
+
     def _end(self, error: WorkerError) -> List[Request]:
         with self._lock:
-            self.error = error
-            self.state = State.ENDED
+            self.error, self.state = error, State.ENDED
             lost = list(self._pending.values())
             self._pending.clear()
             self._cancels.clear()
@@ -570,9 +524,10 @@ class Connection:
             self.kill(f"it closed its stdout but did not exit within {REAP_GRACE:g} s")
             returncode = proc.wait()
         self._stderr_thread.join(timeout=REAP_GRACE)  # its last lines belong in the report
-        if error is None:
-            closing = self.state is State.CLOSING
-            error = WorkerError("the worker was closed before it answered") if closing else self._crash_error(returncode, note)
+        if error is None and self.state in (State.CLOSING, State.ENDED):
+            error = WorkerError("the worker was closed before it answered")
+        elif error is None:
+            error = self._crash_error(returncode, note)
         lost = self._end(error) + ([self._delivering] if self._delivering else [])  # its delivery failed or was cut
         if not isinstance(error, ProtocolError):
             level = logging.DEBUG if self._quiet or (returncode == 0 and not lost) else logging.WARNING
@@ -591,70 +546,32 @@ class Connection:
             status = f"was killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with status {returncode}"
         except ValueError:
             status = f"was killed by signal {-returncode}"
-        reasons = [r for r in (self._kill_reason and f"killed by my_module: {self._kill_reason}", note) if r]
+        reasons = "; ".join(r for r in (self._kill_reason and f"killed by my_module: {self._kill_reason}", note) if r)
         tail = tuple(self._stderr_tail)
-        message = f"worker pid {self.pid} ({self.argv[0]}) {status}"
-        if reasons:
-            message += " (" + "; ".join(reasons) + ")"
+        message = f"worker pid {self.pid} ({self.argv[0]}) {status}" + (f" ({reasons})" if reasons else "")
         message += "; its last stderr lines:\n  " + "\n  ".join(tail) if tail else "; it wrote nothing to stderr"
         return WorkerCrashedError(message, returncode=returncode, stderr_tail=tail, pid=self.pid)
 
-    # -- stderr -----------------------------------------------------------------------------------
-
     def _drain_stderr(self, proc: subprocess.Popen[bytes]) -> None:
-        # Lines longer than _MAX_STDERR_LINE come in pieces of that length.
+        """Its own thread: stderr lines into the tail and ``my_module.worker`` at their level."""
         assert proc.stderr is not None
         with io.BufferedReader(proc.stderr, 1 << 16) as stream:  # type: ignore[type-var]
             try:
                 for raw in iter(lambda: stream.readline(_MAX_STDERR_LINE), b""):
                     text = raw.rstrip(b"\n").decode("utf-8", "replace").rstrip("\r")
                     self._stderr_tail.append(text)
-                    match = _LEVEL_WORDS.search(text, 0, 80)
+                    match = _LEVEL_WORD.search(text, 0, 80)
                     level = _LEVELS[match.group(1).lower()] if match else logging.INFO
                     if worker_logger.isEnabledFor(level):
                         worker_logger.log(level, "[pid %d] %s", proc.pid, text)
             except (OSError, ValueError):
                 pass
         with self._lock:  # the worker is gone or going: read its stdout to the end, and reap
-            self._want_end_locked()
+            self._to_end = True
+        self._wake_up()
 
 
 def release_if_owned(lock: Any) -> None:
     """Release ``lock`` (an RLock) if this thread holds it."""
     if lock._is_owned():
         lock.release()
-
-
-class _Signal:
-    """A sticky wake-up bit: a held lock released to signal. Setting it is one C call, so an
-    interrupt landing on the setting thread cannot leave it half done (as it can a
-    ``threading.Condition``'s notify); the waiter takes it."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-
-    def set(self) -> None:
-        try:
-            self._lock.release()
-        except RuntimeError:
-            pass  # already set
-
-    def wait(self) -> None:
-        self._lock.acquire()
-
-
-_FORGOTTEN: List[Any] = []
-
-
-def _enlarge_pipe(fd: int) -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    import fcntl
-
-    try:
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
-    except OSError:
-        pass  # over /proc/sys/fs/pipe-max-size or not permitted: keep the default

@@ -8,18 +8,16 @@ import os
 import select
 import struct
 import time
-from typing import Any, BinaryIO, Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 from ._protocol import FRAME_HEADER_BYTES
 
 _HEADER = struct.Struct("!I")
 assert _HEADER.size == FRAME_HEADER_BYTES
 _BIG_BODY = 1 << 16  # bodies this long are read straight into a buffer of their size
+frame_header = _HEADER.pack  # the 4-byte header announcing a body of that many bytes
 
-
-def frame_header(body_length: int) -> bytes:
-    """The 4-byte header announcing a body of ``body_length`` bytes."""
-    return _HEADER.pack(body_length)
+Body = Union[bytes, bytearray]
 
 
 class TruncatedFrameError(EOFError):
@@ -42,36 +40,19 @@ class WriteStalled(Exception):
     """The peer accepted no byte for too long in the middle of a frame (the stream is lost)."""
 
 
-def read_frame(stream: BinaryIO, max_frame_bytes: int) -> Optional[bytes]:
-    """One frame body from a buffered binary stream; None at EOF between frames. Raises
-    :class:`TruncatedFrameError` or :class:`OversizedFrameError` (the body is not read)."""
-    header = stream.read(FRAME_HEADER_BYTES)
-    if not header:
-        return None
-    if len(header) < FRAME_HEADER_BYTES:
-        raise TruncatedFrameError(f"stream ended after {len(header)} bytes of a frame header")
-    (length,) = _HEADER.unpack(header)
-    if length > max_frame_bytes:
-        raise OversizedFrameError(length, max_frame_bytes)
-    body = stream.read(length)
-    if len(body) < length:
-        raise TruncatedFrameError(f"stream ended after {len(body)} of {length} body bytes")
-    return body
-
-
 class FrameReader:
     """Frames from a pipe's fd. What is read belongs to the reader, not to a thread: a frame
     begun by one thread (which gave up at its deadline) is finished by the next."""
 
     def __init__(self, fd: int, max_frame_bytes: int) -> None:
-        self.fd = fd
-        self.max_frame_bytes = max_frame_bytes
+        self.fd, self.max_frame_bytes = fd, max_frame_bytes
         self._buf = bytearray()  # bytes read past the last frame taken (no body in progress)
         self._body: Optional[bytearray] = None  # a big body being filled in place
         self._filled = 0
-        self._poller: Optional[Any] = None
+        self._poller = select.poll()
+        self._poller.register(fd, select.POLLIN)
 
-    def take(self) -> Optional[Union[bytes, bytearray]]:
+    def take(self) -> Optional[Body]:
         """A whole frame's body if one is buffered (no I/O), else None."""
         body = self._body
         if body is not None:
@@ -96,23 +77,13 @@ class FrameReader:
             buf.clear()
         return None
 
-    def wait(self, deadline: Optional[float], poll: bool = False) -> bool:
-        """Wait until there is something to read (with no deadline, only if ``poll``); False
-        if ``deadline`` passed first."""
-        if deadline is None and not poll:
-            return True
-        if self._poller is None:
-            self._poller = select.poll()
-            self._poller.register(self.fd, select.POLLIN)
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return bool(self._poller.poll(0))
-            if self._poller.poll(None if remaining is None else max(1, math.ceil(remaining * 1000))):
-                return True
+    def wait(self, deadline: Optional[float]) -> bool:
+        """Wait until there is something to read; False if ``deadline`` passed first."""
+        return bool(self._poller.poll(None if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))))
 
-    def fill(self) -> bool:
-        """Read once (blocking) into the frame in progress; False at a clean EOF."""
+    def fill(self) -> Optional[Body]:
+        """Read once (blocking), then :meth:`take`. Raises ``EOFError`` at the end of the
+        stream, :class:`TruncatedFrameError` if that is inside a frame."""
         body = self._body
         if body is not None:
             with memoryview(body) as view:
@@ -120,32 +91,32 @@ class FrameReader:
             if n == 0:
                 raise TruncatedFrameError(f"stream ended after {self._filled} of {len(body)} body bytes")
             self._filled += n
-            return True
+            return self.take()
         data = os.read(self.fd, _BIG_BODY)
-        if not data and self._buf:
-            raise TruncatedFrameError(f"stream ended inside a frame ({len(self._buf)} bytes of it read)")
+        if not data:
+            raise TruncatedFrameError(f"stream ended inside a frame ({len(self._buf)} bytes of it read)") if self._buf else EOFError()
         self._buf += data
-        return bool(data)
+        return self.take()
 
 
-def write_frame(fd: int, data: Union[bytes, Sequence[bytes]], deadline: Optional[float], stall_grace: float,
+def write_frame(fd: int, body: Sequence[bytes], deadline: Optional[float], stall_grace: float,
                 on_wait: Optional[Callable[[], None]] = None) -> None:
-    """Write all of ``data`` (buffers, with one ``writev``) to the non-blocking ``fd``,
-    waiting for room until ``deadline``. A frame begun is finished past the deadline while
-    the peer accepts bytes, abandoned after ``stall_grace`` s with none. ``on_wait`` is called
-    before the first wait. Raises :class:`WriteTimeout` (nothing written),
+    """Write a frame of ``body`` (buffers: header and all in one ``writev``) to the non-blocking
+    ``fd``, waiting for room until ``deadline``. A frame begun is finished past the deadline
+    while the peer accepts bytes, abandoned after ``stall_grace`` s with none. ``on_wait`` is
+    called before the first wait. Raises :class:`WriteTimeout` (nothing written),
     :class:`WriteStalled` (part written), ``OSError`` when the reading end is gone."""
-    parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
-    total = sum(map(len, parts))
+    size = sum(map(len, body))
+    parts = [_HEADER.pack(size), *body]
+    total = size + FRAME_HEADER_BYTES
     try:
         written = os.writev(fd, parts)  # most frames fit in the pipe at once
     except BlockingIOError:
         written = 0
     if written == total:
         return
-    view = memoryview(parts[0] if len(parts) == 1 else b"".join(parts))
-    last_progress = time.monotonic()
-    poller = None
+    view = memoryview(b"".join(parts))
+    last_progress, poller = time.monotonic(), None
     while written < total:
         try:
             n = os.write(fd, view[written:])
@@ -170,14 +141,3 @@ def write_frame(fd: int, data: Union[bytes, Sequence[bytes]], deadline: Optional
             poller.register(fd, select.POLLOUT)
         # POLLERR/POLLHUP also wake us: the next os.write then raises BrokenPipeError.
         poller.poll(None if wait is None else max(1, math.ceil(wait * 1000)))
-
-
-def try_write_small_frame(fd: int, data: bytes) -> bool:
-    """Write a frame of at most PIPE_BUF bytes, whole or not at all (POSIX makes it atomic);
-    False if there is no room. Raises ``OSError`` when the reading end is gone."""
-    assert len(data) <= select.PIPE_BUF
-    try:
-        os.write(fd, data)
-    except BlockingIOError:
-        return False
-    return True
