@@ -6,6 +6,7 @@ fstat, mmap), reuse and bounds, privacy (0600, close-on-exec, unguessable names,
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import subprocess
@@ -34,6 +35,7 @@ count = ref["count"]
 start = 8 * ((count + 1) // 2)
 assert stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 == 0 and st.st_uid == os.geteuid()
 assert st.st_size >= start + 8 * count and os.readlink("/proc/self/fd/%d" % fd) == want
+import fcntl; assert fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK  # no SIGBUS: it cannot shrink
 m = mmap.mmap(fd, start + 8 * count, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
 os.close(fd)
 numbers = memoryview(m)[:4 * count].cast("I").tolist()
@@ -164,6 +166,17 @@ def test_segments_are_private_and_close_on_exec(pool: _shm.Pool) -> None:
         close_fds=False, check=True, capture_output=True, text=True, timeout=30,
     ).stdout.strip()
     assert "memfd:" not in seen, seen
+    pool.release(segment)
+
+
+def test_segments_are_sealed_against_shrinking(pool: _shm.Pool) -> None:
+    # A worker maps S + 8C bytes after its fstat: a shrink after that would SIGBUS it.
+    segment = pool.acquire(100)
+    seals = fcntl.fcntl(segment.fd, fcntl.F_GET_SEALS)
+    assert seals & fcntl.F_SEAL_SHRINK
+    with pytest.raises(PermissionError) as caught:
+        os.ftruncate(segment.fd, segment.size - 8)
+    assert caught.value.errno == errno.EPERM and os.fstat(segment.fd).st_size == segment.size
     pool.release(segment)
 
 

@@ -6,6 +6,7 @@ Every setup failure raises :class:`ShmUnavailable`, which the caller turns into 
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import mmap
 import os
@@ -38,11 +39,12 @@ class Segment:
 
     def __init__(self, name: str, size: int) -> None:
         self.map: Optional[mmap.mmap] = None
-        self.name, self.size, self.fd = name, size, os.memfd_create(name, os.MFD_CLOEXEC)
+        self.name, self.size, self.fd = name, size, os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             os.fchmod(self.fd, 0o600)
             os.ftruncate(self.fd, size)
             os.posix_fallocate(self.fd, 0, size)
+            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)  # no shrinking: no SIGBUS in a worker
             self.map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
             os.close(self.fd)
