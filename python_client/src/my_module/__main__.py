@@ -18,18 +18,12 @@ from ._worker import Worker
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m my_module",
-        description="Print the exact squares of u32 numbers, computed by squares-worker.",
-    )
+    parser = argparse.ArgumentParser(prog="python -m my_module", description="Print the exact squares of u32 numbers.")
     parser.add_argument("numbers", nargs="*", help="integers 0 <= n <= 4294967295 (none: read stdin)")
     parser.add_argument("--info", action="store_true", help="print the worker's initialize result (JSON) and exit")
-    parser.add_argument("--worker", metavar="COMMAND", default=None,
-                        help="worker path or command line (default: $MY_MODULE_WORKER, then the "
-                             "worker inside the package, PATH, the repository's build output)")
-    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                        help="give up after this many seconds (default: no limit)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show my_module's and the worker's logs on stderr")
+    parser.add_argument("--worker", metavar="COMMAND", help="worker path or command line (default: see README)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (default: never)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show my_module's and the worker's logs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(name)s: %(levelname)s: %(message)s")

@@ -1,7 +1,6 @@
-"""One worker process and its pipes: an explicit :class:`State`, one writer lock, one table
-of pending requests by id, one read loop (run by the connection's thread, or by a caller for
-its own reply). A frame is whole on the pipe or the worker is killed; start-up and the end run
-on the connection's own thread, so an interrupt there leaks nothing."""
+"""One worker process: a :class:`State`, one writer lock, one table of pending requests by
+id, one read loop (its thread's, or a caller's for its own reply). A frame is whole on the pipe
+or the worker is killed; start-up and the end run on its own thread (interrupts leak nothing)."""
 
 from __future__ import annotations
 
@@ -41,16 +40,12 @@ _FORGOTTEN: List[Any] = []  # a fork child's copies of its parent's Popen object
 End = Tuple[Optional[WorkerError], str]  # how reading ended: a protocol error (else a crash); a note
 
 
-class _Reading(threading.local):
-    value = False  # this thread delivers replies
-
-
-_reading = _Reading()
+_reading = type("_Reading", (threading.local,), {"value": False})()  # .value: this thread delivers replies
 
 
 def on_reader_thread() -> bool:
     """True while this thread delivers replies (e.g. inside a Future callback run by it)."""
-    return _reading.value
+    return bool(_reading.value)
 
 
 class State(enum.Enum):
@@ -61,17 +56,13 @@ class State(enum.Enum):
     ENDED = "ended"
 
 
-class Owner(Protocol):
-    """Whoever sent a request and wants its outcome (called on the reading thread)."""
-
+class Owner(Protocol):  # whoever sent a request: told its outcome on the reading thread
     def on_reply(self, request: Request, is_error: bool, payload: Any) -> None: ...
 
     def on_lost(self, request: Request, error: WorkerError) -> None: ...
 
 
-class Request:
-    """One wire request: its id, its owner (and the owner's ``tag``), how far it got out."""
-
+class Request:  # one wire request: its id, its owner (and the owner's tag), how far it got out
     __slots__ = ("rid", "owner", "tag", "sent", "writing", "withdrawn")
 
     def __init__(self, rid: int, owner: Owner, tag: Any = None) -> None:
@@ -88,8 +79,6 @@ class ConnectionRefused(Exception):
 
 
 class Connection:
-    """A worker process: started on its own thread, requests in, replies out, then an end."""
-
     def __init__(self, argv: Tuple[str, ...], env: Optional[Mapping[str, str]], max_frame_bytes: int) -> None:
         self.argv, self._env, self.max_frame_bytes = argv, env, max_frame_bytes
         self.state = State.NEW
@@ -118,30 +107,21 @@ class Connection:
         self._delivering: Optional[Request] = None  # taken off the table, delivery not finished
         self._kill_reason: Optional[str] = None
         self._quiet = False  # ended by close(), abandon() or the caller's interrupt: no warning
-        self._stdin_closed = self._dirty = False  # _dirty: a frame is partly written
+        self._stdin_closed = False
         self._ready = threading.Event()  # handshake answered, or the connection ended
-        self._spawned = threading.Event()  # the spawn was tried
         self._stderr_tail: Deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self.started_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="my_module-reader", daemon=True)
-        self._launched = False
-
-    def __repr__(self) -> str:
-        return f"<Connection pid={self.pid} {self.state.value} pending={len(self._pending)}>"
 
     # -- life -------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the connection's thread, which spawns the worker and says ``initialize``."""
-        self._launched = True
+    def start(self) -> None:  # its thread spawns the worker and says initialize
         self._thread.start()
 
-    def wait_ready(self, timeout: Optional[float]) -> bool:
-        """Wait until the handshake is answered or the connection ended; False on timeout."""
+    def wait_ready(self, timeout: Optional[float]) -> bool:  # handshake answered or ended
         return self._ready.wait(timeout)
 
-    def alive(self) -> bool:
-        """False for a connection whose start was cut short before its thread ran."""
+    def alive(self) -> bool:  # False if its start was cut short before its thread ran
         return self.state is not State.NEW or self._thread.is_alive()
 
     def _run(self) -> None:
@@ -174,18 +154,15 @@ class Connection:
         except (OSError, WorkerError) as exc:
             self._end(exc if isinstance(exc, WorkerError) else
                       WorkerNotFoundError(f"cannot start worker {self.argv[0]!r}: {exc}"))
-            self._spawned.set()
             return False
         assert proc.stdin is not None and proc.stdout is not None
         self._stdin_fd = proc.stdin.fileno()
         os.set_blocking(self._stdin_fd, False)
         for fd in (self._stdin_fd, proc.stdout.fileno()) if sys.platform.startswith("linux") else ():
-            import fcntl
-
-            try:
-                fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+            try:  # over /proc/sys/fs/pipe-max-size or not permitted: the default stays
+                __import__("fcntl").fcntl(fd, 1031, PIPE_BYTES)  # F_SETPIPE_SZ
             except OSError:
-                pass  # over /proc/sys/fs/pipe-max-size or not permitted: keep the default
+                pass
         self._frames = FrameReader(proc.stdout.fileno(), self.max_frame_bytes)
         self._stderr_thread = threading.Thread(target=self._drain_stderr, args=(proc,),
                                                name=f"my_module-stderr-{proc.pid}", daemon=True)
@@ -199,11 +176,9 @@ class Connection:
             self._close_stdin(timeout=REAP_GRACE)
         self._thread.name = f"my_module-reader-{proc.pid}"
         logger.debug("started worker pid %d: %s", proc.pid, " ".join(self.argv))
-        self._spawned.set()
         return True
 
-    def on_reply(self, request: Request, is_error: bool, result: Any) -> None:
-        """The connection's own requests: ``initialize`` (the handshake) and ``shutdown``."""
+    def on_reply(self, request: Request, is_error: bool, result: Any) -> None:  # initialize, shutdown
         if request.tag is not INITIALIZE:
             return
         if is_error:
@@ -231,8 +206,8 @@ class Connection:
         pass  # the end opens _ready; its error says why
 
     def kill(self, reason: str, *, asked: bool = False) -> None:
-        """SIGKILL the worker; the connection then ends with ``reason`` in its error. ``asked``:
-        the caller's own interrupt made the kill necessary, so its end is no crash to warn about."""
+        """SIGKILL the worker, which ends with ``reason``; ``asked``: the caller's own interrupt made
+        it necessary, so no crash to warn about."""
         with self._lock:
             self._kill_reason = self._kill_reason or reason
             self._quiet = self._quiet or asked
@@ -249,13 +224,11 @@ class Connection:
                 pass
 
     def close(self, grace: float) -> None:
-        """Send ``shutdown``, close stdin and reap the process, escalating to SIGTERM then
-        SIGKILL after ``grace`` seconds each; join the threads. Never raises."""
+        """``shutdown``, stdin closed, reaped (SIGTERM then SIGKILL after ``grace`` s each)."""
         self._stop(State.CLOSING)
-        if not self._launched or not self._spawned.wait(grace + REAP_GRACE if self._thread.is_alive() else 0.2):
-            self._end(WorkerError("the worker was closed"))  # its thread, if it ever runs, ends at once
-            return
-        proc = self._proc
+        proc = self._proc  # None: not spawned yet, and its thread, if it ever spawns, ends at once
+        if proc is None and not self._thread.is_alive() and self.state is not State.ENDED:
+            self._end(WorkerError("the worker was closed"))
         if proc is not None:
             rid = self.new_id()
             try:
@@ -277,8 +250,7 @@ class Connection:
             self._thread.join(timeout=grace + 2 * REAP_GRACE)
 
     def abandon(self) -> None:
-        """Close the worker's stdin if no one is writing (never blocks): it finishes what it
-        has and exits; the connection's thread reaps it. Quietly: nothing went wrong."""
+        """Quietly close its stdin if no one is writing (never blocks): it finishes and exits."""
         self._stop(State.CLOSING if self.state is not State.ENDED else State.ENDED)
         if self._proc is not None:
             self._close_stdin(timeout=0)
@@ -292,30 +264,25 @@ class Connection:
         self._ready.set()
 
     def forget_after_fork(self) -> None:
-        """In a fork child: drop the parent's connection without any I/O on its pipes."""
+        """In a fork child: drop the parent's worker with no I/O on its pipes."""
         proc = self._proc
-        if proc is not None:
-            for stream in (proc.stdin, proc.stdout, proc.stderr):
-                try:
-                    if stream is not None:
-                        stream.close()  # unbuffered (bufsize=0): closing writes nothing
-                except OSError:
-                    pass
-            _FORGOTTEN.append(proc)  # no Popen.__del__ bookkeeping of another process's child
+        for stream in (proc.stdin, proc.stdout, proc.stderr) if proc is not None else ():
+            try:
+                stream.close()  # type: ignore[union-attr]  # unbuffered (bufsize=0): writes nothing
+            except OSError:
+                pass
+        _FORGOTTEN.append(proc)  # no Popen.__del__ bookkeeping of another process's child
 
     # -- the table and writing --------------------------------------------------------------------
 
     def in_flight(self) -> int:
-        """Requests sent and not answered yet."""
         return len(self._pending)
 
-    def refusal(self) -> WorkerError:
-        """Why :meth:`send` refuses new requests."""
+    def refusal(self) -> WorkerError:  # why send() refuses new requests
         return self.error or WorkerError("the worker was closed")
 
     def withdraw(self, request: Request) -> None:
-        """The owner gave up on ``request``: never written, it is forgotten; written, the
-        worker is asked to cancel it (its late reply is read and dropped)."""
+        """Give up ``request``: forgotten if unwritten, else cancelled (its late reply dropped)."""
         with self._lock:
             request.withdrawn = True
             if request.sent:
@@ -333,18 +300,16 @@ class Connection:
 
     def send(self, request: Request, body: Sequence[bytes], deadline: Optional[float], *,
              self_read: bool = False, force: bool = False) -> bool:
-        """Expect a reply to ``request`` (``self_read``: its caller reads it, else the
-        connection's thread is woken) and write ``body`` (buffers) as one frame. False if
-        ``request`` was withdrawn (nothing written). Raises ``ConnectionRefused`` once ending
-        (``force``: unless ended), ``WriteTimeout`` (nothing written) or ``ConnectionBroken``;
-        any other exception while the frame is partly written kills the worker."""
+        """Expect a reply to ``request`` (``self_read``: its caller reads it) and write ``body``
+        as one frame; False if withdrawn. Raises ``ConnectionRefused`` (``force``: unless ended),
+        ``WriteTimeout`` (nothing written), ``ConnectionBroken``; anything else mid-frame kills."""
         with self._lock:
             if self.state is not State.READY and not (force and self.state is not State.ENDED):
                 raise ConnectionRefused()
             self._pending[request.rid] = request
         if not self_read:
             self._wake_up()
-        lock = self._write_lock
+        lock, dirty = self._write_lock, False
         try:
             wait = -1 if deadline is None else deadline - time.monotonic()
             if not (wait >= 0 or deadline is None) or not lock.acquire(timeout=wait):
@@ -359,17 +324,17 @@ class Connection:
                 raise ConnectionBroken("the worker's stdin is closed")
             if self._cancels:
                 self._flush_cancels()
-            self._dirty = True
+            dirty = True  # a frame may be partly written
             write_frame(self._stdin_fd, body, deadline, WRITE_STALL_GRACE, self._wake_up)
-            request.sent, self._dirty = True, False
+            request.sent = True
+            dirty = False
         except (WriteStalled, OSError) as exc:
             self.kill(str(exc) if isinstance(exc, WriteStalled) else f"writing to it failed: {exc}")
             raise ConnectionBroken(str(exc)) from exc
         except BaseException as exc:  # WriteTimeout (nothing written), or an interrupt anywhere
-            if self._dirty and not isinstance(exc, WriteTimeout):
+            if dirty and not isinstance(exc, WriteTimeout):
                 self.kill("the client was interrupted while writing a request", asked=True)
             else:
-                self._dirty = False
                 with self._lock:
                     self._pending.pop(request.rid, None)
             raise
@@ -386,9 +351,8 @@ class Connection:
         return True
 
     def _flush_cancels(self) -> None:
-        """Write queued cancels while the pipe has room, never waiting: each is at most
-        PIPE_BUF bytes, so written whole or not at all. A busy writer lock's holder flushes
-        after its frame, and checks again after it released the lock."""
+        # Never waiting: each is at most PIPE_BUF bytes, written whole or not at all. A busy
+        # writer lock's holder flushes after its frame, and again after it released the lock.
         lock = self._write_lock
         while self._cancels and not self._stdin_closed:
             try:
@@ -418,9 +382,7 @@ class Connection:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def _wake_up(self) -> None:
-        """Have the connection's thread look at what to read (a caller stopped reading, a
-        writer waits for room: the worker may wait for its replies to be read)."""
+    def _wake_up(self) -> None:  # the thread looks at what to read (the worker may wait for that)
         try:
             self._wake.release()
         except RuntimeError:
@@ -428,9 +390,8 @@ class Connection:
 
 
     def serve(self, done: Callable[[], bool], deadline: Optional[float], poll: bool = True) -> None:
-        """The read loop: if no one else is reading, read and deliver replies on this thread
-        until ``done()`` or the deadline (else return at once: the reader delivers the caller's
-        reply). ``poll``: wait for the pipe before reading it (a caller's thread)."""
+        """The read loop: unless another thread reads (it delivers), deliver replies until
+        ``done()`` or the deadline. ``poll``: wait for the pipe before reading (a caller)."""
         # A Ctrl-C lands between any two bytecodes: while waiting for the pipe that costs
         # nothing; once bytes may have been taken from it (``critical``) the stream's state is
         # unknown, so the worker is killed and its calls are retried.
@@ -471,13 +432,13 @@ class Connection:
                 self.kill(end[1], asked=True)
             raise
         finally:
+            _reading.value = reading
             if self._token == me:
                 with self._lock:
                     self._token = None
                     self._read_end = self._read_end or end
                     if self._pending or self._read_end or self._to_end:
                         self._wake_up()  # replies still expected, or the end: the thread goes on
-            _reading.value = reading
 
     def _deliver(self, body: Body) -> None:
         reply = _jsonrpc.parse_reply(body, RAW_MEMBER)
@@ -509,11 +470,9 @@ class Connection:
         return lost
 
     def _finish(self, error: Optional[WorkerError], note: str) -> None:
-        """Reading is over: reap the process, decide the error, fail what is pending."""
         proc = self._proc
-        if proc is None:  # closed before it was spawned
-            for request in self._end(self.refusal()):
-                request.owner.on_lost(request, self.refusal())
+        if proc is None:  # a bug before the spawn: nothing was sent
+            self._end(self.refusal())
             return
         if error is not None:
             logger.error("worker pid %d broke the protocol: %s", proc.pid, error)
@@ -527,7 +486,15 @@ class Connection:
         if error is None and self.state in (State.CLOSING, State.ENDED):
             error = WorkerError("the worker was closed before it answered")
         elif error is None:
-            error = self._crash_error(returncode, note)
+            try:
+                status = f"was killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with status {returncode}"
+            except ValueError:
+                status = f"was killed by signal {-returncode}"
+            reasons = "; ".join(r for r in (self._kill_reason and f"killed by my_module: {self._kill_reason}", note) if r)
+            tail = tuple(self._stderr_tail)
+            message = f"worker pid {self.pid} ({self.argv[0]}) {status}" + (f" ({reasons})" if reasons else "")
+            message += "; its last stderr lines:\n  " + "\n  ".join(tail) if tail else "; it wrote nothing to stderr"
+            error = WorkerCrashedError(message, returncode=returncode, stderr_tail=tail, pid=self.pid)
         lost = self._end(error) + ([self._delivering] if self._delivering else [])  # its delivery failed or was cut
         if not isinstance(error, ProtocolError):
             level = logging.DEBUG if self._quiet or (returncode == 0 and not lost) else logging.WARNING
@@ -541,19 +508,7 @@ class Connection:
             except Exception:  # a bug; the other owners must still hear about the end
                 logger.exception("my_module failed to hand a lost request back to its caller")
 
-    def _crash_error(self, returncode: int, note: str) -> WorkerCrashedError:
-        try:
-            status = f"was killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with status {returncode}"
-        except ValueError:
-            status = f"was killed by signal {-returncode}"
-        reasons = "; ".join(r for r in (self._kill_reason and f"killed by my_module: {self._kill_reason}", note) if r)
-        tail = tuple(self._stderr_tail)
-        message = f"worker pid {self.pid} ({self.argv[0]}) {status}" + (f" ({reasons})" if reasons else "")
-        message += "; its last stderr lines:\n  " + "\n  ".join(tail) if tail else "; it wrote nothing to stderr"
-        return WorkerCrashedError(message, returncode=returncode, stderr_tail=tail, pid=self.pid)
-
     def _drain_stderr(self, proc: subprocess.Popen[bytes]) -> None:
-        """Its own thread: stderr lines into the tail and ``my_module.worker`` at their level."""
         assert proc.stderr is not None
         with io.BufferedReader(proc.stderr, 1 << 16) as stream:  # type: ignore[type-var]
             try:
@@ -571,7 +526,6 @@ class Connection:
         self._wake_up()
 
 
-def release_if_owned(lock: Any) -> None:
-    """Release ``lock`` (an RLock) if this thread holds it."""
+def release_if_owned(lock: Any) -> None:  # an RLock
     if lock._is_owned():
         lock.release()

@@ -47,7 +47,7 @@ class FrameReader:
     def __init__(self, fd: int, max_frame_bytes: int) -> None:
         self.fd, self.max_frame_bytes = fd, max_frame_bytes
         self._buf = bytearray()  # bytes read past the last frame taken (no body in progress)
-        self._body: Optional[bytearray] = None  # a big body being filled in place
+        self._body: Optional[bytearray] = None  # a big body being filled in place, to _filled
         self._filled = 0
         self._poller = select.poll()
         self._poller.register(fd, select.POLLIN)
@@ -82,8 +82,7 @@ class FrameReader:
         return bool(self._poller.poll(None if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))))
 
     def fill(self) -> Optional[Body]:
-        """Read once (blocking), then :meth:`take`. Raises ``EOFError`` at the end of the
-        stream, :class:`TruncatedFrameError` if that is inside a frame."""
+        """Read once (blocking), then :meth:`take`; ``EOFError`` at the end of the stream."""
         body = self._body
         if body is not None:
             with memoryview(body) as view:
@@ -101,11 +100,9 @@ class FrameReader:
 
 def write_frame(fd: int, body: Sequence[bytes], deadline: Optional[float], stall_grace: float,
                 on_wait: Optional[Callable[[], None]] = None) -> None:
-    """Write a frame of ``body`` (buffers: header and all in one ``writev``) to the non-blocking
-    ``fd``, waiting for room until ``deadline``. A frame begun is finished past the deadline
-    while the peer accepts bytes, abandoned after ``stall_grace`` s with none. ``on_wait`` is
-    called before the first wait. Raises :class:`WriteTimeout` (nothing written),
-    :class:`WriteStalled` (part written), ``OSError`` when the reading end is gone."""
+    """A frame of ``body`` (header and buffers in one ``writev``) to the non-blocking ``fd``, room
+    waited for until ``deadline`` (``on_wait()`` first); a frame begun is finished while the peer
+    reads, abandoned after ``stall_grace`` s with no progress (:class:`WriteStalled`)."""
     size = sum(map(len, body))
     parts = [_HEADER.pack(size), *body]
     total = size + FRAME_HEADER_BYTES

@@ -1,7 +1,7 @@
-"""Finding the worker executable, in this order: ``$MY_MODULE_WORKER`` (a path, or a command
-line split with ``shlex``), the worker inside this package (``my_module/bin/squares-worker``,
-put there by the wheel build), ``squares-worker`` on ``PATH``, then the Swift package's own
-build output (``.build/release`` then ``.build/debug``) in the repository this source lives in."""
+"""Finding the worker executable, in this order: ``$MY_MODULE_WORKER`` (a path, or a command line
+split with ``shlex``), the worker inside this package (``my_module/bin/squares-worker``, put there
+by the wheel build), ``squares-worker`` on ``PATH``, then the Swift package's own build output
+(``.build/release`` then ``.build/debug``) in the repository this source lives in."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ def _is_executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
-def split_command(command: Command) -> Tuple[str, ...]:
-    """A path, a command line or an argv sequence as an argv tuple: a string naming an existing
-    file is a path (spaces and all), any other is split like a POSIX shell would."""
+def checked_argv(command: Command, origin: str) -> Tuple[str, ...]:
+    """A path, a command line (split like a POSIX shell unless it names an existing file) or an
+    argv sequence as an argv tuple whose program can be run, else ``WorkerNotFoundError``."""
     if isinstance(command, (str, os.PathLike)):
         text = os.fspath(command)
         argv: Tuple[str, ...] = (text,) if os.path.isfile(text) else tuple(shlex.split(text))
@@ -42,19 +42,15 @@ def split_command(command: Command) -> Tuple[str, ...]:
         argv = tuple(os.fspath(part) for part in command)
     if not argv:
         raise WorkerNotFoundError(f"empty worker command {command!r}")
-    return argv
-
-
-def check_executable(argv: Tuple[str, ...], origin: str) -> Tuple[str, ...]:
-    """``argv`` if ``argv[0]`` can be executed; else ``WorkerNotFoundError`` naming ``origin``."""
     program = argv[0]
-    if os.sep in program or (os.altsep and os.altsep in program):
-        if _is_executable(Path(program)):
-            return argv
+    if os.sep not in program and not (os.altsep and os.altsep in program):
+        problem = "" if shutil.which(program) else "is not on PATH"
+    elif not _is_executable(Path(program)):
         problem = "is not an executable file" if os.path.exists(program) else "does not exist"
+    else:
+        problem = ""
+    if problem:
         raise WorkerNotFoundError(f"{origin}: {program!r} {problem}; {_HOW_TO_PROVIDE}")
-    if shutil.which(program) is None:
-        raise WorkerNotFoundError(f"{origin}: {program!r} is not on PATH; {_HOW_TO_PROVIDE}")
     return argv
 
 
@@ -72,19 +68,15 @@ def find_worker(command: Optional[Command] = None) -> Tuple[str, ...]:
     """The argv that starts the worker: ``command`` if given, else the lookup above. Raises
     ``WorkerNotFoundError`` naming every place tried, with instructions."""
     if command is not None:
-        return check_executable(split_command(command), "Worker(command=...)")
-    configured = os.environ.get(ENV_VAR)
-    if configured is not None and configured.strip():
-        return check_executable(split_command(configured), f"${ENV_VAR}={configured!r}")
-    if _is_executable(PACKAGED_WORKER):
-        return (str(PACKAGED_WORKER),)
-    on_path = shutil.which(EXECUTABLE_NAME)
-    if on_path is not None:
-        return (on_path,)
+        return checked_argv(command, "Worker(command=...)")
+    configured = os.environ.get(ENV_VAR, "")
+    if configured.strip():
+        return checked_argv(configured, f"${ENV_VAR}={configured!r}")
     candidates = repository_build_outputs()
-    for candidate in candidates:
-        if _is_executable(candidate):
-            return (str(candidate),)
+    on_path = shutil.which(EXECUTABLE_NAME)
+    for found in (PACKAGED_WORKER, *((Path(on_path),) if on_path else ()), *candidates):
+        if _is_executable(found):
+            return (str(found),)
     tried = [f"${ENV_VAR} (unset)", f"the package's own worker ({PACKAGED_WORKER})", f"{EXECUTABLE_NAME} on PATH"]
     how = _HOW_TO_PROVIDE
     if candidates:
