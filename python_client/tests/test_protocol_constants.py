@@ -67,7 +67,7 @@ def test_param_error_reasons_match(constants, same_minor) -> None:
 
 
 def test_encodings_match(constants, same_minor) -> None:
-    ours = {_protocol.ENCODING_JSON, _protocol.ENCODING_PACKED}
+    ours = {_protocol.ENCODING_JSON, _protocol.ENCODING_PACKED, _protocol.ENCODING_SHM}
     _check(ours, set(constants.get("encodings", ["json"])), same_minor)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 
-PROTOCOL_VERSION = "1.1"  # another major version is refused; 1.0 lacks the packed encoding
+PROTOCOL_VERSION = "1.2"  # another major version is refused; shm (1.2) is optional and not used yet
 
 PROTOCOL_MAJOR = int(PROTOCOL_VERSION.split(".")[0])
 
@@ -20,6 +20,7 @@ MAX_NUMBER = 2**32 - 1  # the seed's elements are u32
 
 ENCODING_JSON = "json"  # params.numbers: a JSON array; the result: a JSON array
 ENCODING_PACKED = "packed"  # 1.1: base64 of little-endian u32s in, of u64s out (squaresPacked)
+ENCODING_SHM = "shm"  # 1.2: numbersShm/squaresShm, a memfd segment (_shm)
 
 
 class Method(str, enum.Enum):
@@ -53,3 +54,4 @@ class Reason(str, enum.Enum):
     NOT_AN_ARRAY = "not_an_array"
     INVALID_SHAPE = "invalid_shape"
     INVALID_PACKED = "invalid_packed"  # 1.1: numbersPacked is not base64 of whole u32s
+    INVALID_SHM = "invalid_shm"  # 1.2: numbersShm refused (the client then goes packed)
