@@ -18,6 +18,7 @@ README.md beside this file.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -366,7 +367,10 @@ def expand_macros(value: Any) -> Any:
 
 SHM_VALUE_MACROS = {"$shmPrefix", "$shmName", "$shmFd", "$runnerPid", "$workerPid"}
 SHM_MACROS = SHM_VALUE_MACROS | {"$shm", "$omit"}
-SEGMENT_KEYS = {"numbers", "size", "mode", "name", "kind"}
+SEGMENT_KEYS = {"numbers", "size", "mode", "name", "kind", "sealed"}
+# "sealed": the seals a memfd gets once sized and written (as a client seals it): true (the
+# default) is F_SEAL_SHRINK, a list names them, false makes the memfd without MFD_ALLOW_SEALING.
+SEAL_NAMES = {"shrink": "F_SEAL_SHRINK", "grow": "F_SEAL_GROW", "seal": "F_SEAL_SEAL"}
 SEGMENT_FILL = 0xEE  # every byte past the numbers, so that squares never written are seen
 SHM_INITIALIZE_ID = "conformance-shm-initialize"
 _OMIT = object()
@@ -393,6 +397,7 @@ class SegmentSpec:
     mode: int
     name: Any  # None: the prefix and the key; a string; or {"$shmPrefix": suffix}
     kind: str  # "memfd" or "file"
+    seals: tuple[str, ...] | None = ("shrink",)  # names of SEAL_NAMES; None: not sealable
 
     def needed_bytes(self) -> int:
         return squares_offset(len(self.numbers)) + 8 * len(self.numbers)
@@ -424,7 +429,20 @@ def parse_segments(raw: Any, where: str) -> dict[str, SegmentSpec]:
         if not (name is None or isinstance(name, str)
                 or (isinstance(name, dict) and set(name) == {"$shmPrefix"})):
             raise VectorError(f"{where}: segment {key!r}: name is a string or {{\"$shmPrefix\": S}}")
-        segments[key] = SegmentSpec(key, numbers, size, int(mode, 8), name, kind)
+        sealed = spec.get("sealed", kind == "memfd")
+        if kind != "memfd" and "sealed" in spec:
+            raise VectorError(f"{where}: segment {key!r}: only a memfd is sealed")
+        if sealed is True:
+            seals: tuple[str, ...] | None = ("shrink",)
+        elif sealed is False:
+            seals = None
+        elif isinstance(sealed, list) and all(n in SEAL_NAMES for n in sealed) \
+                and len(set(sealed)) == len(sealed):
+            seals = tuple(sealed)
+        else:
+            raise VectorError(f"{where}: segment {key!r}: sealed is true, false or a list of "
+                              f"{sorted(SEAL_NAMES)}")
+        segments[key] = SegmentSpec(key, numbers, size, int(mode, 8), name, kind, seals)
     return segments
 
 
@@ -467,7 +485,8 @@ class ShmContext:
     @staticmethod
     def make(spec: SegmentSpec, name: str) -> Segment:
         if spec.kind == "memfd":
-            fd = os.memfd_create(name, os.MFD_CLOEXEC)
+            sealing = os.MFD_ALLOW_SEALING if spec.seals is not None else 0
+            fd = os.memfd_create(name, os.MFD_CLOEXEC | sealing)
         else:
             handle = tempfile.TemporaryFile()  # a regular file, unlinked, in the temp dir
             fd = os.dup(handle.fileno())
@@ -481,6 +500,11 @@ class ShmContext:
             content[:len(packed)] = packed[:size]
             os.ftruncate(fd, size)
             os.pwrite(fd, bytes(content), 0)
+            if spec.kind == "memfd" and spec.seals is not None:
+                seals = 0
+                for seal in spec.seals:
+                    seals |= getattr(fcntl, SEAL_NAMES[seal])
+                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
         except OSError:
             os.close(fd)
             raise
@@ -853,6 +877,20 @@ def kill_group(process: subprocess.Popen) -> None:
         pass
 
 
+def stop_worker(process: subprocess.Popen, *threads: threading.Thread) -> None:
+    """Kills the worker's process group (also anything it left holding its pipes), reaps it,
+    joins the threads that fed or read it, and closes its pipes."""
+    kill_group(process)
+    process.wait()
+    for thread in threads:
+        thread.join(2)
+    for pipe in (process.stdin, process.stdout):
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+
 def run_case(case: Case, command: list[str], timeout: float, validator: Validator) -> Outcome:
     outcome = Outcome(case)
     timeout = case.timeout or timeout
@@ -896,15 +934,7 @@ def run_case_with(case: Case, command: list[str], timeout: float, validator: Val
                 f"timed out after {timeout:g}s: the worker did not exit (killed); "
                 f"{len(reader.frames)} reply frames had come")
         finally:
-            kill_group(process)  # also ends anything the worker left holding its pipes
-            process.wait()
-            feeder.join(2)
-            reader.join(2)
-            for pipe in (process.stdin, process.stdout):
-                try:
-                    pipe.close()
-                except OSError:
-                    pass
+            stop_worker(process, feeder, reader)
         outcome.seconds = time.monotonic() - started
         stderr.seek(0, os.SEEK_END)
         size = stderr.tell()
@@ -1101,14 +1131,7 @@ def probe_encodings(command: list[str], timeout: float) -> tuple[list[str] | Non
             pass
         got = reader.wait_for(1, time.monotonic() + timeout)
     finally:
-        kill_group(process)
-        process.wait()
-        reader.join(2)
-        for pipe in (process.stdin, process.stdout):
-            try:
-                pipe.close()
-            except OSError:
-                pass
+        stop_worker(process, reader)
     if not got:
         return None, "the worker did not answer initialize"
     try:

@@ -2,6 +2,7 @@
 #include "CSquaresSystem.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
@@ -29,12 +30,42 @@ void csquares_set_thread_name(const char *name) {
 #endif
 }
 
-int csquares_memfd_create(const char *name) {
-#if defined(__linux__) && defined(MFD_CLOEXEC)
-    return memfd_create(name, MFD_CLOEXEC);
+int csquares_memfd_create(const char *name, int allow_sealing) {
+#if defined(__linux__) && defined(MFD_CLOEXEC) && defined(MFD_ALLOW_SEALING)
+    return memfd_create(name, MFD_CLOEXEC | (allow_sealing ? MFD_ALLOW_SEALING : 0));
 #else
     (void)name;
+    (void)allow_sealing;
     errno = ENOSYS;
     return -1;
 #endif
 }
+
+#if defined(__linux__) && defined(F_GET_SEALS)
+const int csquares_seal_seal = F_SEAL_SEAL;
+const int csquares_seal_shrink = F_SEAL_SHRINK;
+const int csquares_seal_grow = F_SEAL_GROW;
+const int csquares_seal_write = F_SEAL_WRITE;
+
+int csquares_get_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
+
+int csquares_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals); }
+#else
+const int csquares_seal_seal = 0;
+const int csquares_seal_shrink = 0;
+const int csquares_seal_grow = 0;
+const int csquares_seal_write = 0;
+
+int csquares_get_seals(int fd) {
+    (void)fd;
+    errno = ENOSYS;
+    return -1;
+}
+
+int csquares_add_seals(int fd, int seals) {
+    (void)fd;
+    (void)seals;
+    errno = ENOSYS;
+    return -1;
+}
+#endif

@@ -1,3 +1,4 @@
+import CSquaresSystem
 import SquaresCore
 import SquaresProtocol
 
@@ -113,8 +114,8 @@ struct MappedSegment: @unchecked Sendable {
 
     /// Checks and maps the segment `reference` names (protocol/SPEC.md, the checks in order): it
     /// must be the memfd of that name behind `/proc/<pid>/fd/<fd>` — looked at by readlink before
-    /// anything is opened, and again through the opened fd — a regular file owned by this
-    /// worker's user, with no group or other permission bits, and big enough. The fd is closed
+    /// anything is opened, and again through the opened fd — sealed F_SEAL_SHRINK, a regular file
+    /// owned by this worker's user, with no group or other permission bits, and big enough. The fd is closed
     /// before this returns; nil for `count` 0 (checked, nothing mapped).
     /// - Throws: `invalid_shm` for a segment that fails a check or cannot be mapped.
     static func map(_ reference: SharedSegmentReference) throws(RPCError) -> MappedSegment? {
@@ -145,9 +146,19 @@ struct MappedSegment: @unchecked Sendable {
                 start: (address + reference.resultOffset).assumingMemoryBound(to: UInt64.self), count: reference.count))
     }
 
-    /// The checks of an opened segment: fstat, then the name again through `/proc/self/fd` (the
-    /// client's fd number may have been reused between the first readlink and the open).
+    /// The checks of an opened segment: its seals, fstat, then the name again through
+    /// `/proc/self/fd` (the client's fd number may have been reused between the first readlink and
+    /// the open). F_SEAL_SHRINK is what makes the size checked here stay true while the segment is
+    /// mapped: a file shrunk under the mapping would SIGBUS the worker. It is read before the
+    /// size, since a seal added after a shrink would not undo it.
     static func checkOpened(_ descriptor: Int32, _ reference: SharedSegmentReference) throws(RPCError) {
+        let seals = csquares_get_seals(descriptor)
+        guard seals >= 0 else {
+            throw SharedMemory.invalid("numbersShm: cannot read the segment's seals (\(String(cString: strerror(errno))))")
+        }
+        guard csquares_seal_shrink != 0, seals & csquares_seal_shrink != 0 else {
+            throw SharedMemory.invalid("numbersShm: the segment is not sealed against shrinking (F_SEAL_SHRINK)")
+        }
         var status = stat()
         guard fstat(descriptor, &status) == 0 else {
             throw SharedMemory.invalid("numbersShm: cannot stat the segment (\(String(cString: strerror(errno))))")

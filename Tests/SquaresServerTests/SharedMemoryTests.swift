@@ -10,7 +10,8 @@ import Glibc
 #endif
 
 /// A segment made as a client of the shared-memory plane makes one: a memfd of mode 0600 (unless
-/// told otherwise), sized for its numbers and their results, the numbers written at offset 0. The
+/// told otherwise), sized for its numbers and their results, the numbers written at offset 0, then
+/// sealed F_SEAL_SHRINK (`seals`; nil: made without MFD_ALLOW_SEALING, so never sealed). The
 /// test reads and writes it with pread/pwrite, never maps it, so that a line of /proc/self/maps
 /// naming it is the worker's mapping.
 final class TestSegment: Sendable {
@@ -26,15 +27,17 @@ final class TestSegment: Sendable {
     let name: String
     let count: Int
 
-    init(_ numbers: [UInt32], name: String = TestSegment.nextName(), size: Int? = nil, mode: mode_t = 0o600) {
+    init(_ numbers: [UInt32], name: String = TestSegment.nextName(), size: Int? = nil, mode: mode_t = 0o600,
+         seals: Int32? = csquares_seal_shrink) {
         self.name = name
         count = numbers.count
-        descriptor = csquares_memfd_create(name)
+        descriptor = csquares_memfd_create(name, seals == nil ? 0 : 1)
         precondition(descriptor >= 0, "memfd_create: \(String(cString: strerror(errno)))")
         precondition(fchmod(descriptor, mode) == 0)
         precondition(ftruncate(descriptor, off_t(size ?? reference.byteCount)) == 0)
         let written = numbers.map(\.littleEndian).withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
         precondition(written == 4 * numbers.count)
+        if let seals { precondition(csquares_add_seals(descriptor, seals) == 0, "F_ADD_SEALS: \(String(cString: strerror(errno)))") }
     }
 
     deinit { close(descriptor) }
@@ -245,6 +248,42 @@ struct SharedMemoryTests {
         #expect(try await answer(squares, #"{"numbersShm":"# + segment.json + "}", in: sharedMemoryContext(parallelism: 2)).result.get()
             == #"{"squaresShm":{"offset":16,"count":3}}"#)
         #expect(segment.results == [1, 4, 9])
+    }
+
+    @Test("a segment not sealed F_SEAL_SHRINK is refused: made without MFD_ALLOW_SEALING, unsealed, or sealed against growing only",
+          arguments: [nil, 0, csquares_seal_grow, csquares_seal_grow | csquares_seal_seal] as [Int32?])
+    func unsealed(seals: Int32?) async throws {
+        let segment = TestSegment([1, 2, 3], seals: seals)
+        try await expectRefused(#"{"numbersShm":"# + segment.json + "}", segment)
+        #expect(segment.numbers == [1, 2, 3])
+        if seals == nil || seals! & csquares_seal_seal != 0 {  // F_SEAL_SEAL: it can never be sealed now
+            #expect(csquares_add_seals(segment.descriptor, csquares_seal_shrink) == -1 && errno == EPERM)
+        } else {  // sealed now, the same segment is served
+            #expect(csquares_add_seals(segment.descriptor, csquares_seal_shrink) == 0)
+            #expect(try await answer(squares, #"{"numbersShm":"# + segment.json + "}", in: sharedMemoryContext(parallelism: 2)).result.get()
+                == #"{"squaresShm":{"offset":16,"count":3}}"#)
+            #expect(segment.results == [1, 4, 9])
+        }
+    }
+
+    @Test("F_SEAL_SHRINK with other seals is served (F_SEAL_GROW, F_SEAL_SEAL)",
+          arguments: [csquares_seal_shrink | csquares_seal_grow, csquares_seal_shrink | csquares_seal_grow | csquares_seal_seal])
+    func sealed(seals: Int32) async throws {
+        let segment = TestSegment([5, 6, UInt32.max], seals: seals)
+        #expect(csquares_get_seals(segment.descriptor) & seals == seals)
+        let answered = try await answer(squares, #"{"numbersShm":"# + segment.json + "}", in: sharedMemoryContext(parallelism: 2))
+        #expect(try answered.result.get() == #"{"squaresShm":{"offset":16,"count":3}}"#)
+        #expect(segment.results == [25, 36, 18_446_744_065_119_617_025])
+        #expect(!segment.isMapped)
+    }
+
+    @Test("the seals are read through the opened fd: an unsealed memfd is refused by checkOpened itself")
+    func sealCheckedOnTheOpenedFd() throws {
+        let sealed = TestSegment([1, 2]), unsealed = TestSegment([1, 2], seals: nil)
+        #expect(throws: Never.self) { try MappedSegment.checkOpened(sealed.descriptor, sealed.reference) }
+        let error = try #require(throws: RPCError.self) { try MappedSegment.checkOpened(unsealed.descriptor, unsealed.reference) }
+        #expect(error.data == invalidShm)
+        #expect(error.message.contains("F_SEAL_SHRINK"))
     }
 
     @Test("a segment smaller than S + 8·C is refused", arguments: [12, 16, 16 + 8 * 3 - 1])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import json
 import logging
 import mmap
@@ -45,7 +46,7 @@ REQUEST_CANCELLED = -32800
 FRAME_TOO_LARGE = -32000
 
 FAULTS = ("wrong-squares", "missing-error", "wrong-id", "hang", "exit-at-once", "garbage",
-          "flood-stderr", "no-shm", "shm-unwritten", "shm-lax-mode")
+          "flood-stderr", "no-shm", "shm-unwritten", "shm-lax-mode", "shm-unsealed")
 
 log = logging.getLogger("reference-worker")
 
@@ -438,6 +439,16 @@ class Worker:
         except OSError as error:
             raise refuse(f"open {path}: {error.strerror}") from None
         try:
+            # F_SEAL_SHRINK keeps the size checked below true while the segment is mapped (a
+            # shrink under the mapping would SIGBUS the worker); read before the size, since a
+            # seal added after a shrink would not undo it. A memfd made without
+            # MFD_ALLOW_SEALING reports F_SEAL_SEAL alone.
+            try:
+                seals = fcntl.fcntl(handle, fcntl.F_GET_SEALS)
+            except OSError as error:
+                raise refuse(f"F_GET_SEALS: {error.strerror}") from None
+            if not seals & fcntl.F_SEAL_SHRINK and self.options.fault != "shm-unsealed":
+                raise refuse(f"seals {seals:#x} lack F_SEAL_SHRINK")
             info = os.fstat(handle)
             if not stat.S_ISREG(info.st_mode):
                 raise refuse("not a regular file")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import importlib.util
 import json
 import os
@@ -101,6 +102,7 @@ def test_a_worker_that_floods_stderr_still_passes_because_stderr_is_drained():
      "segment a: squares[0] (byte 16): expected 1, got 17216961135462248174 (never written)"),
     ("shm-lax-mode", "^shm/mode-0644$", "shm/mode-0644", "segment a: expected unchanged"),
     ("shm-lax-mode", "^shm/foreign-name$", "shm/foreign-name", "expected an error, got a result"),
+    ("shm-unsealed", "^shm/unsealed$", "shm/unsealed", "segment a: expected unchanged"),
 ])
 def test_runner_names_the_case_a_wrong_worker_fails(fault, selection, caught_case, evidence):
     completed, passed, failed, _ = run_suite("--filter", selection,
@@ -506,6 +508,26 @@ def test_a_memfd_segment_holds_the_numbers_then_the_fill_with_mode_0600():
         assert data[:12] == struct.pack("<3I", 1, 2, 4294967295)
         assert data[12:] == bytes([conformance.SEGMENT_FILL]) * 28
         assert os.get_inheritable(segment.fd) is False  # the worker must not get it for free
+        assert fcntl.fcntl(segment.fd, fcntl.F_GET_SEALS) == fcntl.F_SEAL_SHRINK  # as a client seals it
+        with pytest.raises(PermissionError):
+            os.ftruncate(segment.fd, 8)
+    finally:
+        shm.close()
+
+
+def test_sealed_false_makes_an_unsealable_memfd_and_a_list_names_the_seals():
+    shm = conformance.ShmContext({**spec("u", sealed=False), **spec("e", sealed=[]),
+                                  **spec("g", sealed=["shrink", "grow"]), **spec("s", sealed=["grow", "seal"])})
+    try:
+        u, e, g, s = (shm.segments[k].fd for k in "uegs")
+        assert fcntl.fcntl(u, fcntl.F_GET_SEALS) == fcntl.F_SEAL_SEAL  # no MFD_ALLOW_SEALING
+        with pytest.raises(PermissionError):
+            fcntl.fcntl(u, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+        assert fcntl.fcntl(e, fcntl.F_GET_SEALS) == 0
+        assert fcntl.fcntl(g, fcntl.F_GET_SEALS) == fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+        assert fcntl.fcntl(s, fcntl.F_GET_SEALS) == fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+        os.ftruncate(u, 4)  # unsealed: the client could shrink it under a worker's mapping
+        assert os.fstat(u).st_size == 4
     finally:
         shm.close()
 
@@ -577,6 +599,10 @@ def test_check_after_reports_unwritten_wrong_and_changed_segments():
     ({"a": {"numbers": [4294967296]}}, None, "u32"),
     ({"a": {"numbers": [1], "colour": "red"}}, None, "takes only"),
     ({"a": {"numbers": [1], "kind": "pipe"}}, None, "kind is"),
+    ({"a": {"numbers": [1], "sealed": "yes"}}, None, "sealed is"),
+    ({"a": {"numbers": [1], "sealed": ["shrink", "write"]}}, None, "sealed is"),
+    ({"a": {"numbers": [1], "sealed": ["shrink", "shrink"]}}, None, "sealed is"),
+    ({"a": {"numbers": [1], "kind": "file", "sealed": False}}, None, "only a memfd is sealed"),
     ({"a": {"numbers": [1]}}, {"b": {"squares": [1]}}, "segmentsAfter"),
     ({"a": {"numbers": [1]}}, {"a": {"squares": [1], "more": 1}}, "segmentsAfter"),
 ])
