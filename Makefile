@@ -14,10 +14,7 @@ demo: worker venv
 ## Build everything and run every test: Swift, protocol conformance, Python, the wheel and the
 ## sdist, and smoke runs of the end-to-end and dask benchmarks; then a minute of fuzzing and the Swift
 ## tests under TSan and ASan.
-# fuzz is out of make test until its stateful-server invariant is fixed: a server armed with a
-# shmPrefix by an earlier input answers a later numbersShm with another invalid_shm message than
-# an unarmed one, and MessageChecks compares whole replies across core counts. Run `make fuzz`.
-test: worker venv test-swift test-protocol test-python test-wheel bench-e2e-quick bench-dask-quick tsan asan
+test: worker venv test-swift test-protocol test-python test-wheel bench-e2e-quick bench-dask-quick fuzz tsan asan
 
 # The wheel's build too (python_client/hatch_build.py), so that make and pip share one build in
 # .build/: release, the Swift standard library linked in (the binary needs no toolchain to run).

@@ -11,10 +11,10 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var bodies = FrameChecks.checkStream(bytes, random: &random)
     FrameChecks.checkGlued(bytes, random: &random)
     if !bodies.contains(bytes) { bodies.append(bytes) }
-    let parts = Int.random(in: 2...6, using: &random)
+    let servers = MessageChecks.Servers(parts: Int.random(in: 2...6, using: &random))
     runBlocking { [bodies] in
         for body in bodies {
-            await MessageChecks.check(body, parts: parts)
+            await MessageChecks.check(body, servers: servers)
         }
     }
     return 0

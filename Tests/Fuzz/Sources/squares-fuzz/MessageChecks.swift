@@ -11,14 +11,27 @@ enum MessageChecks {
         do { return .success(try await reader.parse(frame)) } catch { return .failure(error) }
     }
 
-    /// One server per parallelism, as the worker makes one per process.
-    static let servers: [Int: Server] = {
-        var logger = Logger(label: "fuzz")
-        logger.logLevel = .critical
-        return Dictionary(uniqueKeysWithValues: (1...6).map { ($0, Server(configuration: ServerConfiguration(parallelism: $0), logger: logger)) })
-    }()
+    /// The two servers one input's frames are served by, with one core and with `parts`, made
+    /// fresh for each input (as a worker process is for each connection): a server keeps state
+    /// between frames (initialize's shmPrefix, a shutdown), so both must see the same frames in
+    /// the same order — those of this input, never an earlier input's — for their replies to be
+    /// comparable, and for an artifact to replay alone.
+    struct Servers {
+        let one: Server
+        let many: Server
+        let parts: Int
 
-    static func check(_ body: [UInt8], parts: Int) async {
+        init(parts: Int) {
+            var logger = Logger(label: "fuzz")
+            logger.logLevel = .critical
+            one = Server(configuration: ServerConfiguration(parallelism: 1), logger: logger)
+            many = Server(configuration: ServerConfiguration(parallelism: parts), logger: logger)
+            self.parts = parts
+        }
+    }
+
+    static func check(_ body: [UInt8], servers: Servers) async {
+        let parts = servers.parts
         let frame = FrameBytes(body)
         await CodecChecks.checkSpans(in: frame, parts: parts)
         let sequential = await parse(frame, parts: 1)
@@ -37,7 +50,7 @@ enum MessageChecks {
             return require(false, "one piece: \(sequential), \(parts) pieces: \(parallel), for \(show(body))")
         }
         await checkWriterFixedPoint(parsed)
-        await checkRequests(parsed, parts: parts, body: body)
+        await checkRequests(parsed, servers: servers, body: body)
     }
 
     /// Written back and parsed again, a frame writes the same text: the writer escapes what the
@@ -58,7 +71,8 @@ enum MessageChecks {
     /// The server's own first phase (and the job it leaves, if any) answers the frame the same with
     /// one core and with `parts`, and its reply is JSON-RPC that parses: one response per entry that
     /// gets one. Decoded integer arrays round-trip, and valid packed params decode as the model.
-    static func checkRequests(_ parsed: ParsedFrame, parts: Int, body: [UInt8]) async {
+    static func checkRequests(_ parsed: ParsedFrame, servers: Servers, body: [UInt8]) async {
+        let parts = servers.parts
         let (entries, isBatch): ([Entry], Bool) = switch FrameContent(parsed.root) {
         case .single(let entry): ([entry], false)
         case .batch(let entries): (entries, true)
@@ -76,9 +90,9 @@ enum MessageChecks {
                 if case .string(let text)? = params["numbersPacked"] { await PackedChecks.check(text, parts: parts) }
             }
         }
-        let one = await serve(body, parallelism: 1)
+        let one = await serve(body, by: servers.one)
         // `initialize` reports the parallelism: the one byte string in which the two may differ.
-        let many = await serve(body, parallelism: parts).map { reply in
+        let many = await serve(body, by: servers.many).map { reply in
             Array(String(decoding: reply, as: UTF8.self).replacing("\"parallelism\":\(parts)", with: "\"parallelism\":1").utf8)
         }
         require(one == many, "the reply with one core differs from the one with \(parts): \(show(one ?? [])) and \(show(many ?? []))")
@@ -105,9 +119,9 @@ enum MessageChecks {
         }
     }
 
-    /// The reply body the server writes for `body`, if any, its job (if it leaves one) run here.
-    static func serve(_ body: [UInt8], parallelism: Int) async -> [UInt8]? {
-        let plan = servers[parallelism]!.firstPhase(.frame(FrameBytes(body)))
+    /// The reply body `server` writes for `body`, if any, its job (if it leaves one) run here.
+    static func serve(_ body: [UInt8], by server: Server) async -> [UInt8]? {
+        let plan = server.firstPhase(.frame(FrameBytes(body)))
         let frame: OutboundFrame? = switch plan.work {
         case .nothing: nil
         case .reply(let reply): reply
