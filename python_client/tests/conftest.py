@@ -70,17 +70,17 @@ def worker_info(worker_command: Tuple[str, ...]) -> Dict[str, Any]:
         return w.info
 
 
-@pytest.fixture(params=["packed", "json"])
+@pytest.fixture(params=["shm", "packed", "json"])
 def encoding_options(request, worker_info: Dict[str, Any]) -> Dict[str, Any]:
-    """``Worker(...)`` options for talking the packed encoding (protocol 1.1), then JSON."""
-    if request.param == "packed" and "packed" not in worker_info.get("encodings", []):
-        pytest.skip("this worker does not announce the packed encoding (protocol 1.0)")
-    return {"encodings": ("packed", "json") if request.param == "packed" else ("json",)}
+    """``Worker(...)`` options for talking shm (1.2; packed below its size), packed (1.1), JSON."""
+    if request.param != "json" and request.param not in worker_info.get("encodings", []):
+        pytest.skip(f"this worker does not announce the {request.param} encoding")
+    return {"encodings": ("shm", "packed", "json")[("shm", "packed", "json").index(request.param):]}
 
 
 @pytest.fixture
 def any_encoding_worker(worker_command: Tuple[str, ...], encoding_options) -> Iterator[my_module.Worker]:
-    """The worker, once talking the packed encoding (protocol 1.1) and once JSON."""
+    """The worker, talking each encoding in turn (see encoding_options)."""
     with my_module.Worker(worker_command, **encoding_options) as w:
         yield w
 

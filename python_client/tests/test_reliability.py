@@ -265,11 +265,11 @@ def test_a_call_settled_while_its_chunks_are_written_stops_quietly(worker_comman
     encode, as_future = _methods.ArrayMethod.body, _requests.as_future
     futures, encoded = [], []
 
-    def body(self, rid, chunk, encoding, limit):
+    def body(self, rid, *rest):
         encoded.append(rid)
         if len(encoded) == 3:
             futures[0].cancel()
-        return encode(self, rid, chunk, encoding, limit)
+        return encode(self, rid, *rest)
 
     def capture(call):
         futures.append(as_future(call))

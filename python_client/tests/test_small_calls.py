@@ -12,6 +12,7 @@ import time
 import pytest
 
 import my_module
+from my_module import _methods
 from conftest import assert_reaped, in_flight, submit_request, wait_until
 
 
@@ -26,7 +27,7 @@ def test_small_calls_answer_on_the_callers_thread(worker: my_module.Worker) -> N
     warm(worker)
     reader = [t for t in threading.enumerate() if t.name.startswith("my_module-reader")]
     assert reader
-    for n in (0, 1, 10, 1000, worker.options.chunk_size):
+    for n in (0, 1, 10, 1000, _methods.PACKED.chunk):
         numbers = list(range(n))
         assert worker.calculate_squares(numbers) == [x * x for x in numbers]
     assert in_flight(worker) == 0

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import my_module
+from my_module import _methods
 from my_module._protocol import MAX_NUMBER
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -106,7 +107,7 @@ def test_numpy_is_not_imported_by_my_module() -> None:
 
 
 def test_big_input_is_chunked_and_reassembled_in_order(any_encoding_worker: my_module.Worker) -> None:
-    n = any_encoding_worker.options.chunk_size * 5 + 123
+    n = _methods.PACKED.chunk * 5 + 123  # shm: one request of them (tests/test_shm_plane.py chunks)
     numbers = list(range(MAX_NUMBER - n, MAX_NUMBER))
     assert any_encoding_worker.calculate_squares(numbers) == [x * x for x in numbers]
 

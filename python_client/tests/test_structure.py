@@ -88,7 +88,7 @@ def test_a_method_is_one_table_entry(worker) -> None:
 
     assert _requests.run(call) == [n * n for n in range(10)]
     entry = _methods.CALCULATE_SQUARES
-    assert entry.name == "calculate_squares" and {e.name for e in entry.encodings} == {"packed", "json"}
+    assert entry.name == "calculate_squares" and {e.name for e in entry.encodings} == {"shm", "packed", "json"}
 
 
 def test_every_tunable_is_a_keyword_only_option_with_a_documented_default() -> None:

@@ -334,7 +334,7 @@ class Connection:
         except BaseException as exc:  # WriteTimeout (nothing written), or an interrupt anywhere
             if dirty and not isinstance(exc, WriteTimeout):
                 self.kill("the client was interrupted while writing a request", asked=True)
-            else:
+            elif not request.sent:  # once sent, its reply comes (and is dropped if withdrawn)
                 with self._lock:
                     self._pending.pop(request.rid, None)
             raise

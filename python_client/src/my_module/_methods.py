@@ -4,23 +4,29 @@ method is one entry here plus its public function."""
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from . import _convert, _jsonrpc
+from . import _convert, _jsonrpc, _shm
 from ._errors import ProtocolError, WorkerError
-from ._protocol import ENCODING_JSON, ENCODING_PACKED, ErrorCode, Method, Reason
+from ._protocol import ENCODING_JSON, ENCODING_PACKED, ENCODING_SHM, ErrorCode, Method, Reason
+
+logger = logging.getLogger(__name__)
 
 Part = Union[List[int], bytes]
 """The decoded result of one chunk: a list of ints, or raw little-endian u64s (packed)."""
 
 _ENVELOPE_BYTES = 128  # room kept in a frame for the envelope around a chunk's array
+SHM_MIN = 8192  # shm only for chunks of at least this many numbers (below, packed: no setup cost)
 
 
 class ArrayEncoding:
     """How one encoding carries a chunk of u32s and its per-element results."""
 
-    def __init__(self, name: str, param: str, result: Optional[str], in_bytes: float, out_bytes: float) -> None:
-        self.name = name
+    def __init__(self, name: str, param: str, result: Optional[str], in_bytes: float, out_bytes: float,
+                 chunk: int = 32768) -> None:
+        self.name, self.chunk = name, chunk  # elements per request unless chunk_size says (bench_chunks.py)
         self.param_head = b'{"%s":' % param.encode()
         self.result = result  # None: the result is the JSON array itself
         self.raw_member = (result or "").encode()  # cut out of the reply before JSON parsing
@@ -35,7 +41,13 @@ class ArrayEncoding:
         elements = chunk.tolist() if type(chunk) is memoryview else chunk
         return [self.param_head, _convert.encode_chunk(elements, max_bytes), b"}}"]
 
-    def decode(self, method: str, result: Any, count: int) -> Part:
+    def decode(self, method: str, result: Any, count: int, held: Optional[_shm.Segment] = None) -> Part:
+        if self.name == ENCODING_SHM:
+            ref = result.get(self.result) if type(result) is dict else None
+            if held is None or type(ref) is not dict or ref.get("count") != count \
+                    or ref.get("offset") != _shm.squares_offset(count):
+                raise ProtocolError(f"worker answered an shm {method} chunk of {count} numbers with {result!r:.120}")
+            return held.squares(count)
         if self.result is not None:
             data = _convert.decode_packed_bytes(result.get(self.result) if type(result) is dict else None, count)
             if data is None:
@@ -51,7 +63,9 @@ class ArrayEncoding:
 
 PACKED = ArrayEncoding(ENCODING_PACKED, "numbersPacked", "squaresPacked", 16 / 3, 32 / 3)
 JSON = ArrayEncoding(ENCODING_JSON, "numbers", None, _convert.MAX_ELEMENT_BYTES, _convert.MAX_SQUARE_BYTES)
-ENCODINGS = {e.name: e for e in (PACKED, JSON)}
+# 2,097,152 numbers: a 24 MiB segment, and a chunk that falls back to packed still fits 64 MiB.
+SHM = ArrayEncoding(ENCODING_SHM, "numbersShm", "squaresShm", 0, 0, 1 << 21)
+ENCODINGS = {e.name: e for e in (SHM, PACKED, JSON)}
 RAW_MEMBER = PACKED.raw_member  # the result member whose long text skips the JSON scanner
 
 
@@ -81,10 +95,11 @@ class RpcMethod:
     def prepare(self, params: Any, encoding: ArrayEncoding) -> Any:
         return params
 
-    def body(self, rid: int, params: Any, encoding: ArrayEncoding, limit: int) -> Tuple[List[bytes], ArrayEncoding]:
-        return [_jsonrpc.request(rid, self.name, params)], encoding
+    def body(self, rid: int, params: Any, encoding: ArrayEncoding, limit: int,
+             pool: Optional[_shm.Pool] = None) -> Tuple[List[bytes], ArrayEncoding, Optional[_shm.Segment]]:
+        return [_jsonrpc.request(rid, self.name, params)], encoding, None
 
-    def decode(self, encoding: ArrayEncoding, result: Any, count: int) -> Any:
+    def decode(self, encoding: ArrayEncoding, result: Any, count: int, held: Optional[_shm.Segment] = None) -> Any:
         return result
 
     def error(self, error: Dict[str, Any], params: Any = None, start: int = 0, end: int = 1) -> BaseException:
@@ -126,18 +141,35 @@ class ArrayMethod(RpcMethod):
                 return memoryview(packed)
         return numbers
 
-    def body(self, rid: int, chunk: _convert.NumberSequence, encoding: ArrayEncoding, limit: int) -> Tuple[List[bytes], ArrayEncoding]:
-        """A chunk's request as buffers, in ``encoding`` or else JSON (and the one used)."""
+    def body(self, rid: int, chunk: _convert.NumberSequence, encoding: ArrayEncoding, limit: int,
+             pool: Optional[_shm.Pool] = None) -> Tuple[List[bytes], ArrayEncoding, Optional[_shm.Segment]]:
+        """A chunk's request as buffers, in ``encoding`` or else packed/JSON (and the one used),
+        and the shm segment it holds until its reply (or the worker's end)."""
         head = self._head % rid
         room = limit - len(head) - 16
+        if encoding is SHM:
+            encoding, held = PACKED, None
+            try:
+                if pool is not None and len(chunk) >= SHM_MIN:
+                    held = pool.acquire(len(chunk))
+                    ref = json.dumps(held.write(chunk)).encode()
+                    return [head, SHM.param_head, ref, b"}}"], SHM, held
+            except _shm.ShmUnavailable as exc:  # this chunk and the connection's next go packed
+                assert pool is not None
+                stop_shm(pool, str(exc))
+            except (TypeError, OverflowError, ValueError):  # a bad element: packed/JSON names it
+                pass
+            if held is not None:
+                assert pool is not None
+                pool.release(held)
         params = encoding.encode(chunk, room) if encoding is not JSON else None
         if params is None:
             encoding, params = JSON, JSON.encode(chunk, room)
             assert params is not None  # JSON carries any chunk (the worker names bad elements)
-        return [head, *params], encoding
+        return [head, *params], encoding, None
 
-    def decode(self, encoding: ArrayEncoding, result: Any, count: int) -> Part:
-        return encoding.decode(self.name, result, count)
+    def decode(self, encoding: ArrayEncoding, result: Any, count: int, held: Optional[_shm.Segment] = None) -> Part:
+        return encoding.decode(self.name, result, count, held)
 
     def error(self, error: Dict[str, Any], numbers: Optional[Sequence[Any]] = None, start: int = 0, end: int = 1) -> BaseException:
         """The exception for an error reply to ``numbers[start:end]``: PyO3's for a bad
@@ -168,6 +200,18 @@ class ArrayMethod(RpcMethod):
         return out
 
 
-CALCULATE_SQUARES = ArrayMethod(Method.CALCULATE_SQUARES.value, (PACKED, JSON))
+def stop_shm(pool: _shm.Pool, why: str) -> None:
+    """The connection uses no more shm (its chunks go packed), logged once."""
+    if not pool.closed:
+        logger.info("my_module stops using shared memory on this connection: %s", why)
+        pool.close()
+
+
+def refused_shm(encoding: ArrayEncoding, error: Dict[str, Any]) -> bool:
+    data = error.get("data")
+    return encoding is SHM and isinstance(data, dict) and data.get("reason") == Reason.INVALID_SHM
+
+
+CALCULATE_SQUARES = ArrayMethod(Method.CALCULATE_SQUARES.value, (SHM, PACKED, JSON))
 INITIALIZE = RpcMethod(Method.INITIALIZE.value)
 SHUTDOWN = RpcMethod(Method.SHUTDOWN.value)

@@ -16,7 +16,7 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
-from . import _convert
+from . import _convert, _methods, _shm
 from ._connection import Connection, ConnectionBroken, ConnectionRefused, Request, on_reader_thread
 from ._errors import WorkerCrashedError, WorkerError
 from ._framing import WriteTimeout
@@ -30,7 +30,7 @@ _MISSING: Any = object()
 class Connector(Protocol):
     """What a call needs from its session: a ready connection and the Worker's options."""
 
-    chunk_size: int
+    chunk_size: Optional[int]
     encodings: Tuple[str, ...]
     max_frame_bytes: int
 
@@ -180,8 +180,9 @@ class Call:
                 if plan is None:  # a method's frame limit, encoding and chunk size there, once
                     options = self.connector
                     limit = min(options.max_frame_bytes, conn.peer_max_frame_bytes)
-                    plan = conn.plans[method] = (limit, method.encoding(options.encodings, conn.peer_encodings),
-                                                 method.plan(options.chunk_size, limit, options.max_frame_bytes))
+                    enc = method.encoding(options.encodings, conn.peer_encodings)
+                    plan = conn.plans[method] = (limit, enc, method.plan(options.chunk_size or enc.chunk, limit,
+                                                                         options.max_frame_bytes))
                 limit, encoding, size = plan
                 payload, source = self.payload, self._source
                 if self.settled:
@@ -202,17 +203,15 @@ class Call:
                         old = self.requests.get(index)
                         if self.parts[index] is not _MISSING or (old is not None and old.tag[1] is conn):
                             continue
-                        request = Request(conn.new_id(), self, (index, conn, encoding))
+                        request = Request(conn.new_id(), self, [index, conn, encoding, None])  # + its segment
                         self.requests[index] = request
                     try:
-                        body, used = method.body(request.rid, source if one else source[start:end], encoding, limit)
+                        body, request.tag[2], request.tag[3] = method.body(
+                            request.rid, source if one else source[start:end], encoding, limit, conn.plans.get(_shm.Pool))
+                        conn.send(request, body, self.deadline, self_read=self_read)
                     except _convert.ElementError as bad:  # found locally: nothing sent for it
                         self._record(index, request, error=_convert.element_error(start + bad.index, bad.value, bad.reason))
                         return
-                    if used is not encoding:
-                        request.tag = (index, conn, used)
-                    try:
-                        conn.send(request, body, self.deadline, self_read=self_read)
                     except ConnectionRefused:
                         with self.lock:
                             if self.requests.get(index) is request:
@@ -223,6 +222,9 @@ class Call:
                         return
                     except ConnectionBroken:
                         return  # the connection ends, and hands the lost requests back
+                    finally:  # a frame not wholly written is never answered: its segment is ours
+                        if not request.sent:
+                            self._free(request)
                 else:
                     return
                 if not self._may_retry(conn.refusal()):
@@ -251,18 +253,31 @@ class Call:
     # -- replies (on the reading thread) ----------------------------------------------------------
 
     def on_reply(self, request: Request, is_error: bool, payload: Any) -> None:
-        index, conn, encoding = request.tag
+        try:
+            self._on_reply(request, is_error, payload)
+        finally:  # any reply: the worker no longer writes the segment
+            self._free(request)
+
+    def _on_reply(self, request: Request, is_error: bool, payload: Any) -> None:
+        index, conn, encoding, held = request.tag
         if self.requests.get(index) is not request:
             return  # settled, or sent again elsewhere
         start, end = self.bounds[index]
-        if is_error:
+        if is_error and _methods.refused_shm(encoding, payload):  # resent packed, off this thread
+            _methods.stop_shm(conn.plans[_shm.Pool], f"the worker refused a segment: {payload}")
+            with self.lock:
+                if self.requests.get(index) is request:
+                    del self.requests[index]
+            threading.Thread(target=self.pump, name="my_module-resend", daemon=True).start()
+        elif is_error:
             self._record(index, request, error=self.method.error(payload, self.payload, start, end))
         else:
             # Decoded before the request is taken off the call: a ProtocolError here ends the
             # connection, which hands this request back through on_lost.
-            self._record(index, request, self.method.decode(encoding, payload, end - start))
+            self._record(index, request, self.method.decode(encoding, payload, end - start, held))
 
     def on_lost(self, request: Request, error: WorkerError) -> None:
+        self._free(request)  # the worker is gone: the segment is ours again
         with self.lock:
             if self.requests.get(request.tag[0]) is not request:
                 return
@@ -271,6 +286,14 @@ class Call:
             self.pump()  # resend what was lost, and only that
         else:
             self.settle(error)
+
+    def _free(self, request: Request) -> None:
+        """Its segment back to the pool, once (the sender and the reader may both try)."""
+        if request.tag[3] is not None:
+            with self.lock:
+                held, request.tag[3] = request.tag[3], None
+            if held is not None:
+                request.tag[1].plans[_shm.Pool].release(held)
 
     def _record(self, index: int, request: Request, part: Any = _MISSING, error: Optional[BaseException] = None) -> None:
         """Chunk ``index`` has its result (``part``) or its ``error``. The call is settled, in

@@ -13,12 +13,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ._connection import Connection, State, release_if_owned
 from ._errors import WorkerError
-from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, ENCODING_PACKED
+from . import _shm
+from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, ENCODING_PACKED, ENCODING_SHM
 from ._requests import Call, Deadlines
-
-# Default largest number of elements in one request; bigger inputs are split and pipelined.
-# Measured with benchmarks/bench_chunks.py; see the README's Performance section.
-CHUNK_SIZE = 32768
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,19 +25,18 @@ class Options:
     startup_timeout: float = 10.0
     shutdown_timeout: float = 2.0
     retries: int = 1
-    chunk_size: int = CHUNK_SIZE
-    encodings: Tuple[str, ...] = (ENCODING_PACKED, ENCODING_JSON)
+    chunk_size: Optional[int] = None  # None: the encoding's (_methods.ArrayEncoding.chunk)
+    encodings: Tuple[str, ...] = (ENCODING_SHM, ENCODING_PACKED, ENCODING_JSON)
 
     def __post_init__(self) -> None:
         for name in ("timeout", "startup_timeout", "shutdown_timeout"):
             object.__setattr__(self, name, check_timeout(getattr(self, name), name))
         if self.max_frame_bytes < 1024:
             raise ValueError(f"max_frame_bytes must be at least 1024, not {self.max_frame_bytes!r}")
-        if self.retries < 0 or self.chunk_size < 1:
+        if self.retries < 0 or (self.chunk_size is not None and self.chunk_size < 1):
             raise ValueError(f"retries must be >= 0 and chunk_size >= 1, not {self.retries!r}, {self.chunk_size!r}")
-        unknown = set(self.encodings) - {ENCODING_PACKED, ENCODING_JSON}
-        if unknown or not self.encodings:
-            raise ValueError(f"encodings must name some of {ENCODING_PACKED!r}, {ENCODING_JSON!r}: {self.encodings!r}")
+        if set(self.encodings) - {ENCODING_SHM, ENCODING_PACKED, ENCODING_JSON} or not self.encodings:
+            raise ValueError(f"encodings must name some of 'shm', 'packed', 'json': {self.encodings!r}")
 
 
 def check_timeout(timeout: Any, name: str = "timeout") -> Optional[float]:
@@ -103,7 +99,11 @@ class Session:
             if conn is None or conn.state in (State.CLOSING, State.ENDED) or not conn.alive():
                 if conn is not None:
                     conn.abandon()  # its start was cut short: if its thread ever runs, it ends
+                    _close_pool(conn)
                 conn = Connection(self.command, self.env, self.max_frame_bytes)
+                if ENCODING_SHM in self.encodings:  # offered; used if the worker lists shm too
+                    pool = conn.plans[_shm.Pool] = _shm.Pool()
+                    conn.init_params = {"shmPrefix": pool.prefix}
                 self._conn = conn  # before it starts: close() finds whatever was started
                 conn.start()
         finally:
@@ -140,6 +140,7 @@ class Session:
         self.deadlines.stop()
         if conn is not None and self._pid == os.getpid():
             conn.close(self.options.shutdown_timeout)
+            _close_pool(conn)
 
     def abandon(self) -> None:
         """The Worker was dropped without ``close()``: end of input lets the worker finish and
@@ -155,6 +156,12 @@ class Session:
         if conn is not None:
             conn.forget_after_fork()
         self._reset()
+
+
+def _close_pool(conn: Connection) -> None:  # idle segments freed; those in use as they return
+    pool = conn.plans.get(_shm.Pool)
+    if pool is not None:
+        pool.close()
 
 
 def _reset_all_after_fork() -> None:

@@ -77,6 +77,9 @@ class Segment:
                 out += wide[i:i + PIECE].tolist()
         return out
 
+    def __del__(self) -> None:  # dropped unreleased (an interrupt between acquire and its owner)
+        self.close()
+
     def close(self) -> None:
         if self.map is not None:
             self.map.close()

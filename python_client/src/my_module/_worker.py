@@ -10,8 +10,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from . import _convert, _requests
 from ._locate import Command, find_worker
 from ._methods import CALCULATE_SQUARES
-from ._protocol import ENCODING_JSON, ENCODING_PACKED
-from ._session import CHUNK_SIZE, Options, Session
+from ._protocol import ENCODING_JSON, ENCODING_PACKED, ENCODING_SHM
+from ._session import Options, Session
 
 
 class Worker:
@@ -29,9 +29,9 @@ class Worker:
     :param shutdown_timeout: seconds :meth:`close` waits after ``shutdown``, then after
         SIGTERM, before SIGKILL (2).
     :param retries: times a call whose worker crashed is sent again to a fresh one (1).
-    :param chunk_size: largest number of elements per request (32768).
-    :param encodings: encodings this client may use, preferred first (``("packed", "json")``;
-        each only if the worker lists it).
+    :param chunk_size: largest number of elements per request (None: 32768, and 2,097,152 for shm).
+    :param encodings: encodings this client may use, preferred first (``("shm", "packed",
+        "json")``; each only if the worker lists it; shm for chunks of 8192+ numbers).
     :raises WorkerNotFoundError: no worker executable was found.
     :raises ValueError: an option out of its range.
     """
@@ -39,7 +39,8 @@ class Worker:
     def __init__(self, command: Optional[Command] = None, *, timeout: Optional[float] = None,
                  max_frame_bytes: Optional[int] = None, env: Optional[Mapping[str, str]] = None,
                  startup_timeout: float = 10.0, shutdown_timeout: float = 2.0, retries: int = 1,
-                 chunk_size: int = CHUNK_SIZE, encodings: Tuple[str, ...] = (ENCODING_PACKED, ENCODING_JSON)) -> None:
+                 chunk_size: Optional[int] = None,
+                 encodings: Tuple[str, ...] = (ENCODING_SHM, ENCODING_PACKED, ENCODING_JSON)) -> None:
         self.options = Options(
             timeout=timeout, max_frame_bytes=Options.max_frame_bytes if max_frame_bytes is None else max_frame_bytes,
             startup_timeout=startup_timeout, shutdown_timeout=shutdown_timeout, retries=retries,
