@@ -144,6 +144,15 @@ def test_async_api(worker: my_module.Worker) -> None:
     assert results == [[x * x for x in range(i)] for i in range(50)]
 
 
+def test_big_async_calls_convert_in_pieces_exactly(any_encoding_worker: my_module.Worker) -> None:
+    # The async path converts a chunk (shm) or a part (packed) at a time: several chunks, the
+    # last one short, an array('I') too; the result is the same list a blocking call gives.
+    numbers = [(x * 2654435761) % (MAX_NUMBER + 1) for x in range(3 * 32768 + 5)]
+    expected = [x * x for x in numbers]
+    for given in (numbers, array.array("I", numbers)):
+        assert asyncio.run(any_encoding_worker.calculate_squares_async(given)) == expected
+
+
 def test_module_level_async_function() -> None:
     assert asyncio.run(my_module.calculate_squares_async([2, 3])) == [4, 9]
 

@@ -92,11 +92,11 @@ class RpcMethod:
     def count(self, params: Any) -> int:
         return 1
 
-    def prepare(self, params: Any, encoding: ArrayEncoding) -> Any:
+    def prepare(self, params: Any, encoding: ArrayEncoding, pieces: bool = False) -> Any:
         return params
 
     def body(self, rid: int, params: Any, encoding: ArrayEncoding, limit: int,
-             pool: Optional[_shm.Pool] = None) -> Tuple[List[bytes], ArrayEncoding, Optional[_shm.Segment]]:
+             pool: Optional[_shm.Pool] = None, pieces: bool = False) -> Tuple[List[bytes], ArrayEncoding, Optional[_shm.Segment]]:
         return [_jsonrpc.request(rid, self.name, params)], encoding, None
 
     def decode(self, encoding: ArrayEncoding, result: Any, count: int, held: Optional[_shm.Segment] = None) -> Any:
@@ -108,7 +108,7 @@ class RpcMethod:
             return WorkerError(f"the worker cancelled the {self.name} request")
         return _jsonrpc.error_from_reply(error, self.name)
 
-    def assemble(self, parts: Sequence[Any]) -> Any:
+    def assemble(self, parts: Sequence[Any], pieces: bool = False) -> Any:
         return parts[0]
 
 
@@ -133,18 +133,20 @@ class ArrayMethod(RpcMethod):
     def count(self, numbers: _convert.NumberSequence) -> int:
         return len(numbers)
 
-    def prepare(self, numbers: _convert.NumberSequence, encoding: ArrayEncoding) -> _convert.NumberSequence:
-        """What chunks are cut from: for packed, a list converted to u32s once, in C."""
-        if encoding is PACKED and type(numbers) is not memoryview and len(numbers) > 1:
+    def prepare(self, numbers: _convert.NumberSequence, encoding: ArrayEncoding, pieces: bool = False) -> _convert.NumberSequence:
+        """What chunks are cut from: for packed, a list converted to u32s once, in C (in
+        ``pieces``: each chunk as it is sent)."""
+        if encoding is PACKED and not pieces and type(numbers) is not memoryview and len(numbers) > 1:
             packed = _convert.pack_u32(numbers)
             if packed is not None:
                 return memoryview(packed)
         return numbers
 
     def body(self, rid: int, chunk: _convert.NumberSequence, encoding: ArrayEncoding, limit: int,
-             pool: Optional[_shm.Pool] = None) -> Tuple[List[bytes], ArrayEncoding, Optional[_shm.Segment]]:
+             pool: Optional[_shm.Pool] = None, pieces: bool = False) -> Tuple[List[bytes], ArrayEncoding, Optional[_shm.Segment]]:
         """A chunk's request as buffers, in ``encoding`` or else packed/JSON (and the one used),
-        and the shm segment it holds until its reply (or the worker's end)."""
+        and the shm segment it holds until its reply (or the worker's end); ``pieces``: written
+        a piece at a time, so that other threads (an event loop) get the GIL between."""
         head = self._head % rid
         room = limit - len(head) - 16
         if encoding is SHM:
@@ -152,7 +154,7 @@ class ArrayMethod(RpcMethod):
             try:
                 if pool is not None and len(chunk) >= SHM_MIN:
                     held = pool.acquire(len(chunk))
-                    ref = json.dumps(held.write(chunk)).encode()
+                    ref = json.dumps(held.write(chunk, pieces=pieces)).encode()
                     return [head, SHM.param_head, ref, b"}}"], SHM, held
             except _shm.ShmUnavailable as exc:  # this chunk and the connection's next go packed
                 assert pool is not None
@@ -186,11 +188,12 @@ class ArrayMethod(RpcMethod):
         value = numbers[start + position] if numbers is not None else None
         return _convert.element_error(start + position, value, reason)
 
-    def assemble(self, parts: Sequence[Part]) -> List[int]:
-        """All chunks' results in order as one list (packed parts joined, then converted once)."""
+    def assemble(self, parts: Sequence[Part], pieces: bool = False) -> List[int]:
+        """All chunks' results in order as one list (packed parts joined, then converted once;
+        in ``pieces``: a part at a time)."""
         if len(parts) == 1 and type(parts[0]) is bytes:
             return _convert.squares_from_bytes(parts[0])
-        if all(type(part) is bytes for part in parts):
+        if not pieces and all(type(part) is bytes for part in parts):
             return _convert.squares_from_bytes(b"".join(parts))  # type: ignore[arg-type]
         if len(parts) == 1:
             return parts[0]  # type: ignore[return-value]

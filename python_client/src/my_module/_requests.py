@@ -43,7 +43,7 @@ class Call:
     # Slots: a small call's cost is mostly creating and reading these (bench_latency.py).
     __slots__ = ("connector", "method", "payload", "deadline", "retries_left", "reader", "lock", "bounds",
                  "parts", "errors", "requests", "taken", "settled", "cancelled", "error", "_source",
-                 "_source_encoding", "_retried", "_done", "_callbacks", "_sending", "_send_wanted", "__weakref__")
+                 "_source_encoding", "_retried", "_done", "_callbacks", "_sending", "_send_wanted", "pieces", "__weakref__")
 
     def __init__(self, connector: Connector, method: RpcMethod, payload: Any, deadline: Optional[float], retries: int) -> None:
         self.connector = connector
@@ -67,6 +67,7 @@ class Call:
         self._done.acquire()
         self._callbacks: List[Callable[[Call], None]] = []
         self._sending = self._send_wanted = False  # a thread is in _send; another one wants it
+        self.pieces = False  # convert in pieces, the GIL free between (an event loop waits on it)
 
     # -- the slot ---------------------------------------------------------------------------------
 
@@ -91,7 +92,7 @@ class Call:
                 raise error
             finally:
                 del error, self
-        return self.method.assemble(self.parts)
+        return self.method.assemble(self.parts, self.pieces)
 
     def add_done_callback(self, callback: Callable[[Call], None]) -> None:
         """Call ``callback(call)`` once settled (at once if it is), on the settling thread."""
@@ -192,7 +193,7 @@ class Call:
                     self.bounds = [(start, min(start + size, n)) for start in range(0, n, size)] if n > size else [(0, n)]
                     self.parts = [_MISSING] * len(self.bounds)
                 if self._source_encoding is not encoding or source is None:
-                    source = self._source = method.prepare(payload, encoding)
+                    source = self._source = method.prepare(payload, encoding, self.pieces)
                     self._source_encoding = encoding
                 one = len(self.bounds) == 1
                 self_read = one and self.reader == threading.get_ident()
@@ -207,7 +208,8 @@ class Call:
                         self.requests[index] = request
                     try:
                         body, request.tag[2], request.tag[3] = method.body(
-                            request.rid, source if one else source[start:end], encoding, limit, conn.plans.get(_shm.Pool))
+                            request.rid, source if one else source[start:end], encoding, limit, conn.plans.get(_shm.Pool),
+                            self.pieces)
                         conn.send(request, body, self.deadline, self_read=self_read)
                     except _convert.ElementError as bad:  # found locally: nothing sent for it
                         self._record(index, request, error=_convert.element_error(start + bad.index, bad.value, bad.reason))
@@ -377,6 +379,7 @@ async def run_async(call: Call) -> Any:
     import asyncio
 
     loop = asyncio.get_running_loop()
+    call.pieces = True
     waiter = asyncio.wrap_future(as_future(call), loop=loop)
     loop.run_in_executor(None, call.pump)
     try:
