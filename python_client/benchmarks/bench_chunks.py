@@ -36,7 +36,7 @@ from typing import Callable, Dict
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import my_module  # noqa: E402
-from my_module import _convert  # noqa: E402
+from my_module import _convert, _jsonrpc  # noqa: E402
 
 CHUNK_SIZES = [4096, 16384, 32768, 65536, 131072, 262144, 1 << 30]
 
@@ -82,8 +82,8 @@ def main() -> None:
     if args.encoding == "packed":
         result: object = {"squaresPacked": base64.b64encode(array("Q", expected)).decode()}
         encode: Callable[[], bytes] = lambda: _convert.encode_packed(numbers)  # type: ignore
-        decode = lambda body: _convert.decode_packed_squares(  # noqa: E731
-            _convert.loads_reply(body)["result"]["squaresPacked"], len(numbers))
+        decode = lambda body: _convert.squares_from_bytes(_convert.decode_packed_bytes(  # noqa: E731
+            _jsonrpc.loads(body, b"squaresPacked")["result"]["squaresPacked"], len(numbers)))
     else:
         result = expected
         encode = lambda: repr(numbers).encode()  # noqa: E731

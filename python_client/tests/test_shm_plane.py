@@ -60,3 +60,18 @@ def test_a_failing_memfd_falls_back_to_packed_and_stops_shm(worker_command, monk
             xs = numbers(20_000)
             assert w.calculate_squares(xs) == [x * x for x in xs]
         assert pool_of(w).closed  # the connection stopped trying shm
+
+
+@pytest.mark.parametrize("bad, error, index", [("x", TypeError, 19_999), (-1, OverflowError, 12_345), (2**32, OverflowError, 0)])
+def test_a_bad_element_in_an_shm_sized_chunk_is_named_and_its_segment_returns(worker_command, bad, error, index) -> None:
+    with my_module.Worker(worker_command) as w:
+        skip_without_shm(w)
+        xs = numbers(20_000)
+        assert w.calculate_squares(xs) == [x * x for x in xs]
+        idle = len(pool_of(w)._idle)
+        xs[index] = bad
+        with pytest.raises(error, match=f"element {index} "):
+            w.calculate_squares(xs)
+        assert len(pool_of(w)._idle) == idle  # the segment it took came back
+        xs[index] = 7
+        assert w.calculate_squares(xs) == [x * x for x in xs]

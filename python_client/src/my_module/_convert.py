@@ -1,7 +1,6 @@
-"""From the caller's argument to the wire (JSON arrays or packed u32s), and from the
-worker's validation errors back to the exceptions a PyO3 ``Vec<u32>`` argument raises.
-No Python-level loop per element on the happy path; python_client/README.md says what is
-accepted and where this module deliberately differs from PyO3."""
+"""The caller's argument to the wire (JSON arrays or packed u32s) with no Python-level loop per
+element on the happy path, and the worker's validation errors back to PyO3's exceptions
+(python_client/README.md: what is accepted, and where this deliberately differs from PyO3)."""
 
 from __future__ import annotations
 
@@ -19,9 +18,8 @@ from ._protocol import MAX_NUMBER, Reason
 
 ARGUMENT = "numbers"
 
+# An argument ready to encode: a list or tuple, or a 1-D C-contiguous native u32 memoryview.
 NumberSequence = Union[List[Any], "tuple[Any, ...]", memoryview]
-"""An argument ready to encode: a list or tuple, or a 1-D C-contiguous memoryview of native
-u32s (format ``I``) for an argument with the buffer protocol."""
 
 # One encoder, built once: compact separators, and allow_nan=False because NaN/Infinity
 # are not JSON (the worker would answer a parse error for the whole frame).
@@ -47,18 +45,12 @@ def as_numbers(numbers: Any) -> NumberSequence:
         raise TypeError(f"argument '{ARGUMENT}': '{kind.__name__}' object is a mapping, not a sequence of integers")
     if isinstance(numbers, (list, tuple)):
         return numbers  # subclasses: the JSON encoder and slicing handle them as is
-    try:
-        view: Optional[memoryview] = memoryview(numbers)
-    except TypeError:
-        view = None
-    if view is not None and view.ndim == 1:
-        u32 = _u32_view(view, kind.__name__)
-        if u32 is not None:
-            return u32
-    # numpy arrays, array.array, memoryview: .tolist() builds plain ints in C (numpy is never
-    # imported here).
-    tolist = getattr(kind, "tolist", None)
-    if tolist is not None and callable(tolist):
+    u32 = _u32_view(numbers, kind.__name__)
+    if u32 is not None:
+        return u32
+    # Other numpy arrays, array.array, memoryview: .tolist() builds plain ints in C (numpy is
+    # never imported here).
+    if callable(getattr(kind, "tolist", None)):
         converted = numbers.tolist()
         if isinstance(converted, list):
             return converted
@@ -69,15 +61,19 @@ def as_numbers(numbers: Any) -> NumberSequence:
     return list(numbers)
 
 
-def _u32_view(view: memoryview, kind: str) -> Optional[memoryview]:
-    """A buffer's elements as a native u32 memoryview: as is for C-contiguous u32s (no copy),
+def _u32_view(numbers: Any, kind: str) -> Optional[memoryview]:
+    """A 1-D buffer's elements as a native u32 memoryview: as is for C-contiguous u32s (no copy),
     converted in C (``array('I', view)``, range-checked) for other integer formats; None for
-    other formats (floats, non-native byte orders: they take the ``tolist()`` path)."""
+    no buffer or other formats (floats, non-native byte orders: they take ``tolist()``)."""
+    try:
+        view = memoryview(numbers)
+    except TypeError:
+        return None
     fmt = view.format.lstrip("@")
-    if fmt == "?" and len(view):
+    if fmt == "?" and len(view) and view.ndim == 1:
         raise TypeError(f"argument '{ARGUMENT}': element 0 of a bool buffer ('{kind}') is not an integer "
                         f"(PyO3 refuses numpy.bool_ too); convert it with .astype('uint32')")
-    if fmt not in _INTEGER_FORMATS and fmt != "?":
+    if fmt not in _INTEGER_FORMATS or view.ndim != 1:
         return None
     if fmt == _U32 and view.itemsize == 4 and view.c_contiguous:
         return view
@@ -92,8 +88,7 @@ def _u32_view(view: memoryview, kind: str) -> Optional[memoryview]:
 
 
 def element_error(index: int, value: Any, reason: str) -> Exception:
-    """The exception (returned, not raised) PyO3 would raise for element ``index`` holding
-    ``value``; ``reason`` is the worker's ``error.data.reason``."""
+    """The exception (not raised) PyO3 gives for element ``index`` holding ``value``, ``reason``."""
     try:
         shown = _short_repr.repr(value)
     except ValueError:  # an int with more digits than sys.get_int_max_str_digits() allows
@@ -119,9 +114,9 @@ class ElementError(Exception):
 
 
 def coerce_chunk(chunk: Sequence[Any]) -> List[int]:
-    """Convert every element as PyO3's ``u32`` extraction would (the slow path); raises
-    :class:`ElementError` for the first bad one. ``operator.index`` accepts what
-    ``PyLong_AsLong`` does on 3.10+: ints, bools, ``__index__`` objects (numpy integers)."""
+    """Every element converted as PyO3's ``u32`` extraction would (the slow path), else
+    :class:`ElementError` for the first bad one. ``operator.index`` takes what ``PyLong_AsLong``
+    does on 3.10+: ints, bools, ``__index__`` objects (numpy integers)."""
     out: List[int] = []
     for i, value in enumerate(chunk):
         try:
@@ -139,8 +134,8 @@ _INT_LIST_BYTES = b"0123456789-, []"
 
 
 def encode_chunk(chunk: Sequence[Any], max_bytes: int) -> bytes:
-    """A chunk as a JSON array of at most ``max_bytes`` bytes (the worker validates the
-    integers); raises :class:`ElementError` when the slow path finds a bad element."""
+    """A chunk as a JSON array of at most ``max_bytes`` bytes (the worker checks the integers), or
+    :class:`ElementError` when the slow path finds a bad element."""
     if type(chunk) is list:
         # Fast path: repr() of a list of ints beats the JSON encoder by ~40% (1,000,000 u32:
         # 90 ms against 150 ms on the 2-core reference machine; see benchmarks/README.md),
@@ -208,9 +203,7 @@ def encode_packed(chunk: Sequence[Any]) -> Optional[bytes]:
 
 
 # strict_mode (3.11+) refuses anything but canonical base64, and is ~15% faster.
-_a2b: Callable[[Any], bytes] = (
-    functools.partial(binascii.a2b_base64, strict_mode=True) if sys.version_info >= (3, 11) else binascii.a2b_base64
-)
+_a2b: Callable[[Any], bytes] = functools.partial(binascii.a2b_base64, **({"strict_mode": True} if sys.version_info >= (3, 11) else {}))
 
 
 def decode_packed_bytes(text: Any, count: int) -> Optional[bytes]:
@@ -233,8 +226,3 @@ def squares_from_bytes(data: bytes) -> List[int]:
         squares.byteswap()
     return squares.tolist()
 
-
-def decode_packed_squares(text: Any, count: int) -> Optional[List[int]]:
-    """The ``count`` squares in a ``squaresPacked`` value, or None if it is not one."""
-    data = decode_packed_bytes(text, count)
-    return None if data is None else squares_from_bytes(data)

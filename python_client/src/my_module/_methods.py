@@ -151,19 +151,14 @@ class ArrayMethod(RpcMethod):
         room = limit - len(head) - 16
         if encoding is SHM:
             encoding, held = PACKED, None
-            try:
-                if pool is not None and len(chunk) >= SHM_MIN:
+            if pool is not None and len(chunk) >= SHM_MIN:
+                try:
                     held = pool.acquire(len(chunk))
-                    ref = json.dumps(held.write(chunk, pieces=pieces)).encode()
-                    return [head, SHM.param_head, ref, b"}}"], SHM, held
-            except _shm.ShmUnavailable as exc:  # this chunk and the connection's next go packed
-                assert pool is not None
-                stop_shm(pool, str(exc))
-            except (TypeError, OverflowError, ValueError):  # a bad element: packed/JSON names it
-                pass
-            if held is not None:
-                assert pool is not None
-                pool.release(held)
+                    return [head, SHM.param_head, json.dumps(held.write(chunk, pieces=pieces)).encode(), b"}}"], SHM, held
+                except _shm.ShmUnavailable as exc:  # this chunk and the connection's next go packed
+                    stop_shm(pool, str(exc))
+                except (TypeError, OverflowError, ValueError):  # a bad element: packed/JSON names it
+                    pool.release(held)  # type: ignore[arg-type]  # acquire raises ShmUnavailable only
         params = encoding.encode(chunk, room) if encoding is not JSON else None
         if params is None:
             encoding, params = JSON, JSON.encode(chunk, room)
@@ -191,12 +186,10 @@ class ArrayMethod(RpcMethod):
     def assemble(self, parts: Sequence[Part], pieces: bool = False) -> List[int]:
         """All chunks' results in order as one list (packed parts joined, then converted once;
         in ``pieces``: a part at a time)."""
-        if len(parts) == 1 and type(parts[0]) is bytes:
-            return _convert.squares_from_bytes(parts[0])
         if not pieces and all(type(part) is bytes for part in parts):
-            return _convert.squares_from_bytes(b"".join(parts))  # type: ignore[arg-type]
-        if len(parts) == 1:
-            return parts[0]  # type: ignore[return-value]
+            return _convert.squares_from_bytes(b"".join(parts))  # type: ignore[arg-type]  # one part: no copy
+        if len(parts) == 1 and type(parts[0]) is list:
+            return parts[0]
         out: List[int] = []
         for part in parts:
             out.extend(_convert.squares_from_bytes(part) if isinstance(part, bytes) else part)
