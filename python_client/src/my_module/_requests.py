@@ -215,9 +215,7 @@ class Call:
                         self._record(index, request, error=_convert.element_error(start + bad.index, bad.value, bad.reason))
                         return
                     except ConnectionRefused:
-                        with self.lock:
-                            if self.requests.get(index) is request:
-                                del self.requests[index]
+                        self._drop(index, request)
                         break
                     except WriteTimeout:
                         self.expire()
@@ -255,39 +253,39 @@ class Call:
     # -- replies (on the reading thread) ----------------------------------------------------------
 
     def on_reply(self, request: Request, is_error: bool, payload: Any) -> None:
+        index, conn, encoding, held = request.tag
         try:
-            self._on_reply(request, is_error, payload)
+            if self.requests.get(index) is not request:
+                return  # settled, or sent again elsewhere
+            start, end = self.bounds[index]
+            if is_error and _methods.refused_shm(encoding, payload):  # resent packed, off this thread
+                _methods.stop_shm(conn.plans[_shm.Pool], f"the worker refused a segment: {payload}")
+                if self._drop(index, request):
+                    threading.Thread(target=self.pump, name="my_module-resend", daemon=True).start()
+            elif is_error:
+                self._record(index, request, error=self.method.error(payload, self.payload, start, end))
+            else:
+                # Decoded before the request is taken off the call: a ProtocolError here ends the
+                # connection, which hands this request back through on_lost.
+                self._record(index, request, self.method.decode(encoding, payload, end - start, held))
         finally:  # any reply: the worker no longer writes the segment
             self._free(request)
 
-    def _on_reply(self, request: Request, is_error: bool, payload: Any) -> None:
-        index, conn, encoding, held = request.tag
-        if self.requests.get(index) is not request:
-            return  # settled, or sent again elsewhere
-        start, end = self.bounds[index]
-        if is_error and _methods.refused_shm(encoding, payload):  # resent packed, off this thread
-            _methods.stop_shm(conn.plans[_shm.Pool], f"the worker refused a segment: {payload}")
-            with self.lock:
-                if self.requests.get(index) is request:
-                    del self.requests[index]
-            threading.Thread(target=self.pump, name="my_module-resend", daemon=True).start()
-        elif is_error:
-            self._record(index, request, error=self.method.error(payload, self.payload, start, end))
-        else:
-            # Decoded before the request is taken off the call: a ProtocolError here ends the
-            # connection, which hands this request back through on_lost.
-            self._record(index, request, self.method.decode(encoding, payload, end - start, held))
-
     def on_lost(self, request: Request, error: WorkerError) -> None:
         self._free(request)  # the worker is gone: the segment is ours again
-        with self.lock:
-            if self.requests.get(request.tag[0]) is not request:
-                return
-            del self.requests[request.tag[0]]
+        if not self._drop(request.tag[0], request):
+            return
         if self._may_retry(error):
             self.pump()  # resend what was lost, and only that
         else:
             self.settle(error)
+
+    def _drop(self, index: int, request: Request) -> bool:
+        with self.lock:  # off the call, if it is still its chunk's request
+            if self.requests.get(index) is not request:
+                return False
+            del self.requests[index]
+            return True
 
     def _free(self, request: Request) -> None:
         """Its segment back to the pool, once (the sender and the reader may both try)."""
