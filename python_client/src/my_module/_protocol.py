@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 
-PROTOCOL_VERSION = "1.2"  # another major version is refused; shm (1.2) is optional and not used yet
+PROTOCOL_VERSION = "1.2"  # another major version is refused; 1.0 lacks packed, 1.1 shm (both optional)
 
 PROTOCOL_MAJOR = int(PROTOCOL_VERSION.split(".")[0])
 
