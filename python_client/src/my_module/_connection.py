@@ -5,6 +5,7 @@ or the worker is killed; start-up and the end run on its own thread (interrupts 
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import io
 import itertools
@@ -48,12 +49,7 @@ def on_reader_thread() -> bool:
     return bool(_reading.value)
 
 
-class State(enum.Enum):
-    NEW = "new"
-    STARTING = "starting"
-    READY = "ready"
-    CLOSING = "closing"
-    ENDED = "ended"
+State = enum.Enum("State", {"NEW": "new", "STARTING": "starting", "READY": "ready", "CLOSING": "closing", "ENDED": "ended"})
 
 
 class Owner(Protocol):  # whoever sent a request: told its outcome on the reading thread
@@ -107,7 +103,6 @@ class Connection:
         self._delivering: Optional[Request] = None  # taken off the table, delivery not finished
         self._kill_reason: Optional[str] = None
         self._quiet = False  # ended by close(), abandon() or the caller's interrupt: no warning
-        self._stdin_closed = False
         self._ready = threading.Event()  # handshake answered, or the connection ended
         self._stderr_tail: Deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self.started_at = time.monotonic()
@@ -124,16 +119,40 @@ class Connection:
     def alive(self) -> bool:  # False if its start was cut short before its thread ran
         return self.state is not State.NEW or self._thread.is_alive()
 
-    def _run(self) -> None:
+    def _run(self) -> None:  # spawn the worker, say initialize, read until the end, reap
         _reading.value = True
         try:
-            if not self._spawn():
-                return
-            rid = self.new_id()
             try:
-                self.send(Request(rid, self, INITIALIZE), [_jsonrpc.request(rid, INITIALIZE.name, self.init_params)], None, force=True)
-            except (ConnectionBroken, ConnectionRefused):
-                pass  # it died at once, or was closed: reading tells why
+                if self.state in (State.CLOSING, State.ENDED):  # closed before its thread ran
+                    raise WorkerError("the worker was closed")
+                # Its own session: a Ctrl-C in the terminal interrupts Python, not the worker,
+                # whose life we manage (it also ends when our end of its stdin closes).
+                proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        bufsize=0, env=self._env, close_fds=True, start_new_session=True)
+            except (OSError, WorkerError) as exc:
+                self._end(exc if isinstance(exc, WorkerError) else
+                          WorkerNotFoundError(f"cannot start worker {self.argv[0]!r}: {exc}"))
+                return
+            assert proc.stdin is not None and proc.stdout is not None
+            self._stdin, self._stdin_fd = proc.stdin, proc.stdin.fileno()  # closed only with the writer lock
+            os.set_blocking(self._stdin_fd, False)
+            for fd in (self._stdin_fd, proc.stdout.fileno()) if sys.platform.startswith("linux") else ():
+                with contextlib.suppress(OSError):  # over /proc/sys/fs/pipe-max-size or not permitted: the default stays
+                    __import__("fcntl").fcntl(fd, 1031, PIPE_BYTES)  # F_SETPIPE_SZ
+            self._frames = FrameReader(proc.stdout.fileno(), self.max_frame_bytes)
+            self._stderr_thread = threading.Thread(target=self._drain_stderr, args=(proc,),
+                                                   name=f"my_module-stderr-{proc.pid}", daemon=True)
+            self._stderr_thread.start()
+            with self._lock:
+                self._proc, self.pid = proc, proc.pid
+                if self.state is State.NEW:
+                    self.state = State.STARTING
+                closing = self.state is not State.STARTING
+            if closing:  # closed or abandoned while it was spawned: it ends at end of input
+                self._close_stdin(timeout=REAP_GRACE)
+            self._thread.name = f"my_module-reader-{proc.pid}"
+            logger.debug("started worker pid %d: %s", proc.pid, " ".join(self.argv))
+            self._say(INITIALIZE, self.init_params, None)
             while self._read_end is None and self.state is not State.ENDED:
                 self._wake.acquire()
                 self.serve(lambda: not self._pending and not self._to_end, None, poll=False)
@@ -143,40 +162,12 @@ class Connection:
             end = (ProtocolError(f"internal error in the reader thread: {exc!r}"), "")
         self._finish(*end)
 
-    def _spawn(self) -> bool:
+    def _say(self, method: Any, params: Any, deadline: Optional[float]) -> None:  # its own initialize, shutdown
+        rid = self.new_id()
         try:
-            if self.state in (State.CLOSING, State.ENDED):  # closed before its thread ran
-                raise WorkerError("the worker was closed")
-            # Its own session: a Ctrl-C in the terminal interrupts Python, not the worker,
-            # whose life we manage (it also ends when our end of its stdin closes).
-            proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    bufsize=0, env=self._env, close_fds=True, start_new_session=True)
-        except (OSError, WorkerError) as exc:
-            self._end(exc if isinstance(exc, WorkerError) else
-                      WorkerNotFoundError(f"cannot start worker {self.argv[0]!r}: {exc}"))
-            return False
-        assert proc.stdin is not None and proc.stdout is not None
-        self._stdin_fd = proc.stdin.fileno()
-        os.set_blocking(self._stdin_fd, False)
-        for fd in (self._stdin_fd, proc.stdout.fileno()) if sys.platform.startswith("linux") else ():
-            try:  # over /proc/sys/fs/pipe-max-size or not permitted: the default stays
-                __import__("fcntl").fcntl(fd, 1031, PIPE_BYTES)  # F_SETPIPE_SZ
-            except OSError:
-                pass
-        self._frames = FrameReader(proc.stdout.fileno(), self.max_frame_bytes)
-        self._stderr_thread = threading.Thread(target=self._drain_stderr, args=(proc,),
-                                               name=f"my_module-stderr-{proc.pid}", daemon=True)
-        self._stderr_thread.start()
-        with self._lock:
-            self._proc, self.pid = proc, proc.pid
-            if self.state is State.NEW:
-                self.state = State.STARTING
-            closing = self.state is not State.STARTING
-        if closing:  # closed or abandoned while it was spawned: it ends at end of input
-            self._close_stdin(timeout=REAP_GRACE)
-        self._thread.name = f"my_module-reader-{proc.pid}"
-        logger.debug("started worker pid %d: %s", proc.pid, " ".join(self.argv))
-        return True
+            self.send(Request(rid, self, method), [_jsonrpc.request(rid, method.name, params)], deadline, force=True)
+        except (ConnectionBroken, ConnectionRefused, WriteTimeout):
+            pass  # it died, was closed, or reads nothing (shutdown's deadline): its end tells why
 
     def on_reply(self, request: Request, is_error: bool, result: Any) -> None:  # initialize, shutdown
         if request.tag is not INITIALIZE:
@@ -206,8 +197,7 @@ class Connection:
         pass  # the end opens _ready; its error says why
 
     def kill(self, reason: str, *, asked: bool = False) -> None:
-        """SIGKILL the worker, which ends with ``reason``; ``asked``: the caller's own interrupt made
-        it necessary, so no crash to warn about."""
+        """SIGKILL the worker, which ends with ``reason``; ``asked``: the caller's interrupt did it (no warning)."""
         with self._lock:
             self._kill_reason = self._kill_reason or reason
             self._quiet = self._quiet or asked
@@ -218,23 +208,17 @@ class Connection:
             # os.kill, not proc.kill(): Popen.kill() polls under a lock taken by hand, which a
             # KeyboardInterrupt can leave held. Only this connection's thread reaps, so until
             # then the pid cannot be reused.
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
 
     def close(self, grace: float) -> None:
         """``shutdown``, stdin closed, reaped (SIGTERM then SIGKILL after ``grace`` s each)."""
-        self._stop(State.CLOSING)
+        self._stop()
         proc = self._proc  # None: not spawned yet, and its thread, if it ever spawns, ends at once
         if proc is None and not self._thread.is_alive() and self.state is not State.ENDED:
             self._end(WorkerError("the worker was closed"))
         if proc is not None:
-            rid = self.new_id()
-            try:
-                self.send(Request(rid, self), [_jsonrpc.request(rid, SHUTDOWN.name)], time.monotonic() + grace, force=True)
-            except (ConnectionRefused, ConnectionBroken, WriteTimeout):
-                pass
+            self._say(SHUTDOWN, None, time.monotonic() + grace)
             self._close_stdin(timeout=grace)
             try:
                 proc.wait(timeout=grace)
@@ -251,15 +235,15 @@ class Connection:
 
     def abandon(self) -> None:
         """Quietly close its stdin if no one is writing (never blocks): it finishes and exits."""
-        self._stop(State.CLOSING if self.state is not State.ENDED else State.ENDED)
+        self._stop()
         if self._proc is not None:
             self._close_stdin(timeout=0)
 
-    def _stop(self, state: State) -> None:
+    def _stop(self) -> None:  # closing, quietly (unless it ended already)
         with self._lock:
             self._quiet = self._to_end = True
             if self.state is not State.ENDED:
-                self.state = state
+                self.state = State.CLOSING
         self._wake_up()
         self._ready.set()
 
@@ -267,10 +251,8 @@ class Connection:
         """In a fork child: drop the parent's worker with no I/O on its pipes."""
         proc = self._proc
         for stream in (proc.stdin, proc.stdout, proc.stderr) if proc is not None else ():
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()  # type: ignore[union-attr]  # unbuffered (bufsize=0): writes nothing
-            except OSError:
-                pass
         _FORGOTTEN.append(proc)  # no Popen.__del__ bookkeeping of another process's child
 
     # -- the table and writing --------------------------------------------------------------------
@@ -320,7 +302,7 @@ class Connection:
             if request.withdrawn:
                 self._pending.pop(request.rid, None)
                 return False
-            if self._stdin_closed:
+            if self._stdin.closed:
                 raise ConnectionBroken("the worker's stdin is closed")
             if self._cancels:
                 self._flush_cancels()
@@ -339,8 +321,7 @@ class Connection:
                     self._pending.pop(request.rid, None)
             raise
         finally:
-            if lock._is_owned():  # type: ignore[attr-defined]
-                lock.release()
+            release_if_owned(lock)
         # Read without the lock: withdraw() sets ``withdrawn`` before it reads ``sent``, so one
         # of the two sees the other's write and queues the cancel.
         if request.withdrawn:
@@ -354,11 +335,11 @@ class Connection:
         # Never waiting: each is at most PIPE_BUF bytes, written whole or not at all. A busy
         # writer lock's holder flushes after its frame, and again after it released the lock.
         lock = self._write_lock
-        while self._cancels and not self._stdin_closed:
+        while self._cancels and not self._stdin.closed:
             try:
                 if not lock.acquire(blocking=False):
                     return
-                while self._cancels and not self._stdin_closed:
+                while self._cancels and not self._stdin.closed:
                     os.write(self._stdin_fd, self._cancels[0])
                     del self._cancels[0]
             except BlockingIOError:
@@ -366,17 +347,14 @@ class Connection:
             except OSError:
                 self._cancels.clear()  # the worker is gone: nothing left to cancel
             finally:
-                if lock._is_owned():  # type: ignore[attr-defined]
-                    lock.release()
+                release_if_owned(lock)
 
     def _close_stdin(self, timeout: float) -> None:
         # Only with the writer lock: closing an fd another thread is writing to could make
         # that write land on whatever file reuses the number.
         try:
-            if self._write_lock.acquire(timeout=timeout) and not self._stdin_closed and self._proc is not None:
-                self._stdin_closed = True
-                assert self._proc.stdin is not None
-                self._proc.stdin.close()
+            if self._write_lock.acquire(timeout=timeout) and self._proc is not None:
+                self._stdin.close()  # set with _proc; closing twice does nothing
         finally:
             release_if_owned(self._write_lock)
 
@@ -388,16 +366,14 @@ class Connection:
         except RuntimeError:
             pass  # already awake
 
-
     def serve(self, done: Callable[[], bool], deadline: Optional[float], poll: bool = True) -> None:
         """The read loop: unless another thread reads (it delivers), deliver replies until
         ``done()`` or the deadline. ``poll``: wait for the pipe before reading (a caller)."""
         # A Ctrl-C lands between any two bytecodes: while waiting for the pipe that costs
         # nothing; once bytes may have been taken from it (``critical``) the stream's state is
         # unknown, so the worker is killed and its calls are retried.
-        me, critical = threading.get_ident(), False
+        me, critical, reading = threading.get_ident(), False, _reading.value
         end: Optional[End] = None
-        reading = _reading.value
         try:
             with self._lock:
                 if self._token is not None or self._read_end is not None or self.state is State.ENDED:
@@ -517,8 +493,7 @@ class Connection:
                     self._stderr_tail.append(text)
                     match = _LEVEL_WORD.search(text, 0, 80)
                     level = _LEVELS[match.group(1).lower()] if match else logging.INFO
-                    if worker_logger.isEnabledFor(level):
-                        worker_logger.log(level, "[pid %d] %s", proc.pid, text)
+                    worker_logger.log(level, "[pid %d] %s", proc.pid, text)
             except (OSError, ValueError):
                 pass
         with self._lock:  # the worker is gone or going: read its stdout to the end, and reap
