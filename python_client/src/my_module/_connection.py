@@ -361,10 +361,8 @@ class Connection:
     # -- reading ----------------------------------------------------------------------------------
 
     def _wake_up(self) -> None:  # the thread looks at what to read (the worker may wait for that)
-        try:
+        with contextlib.suppress(RuntimeError):  # already awake
             self._wake.release()
-        except RuntimeError:
-            pass  # already awake
 
     def serve(self, done: Callable[[], bool], deadline: Optional[float], poll: bool = True) -> None:
         """The read loop: unless another thread reads (it delivers), deliver replies until
@@ -439,8 +437,7 @@ class Connection:
     def _end(self, error: WorkerError) -> List[Request]:
         with self._lock:
             self.error, self.state = error, State.ENDED
-            lost = list(self._pending.values())
-            self._pending.clear()
+            lost, self._pending = list(self._pending.values()), {}
             self._cancels.clear()
         self._ready.set()
         return lost
@@ -487,15 +484,13 @@ class Connection:
     def _drain_stderr(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
         with io.BufferedReader(proc.stderr, 1 << 16) as stream:  # type: ignore[type-var]
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 for raw in iter(lambda: stream.readline(_MAX_STDERR_LINE), b""):
                     text = raw.rstrip(b"\n").decode("utf-8", "replace").rstrip("\r")
                     self._stderr_tail.append(text)
                     match = _LEVEL_WORD.search(text, 0, 80)
                     level = _LEVELS[match.group(1).lower()] if match else logging.INFO
                     worker_logger.log(level, "[pid %d] %s", proc.pid, text)
-            except (OSError, ValueError):
-                pass
         with self._lock:  # the worker is gone or going: read its stdout to the end, and reap
             self._to_end = True
         self._wake_up()
