@@ -99,13 +99,12 @@ class FrameReader:
 
 
 def write_frame(fd: int, body: Sequence[bytes], deadline: Optional[float], stall_grace: float,
-                on_wait: Optional[Callable[[], None]] = None) -> None:
+                on_wait: Callable[[], None] = lambda: None) -> None:
     """A frame of ``body`` (header and buffers in one ``writev``) to the non-blocking ``fd``, room
     waited for until ``deadline`` (``on_wait()`` first); a frame begun is finished while the peer
     reads, abandoned after ``stall_grace`` s with no progress (:class:`WriteStalled`)."""
     size = sum(map(len, body))
-    parts = [_HEADER.pack(size), *body]
-    total = size + FRAME_HEADER_BYTES
+    parts, total = [_HEADER.pack(size), *body], size + FRAME_HEADER_BYTES
     try:
         written = os.writev(fd, parts)  # most frames fit in the pipe at once
     except BlockingIOError:
@@ -113,7 +112,7 @@ def write_frame(fd: int, body: Sequence[bytes], deadline: Optional[float], stall
     if written == total:
         return
     view = memoryview(b"".join(parts))
-    last_progress, poller = time.monotonic(), None
+    last_progress, poller = time.monotonic() if written else -math.inf, None  # -inf: only the deadline counts
     while written < total:
         try:
             n = os.write(fd, view[written:])
@@ -123,18 +122,15 @@ def write_frame(fd: int, body: Sequence[bytes], deadline: Optional[float], stall
             written += n
             last_progress = time.monotonic()
             continue
-        wait: Optional[float] = None
-        if deadline is not None:
-            wait = (deadline if written == 0 else max(deadline, last_progress + stall_grace)) - time.monotonic()
-            if wait <= 0 and written == 0:
-                raise WriteTimeout("timed out waiting for the worker to read its input")
-            if wait <= 0:
-                raise WriteStalled(f"the worker accepted no input for {stall_grace:g} s "
-                                   f"in the middle of a frame ({written} of {total} bytes written)")
+        wait = math.inf if deadline is None else max(deadline, last_progress + stall_grace) - time.monotonic()
+        if wait <= 0 and written == 0:
+            raise WriteTimeout("timed out waiting for the worker to read its input")
+        if wait <= 0:
+            raise WriteStalled(f"the worker accepted no input for {stall_grace:g} s "
+                               f"in the middle of a frame ({written} of {total} bytes written)")
         if poller is None:
-            if on_wait is not None:
-                on_wait()
+            on_wait()
             poller = select.poll()
             poller.register(fd, select.POLLOUT)
         # POLLERR/POLLHUP also wake us: the next os.write then raises BrokenPipeError.
-        poller.poll(None if wait is None else max(1, math.ceil(wait * 1000)))
+        poller.poll(None if wait == math.inf else max(1, math.ceil(wait * 1000)))
