@@ -28,10 +28,6 @@ _HOW_TO_PROVIDE = (f"{_PIP_INSTALL}, or build it at the repository root with `{B
                    f".build/release/{EXECUTABLE_NAME}) and {_POINT_AT}")
 
 
-def _is_executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
-
-
 def checked_argv(command: Command, origin: str) -> Tuple[str, ...]:
     """A path, a command line (split like a POSIX shell unless it names an existing file) or an
     argv sequence as an argv tuple whose program can be run, else ``WorkerNotFoundError``."""
@@ -43,15 +39,13 @@ def checked_argv(command: Command, origin: str) -> Tuple[str, ...]:
     if not argv:
         raise WorkerNotFoundError(f"empty worker command {command!r}")
     program = argv[0]
-    if os.sep not in program and not (os.altsep and os.altsep in program):
-        problem = "" if shutil.which(program) else "is not on PATH"
-    elif not _is_executable(Path(program)):
-        problem = "is not an executable file" if os.path.exists(program) else "does not exist"
+    if shutil.which(program):  # a name is looked up on PATH, a path (with a directory part) checked as it is
+        return argv
+    if not os.path.dirname(program):
+        problem = "is not on PATH"
     else:
-        problem = ""
-    if problem:
-        raise WorkerNotFoundError(f"{origin}: {program!r} {problem}; {_HOW_TO_PROVIDE}")
-    return argv
+        problem = "is not an executable file" if os.path.exists(program) else "does not exist"
+    raise WorkerNotFoundError(f"{origin}: {program!r} {problem}; {_HOW_TO_PROVIDE}")
 
 
 def repository_build_outputs(start: Optional[Path] = None) -> Tuple[Path, ...]:
@@ -73,10 +67,10 @@ def find_worker(command: Optional[Command] = None) -> Tuple[str, ...]:
     if configured.strip():
         return checked_argv(configured, f"${ENV_VAR}={configured!r}")
     candidates = repository_build_outputs()
-    on_path = shutil.which(EXECUTABLE_NAME)
-    for found in (PACKAGED_WORKER, *((Path(on_path),) if on_path else ()), *candidates):
-        if _is_executable(found):
-            return (str(found),)
+    for place in map(str, (PACKAGED_WORKER, EXECUTABLE_NAME, *candidates)):  # a path checked as it is, the name on PATH
+        found = shutil.which(place)
+        if found:
+            return (found,)
     tried = [f"${ENV_VAR} (unset)", f"the package's own worker ({PACKAGED_WORKER})", f"{EXECUTABLE_NAME} on PATH"]
     how = _HOW_TO_PROVIDE
     if candidates:
