@@ -2,8 +2,7 @@
 from stdin (whitespace-separated); ``--info`` prints the worker's ``initialize`` result as JSON.
 
 Exit status: 0 on success, 1 for a bad number or a worker failure (the message on stderr),
-2 for a usage error (argparse's), 130 when interrupted (Ctrl-C).
-"""
+2 for a usage error (argparse's), 130 when interrupted (Ctrl-C)."""
 
 from __future__ import annotations
 

@@ -26,10 +26,6 @@ class WorkerCrashedError(WorkerError):
     """The worker died with requests in flight or before it answered: ``returncode`` (negative:
     that signal), ``stderr_tail`` (its last stderr lines), ``pid``."""
 
-    returncode: Optional[int] = None
-    stderr_tail: Tuple[str, ...] = ()
-    pid: Optional[int] = None
-
     def __init__(self, message: str, *, returncode: Optional[int] = None, stderr_tail: Sequence[str] = (),
                  pid: Optional[int] = None) -> None:
         super().__init__(message)
