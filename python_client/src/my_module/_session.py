@@ -140,7 +140,7 @@ class Session:
         self.deadlines.stop()
         if conn is not None and self._pid == os.getpid():
             conn.close(self.options.shutdown_timeout)
-            _close_pool(conn)
+            _close_pool(conn, everything=conn.state is State.ENDED)
 
     def abandon(self) -> None:
         """The Worker was dropped without ``close()``: end of input lets the worker finish and
@@ -158,10 +158,10 @@ class Session:
         self._reset()
 
 
-def _close_pool(conn: Connection) -> None:  # idle segments freed; those in use as they return
+def _close_pool(conn: Connection, everything: bool = False) -> None:  # see _shm.Pool.close
     pool = conn.plans.get(_shm.Pool)
     if pool is not None:
-        pool.close()
+        pool.close(everything)
 
 
 def _reset_all_after_fork() -> None:

@@ -13,6 +13,7 @@ import os
 import secrets
 import sys
 import threading
+import weakref
 from array import array
 from typing import Any, Callable, Dict, List, Optional
 
@@ -96,6 +97,7 @@ class Pool:
         self.max_idle, self.max_idle_bytes = max_idle, max_idle_bytes
         self._idle: List[Segment] = []
         self._lock, self._made, self._pid, self.closed = threading.Lock(), 0, os.getpid(), False
+        self._all: "weakref.WeakSet[Segment]" = weakref.WeakSet()  # for close(everything=True)
 
     def acquire(self, count: int) -> Segment:
         """An idle segment holding ``count`` numbers and their squares, or a new one."""
@@ -110,7 +112,9 @@ class Pool:
             self._made += 1
             name = f"{self.prefix}{self._made}"
         try:
-            return Segment(name, max(GRAIN, -(-need // GRAIN) * GRAIN))
+            segment = Segment(name, max(GRAIN, -(-need // GRAIN) * GRAIN))
+            self._all.add(segment)
+            return segment
         except (OSError, AttributeError, ValueError, OverflowError) as e:
             raise ShmUnavailable(f"shared memory segment of {need} bytes: {e}") from e
 
@@ -127,10 +131,11 @@ class Pool:
         for s in dropped:
             s.close()
 
-    def close(self) -> None:
-        """Free every idle segment now; segments still in use are freed as they come back."""
+    def close(self, everything: bool = False) -> None:
+        """Free every idle segment now, those in use as they come back; ``everything``: those in
+        use too, and any an interrupt dropped unreleased (the worker must be gone)."""
         with self._lock:
             self.closed = True
-            dropped, self._idle = self._idle, []
+            dropped, self._idle = list(self._all) if everything else self._idle, []
         for s in dropped:
             s.close()
