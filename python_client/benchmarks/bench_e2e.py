@@ -76,7 +76,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import my_module  # noqa: E402
-from my_module import _convert  # noqa: E402
+from my_module import _convert, _methods  # noqa: E402
 from my_module._framing import frame_header  # noqa: E402
 
 try:
@@ -397,7 +397,7 @@ def main() -> None:
     packed_on = "packed" in info.get("encodings", []) and "packed" in default.options.encodings
     json_worker = my_module.Worker(args.worker, encodings=("json",))
     json_worker.info  # started now, not inside a measurement
-    chunk = default.options.chunk_size
+    chunk = default.options.chunk_size or _methods.PACKED.chunk  # the packed and JSON chunk (shm: bigger)
     echo = Echo([sys.executable, "-c", ECHO_CHILD])
     cat = Echo(["cat"])
     alone = WorkerAlone(default.command)
