@@ -311,7 +311,8 @@ class Connection:
             request.sent = True
             dirty = False
         except (WriteStalled, OSError) as exc:
-            self.kill(str(exc) if isinstance(exc, WriteStalled) else f"writing to it failed: {exc}")
+            why = str(exc) if isinstance(exc, WriteStalled) else f"writing to it failed: {exc}"
+            self.kill("" if isinstance(exc, BrokenPipeError) else why)  # EPIPE: it ended by itself, not by us
             raise ConnectionBroken(str(exc)) from exc
         except BaseException as exc:  # WriteTimeout (nothing written), or an interrupt anywhere
             if dirty and not isinstance(exc, WriteTimeout):
