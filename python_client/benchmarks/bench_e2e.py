@@ -15,8 +15,8 @@ baselines measured alongside, for n = 3, 10, 1,000, 100,000 and 1,000,000 random
   trivial echo child (a Python loop of ``os.read``/``os.write``, pipes enlarged to 1 MiB as
   the client does) and read back by the same thread: moving the bytes, nothing else;
   ``pipe echo via cat`` is the same through ``cat``, the floor of a pipe round trip;
-* ``my_module packed``: ``my_module.calculate_squares(xs)``, the default (the worker
-  advertises the packed encoding of protocol 1.1);
+* ``my_module (default encodings)``: ``my_module.calculate_squares(xs)``, the default (shm for
+  chunks of 8,192+ numbers with a 1.2 worker, else packed with a 1.1 worker);
 * ``my_module JSON``: the same on a ``Worker`` with the packed encoding off
   (``Worker(encodings=("json",))``);
 * ``my_module array('I')``: the default path with the same numbers as an ``array('I')``,
@@ -412,7 +412,7 @@ def main() -> None:
     )
     print(pyo3_note)
     if not packed_on:
-        print("NOTE: the worker does not advertise the packed encoding: 'my_module packed' is JSON")
+        print("NOTE: the worker does not advertise the packed encoding: 'my_module (default encodings)' is JSON")
 
     results: Dict[str, Any] = {
         "python": platform.python_version(),
@@ -430,9 +430,9 @@ def main() -> None:
         "echo_packed": "pipe echo, packed frames",
         "echo_json": "pipe echo, JSON frames",
         "cat_packed": "pipe echo via cat, packed frames",
-        "my_module_packed": "my_module packed (default)",
-        "my_module_json": "my_module JSON (packed off)",
-        "my_module_array": "my_module packed, array('I') input",
+        "my_module_packed": "my_module (default encodings)",
+        "my_module_json": "my_module JSON only",
+        "my_module_array": "my_module, array('I') input",
         "process_pool": "ProcessPoolExecutor(2)",
         "worker_alone_json": "worker alone, one JSON frame",
         "shm_floor": "shm floor (no worker)",
@@ -602,7 +602,7 @@ def main() -> None:
         return float(s[str(n)][name]["median_s"])
 
     targets: List[Tuple[str, float, str, float]] = [
-        ("n=1M: my_module packed / pure Python", med(1_000_000, "my_module_packed") / med(1_000_000, "python"), "<=", 1.3),
+        ("n=1M: my_module / pure Python", med(1_000_000, "my_module_packed") / med(1_000_000, "python"), "<=", 1.3),
         ("n=1M: my_module JSON / stdlib JSON floor", med(1_000_000, "my_module_json") / med(1_000_000, "json_floor"), "<=", 1.15),
         ("n=10: my_module latency / pipe echo (Python child)", med(10, "my_module_packed") / med(10, "echo_packed"), "<=", 1.3),
         ("n=10: my_module latency / pipe echo via cat", med(10, "my_module_packed") / med(10, "cat_packed"), "<=", 1.3),
@@ -630,7 +630,7 @@ def main() -> None:
     if pyo3 is not None:
         t3 = results["threads_3_numbers"]
         anchor = [
-            ("n=1M: my_module packed / PyO3 (time)", med(1_000_000, "my_module_packed") / med(1_000_000, "pyo3")),
+            ("n=1M: my_module / PyO3 (time)", med(1_000_000, "my_module_packed") / med(1_000_000, "pyo3")),
             ("n=1M: pure Python / PyO3 (time)", med(1_000_000, "python") / med(1_000_000, "pyo3")),
             ("n=3: my_module latency / PyO3 latency", med(3, "my_module_packed") / med(3, "pyo3")),
             ("n=3: my_module latency / PyO3 one-thread latency", med(3, "my_module_packed") / med(3, "pyo3_one_thread")),
