@@ -103,7 +103,10 @@ class Connection:
         self._delivering: Optional[Request] = None  # taken off the table, delivery not finished
         self._kill_reason: Optional[str] = None
         self._quiet = False  # ended by close(), abandon() or the caller's interrupt: no warning
-        self._ready = threading.Event()  # handshake answered, or the connection ended
+        # Held until the handshake is answered or the connection ended. Not an Event: an interrupt
+        # landing inside Condition.wait can leave its lock released and surface as RuntimeError.
+        self._ready = threading.Lock()
+        self._ready.acquire()
         self._stderr_tail: Deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self.started_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="my_module-reader", daemon=True)
@@ -114,7 +117,13 @@ class Connection:
         self._thread.start()
 
     def wait_ready(self, timeout: Optional[float]) -> bool:  # handshake answered or ended
-        return self._ready.wait(timeout)
+        if self._ready.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            self._set_ready()  # for the next waiter
+        return self.state is not State.NEW and self.state is not State.STARTING
+
+    def _set_ready(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already open
+            self._ready.release()
 
     def alive(self) -> bool:  # False if its start was cut short before its thread ran
         return self.state is not State.NEW or self._thread.is_alive()
@@ -191,7 +200,7 @@ class Connection:
         with self._lock:
             if self.state is State.STARTING:
                 self.state = State.READY
-        self._ready.set()
+        self._set_ready()
 
     def on_lost(self, request: Request, error: WorkerError) -> None:
         pass  # the end opens _ready; its error says why
@@ -245,7 +254,7 @@ class Connection:
             if self.state is not State.ENDED:
                 self.state = State.CLOSING
         self._wake_up()
-        self._ready.set()
+        self._set_ready()
 
     def forget_after_fork(self) -> None:
         """In a fork child: drop the parent's worker with no I/O on its pipes."""
@@ -345,8 +354,8 @@ class Connection:
                     del self._cancels[0]
             except BlockingIOError:
                 return  # pipe full: the next writer or reply flushes them
-            except OSError:
-                self._cancels.clear()  # the worker is gone: nothing left to cancel
+            except (OSError, IndexError):  # the worker is gone, or _end emptied the list meanwhile
+                self._cancels.clear()  # nothing left to cancel
             finally:
                 release_if_owned(lock)
 
@@ -440,7 +449,7 @@ class Connection:
             self.error, self.state = error, State.ENDED
             lost, self._pending = list(self._pending.values()), {}
             self._cancels.clear()
-        self._ready.set()
+        self._set_ready()
         return lost
 
     def _finish(self, error: Optional[WorkerError], note: str) -> None:
