@@ -113,7 +113,8 @@ class Pool:
             name = f"{self.prefix}{self._made}"
         try:
             segment = Segment(name, max(GRAIN, -(-need // GRAIN) * GRAIN))
-            self._all.add(segment)
+            with self._lock:  # close(everything=True) lists the set under the lock
+                self._all.add(segment)
             return segment
         except (OSError, AttributeError, ValueError, OverflowError) as e:
             raise ShmUnavailable(f"shared memory segment of {need} bytes: {e}") from e
