@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,15 +100,20 @@ def big_call_interrupts() -> None:
 
 
 def test_interrupted_start_ups_leak_nothing(worker_command) -> None:
-    # 40 start-ups, each interrupted 0.1 to 20 ms in (spawn, thread starts, initialize, the
-    # handshake wait), then close(): no thread, child (zombie or not) or fd may be left.
+    # 40 start-ups, each interrupted 0.1 ms to the length of a whole first call in (spawn,
+    # thread starts, initialize, the handshake wait, the call), then close(): no thread, child
+    # (zombie or not) or fd may be left.
+    started = time.monotonic()
+    with my_module.Worker(worker_command) as w:
+        w.calculate_squares([2], timeout=20)
+    span = max(0.001, time.monotonic() - started)
     before = Snapshot.settled()
     rng = random.Random(3)
     landed = 0
     for _ in range(40):
         w = my_module.Worker(worker_command)
         try:
-            with Interrupts(rng.uniform(0.0001, 0.02)):
+            with Interrupts(rng.uniform(0.0001, span)):
                 w.calculate_squares([2], timeout=20)
         except KeyboardInterrupt:
             landed += 1

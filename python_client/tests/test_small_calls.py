@@ -149,3 +149,64 @@ def test_keyboard_interrupts_during_small_calls_never_corrupt_results(worker: my
     assert interrupted > 0
     print(f"\n[interrupts] {i} calls, {interrupted} interrupted, {kills} worker(s) replaced")
     assert worker.calculate_squares([1, 2, 3], timeout=20) == [1, 4, 9]
+
+
+# -- coalescing -------------------------------------------------------------------------------------
+
+
+def test_small_requests_queued_behind_a_busy_writer_leave_in_one_write(worker: my_module.Worker, monkeypatch) -> None:
+    # While one thread holds the writer lock (here: the test), 12 small calls from other
+    # threads are queued, not blocked; the holder's flush writes every queued frame in one write.
+    from my_module import _connection
+
+    warm(worker)
+    conn = worker._session.connection(None)
+    writes = []
+    real_write = _connection.os.write
+    monkeypatch.setattr(_connection.os, "write", lambda fd, data: writes.append(data) or real_write(fd, data))
+    held, done = threading.Event(), threading.Event()
+
+    def busy_writer() -> None:
+        with conn._write_lock:
+            held.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=busy_writer)
+    holder.start()
+    try:
+        held.wait(10)
+        futures = [worker.submit([i, i + 1]) for i in range(12)]  # each returns at once: queued
+        assert len(conn._outbox) == 12 and not writes
+        assert not any(f.done() for f in futures)
+    finally:
+        done.set()
+        holder.join(10)
+    conn._flush()  # what the holder's send does once its own frame is out
+    assert [f.result(timeout=10) for f in futures] == [[i * i, (i + 1) ** 2] for i in range(12)]
+    assert len(writes) == 1 and writes[0].count(b'"calculate_squares"') == 12, writes
+    assert in_flight(worker) == 0
+
+
+def test_small_requests_meeting_a_full_pipe_go_out_after_the_next_reply(test_methods_worker: my_module.Worker,
+                                                                         monkeypatch) -> None:
+    # The pipe "full" once (EAGAIN): the small frame stays queued, whole, and the reader writes
+    # it after the next reply (here a 300 ms sleep's); nothing is lost or cut.
+    from my_module import _connection
+
+    w = test_methods_worker
+    warm(w)
+    slow = submit_request(w, "test/sleep", {"ms": 300})
+    real_write, refusals = _connection.os.write, []
+
+    def full_once(fd: int, data: bytes) -> int:
+        if not refusals:
+            refusals.append(data)
+            raise BlockingIOError(11, "pipe full")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(_connection.os, "write", full_once)
+    future = w.submit([7, 8, 9])
+    assert refusals and not future.done()
+    assert future.result(timeout=10) == [49, 64, 81]
+    assert slow.exception(timeout=10) is None
+    assert in_flight(w) == 0

@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from . import _jsonrpc
 from ._errors import ProtocolError, WorkerCrashedError, WorkerError, WorkerNotFoundError
 from ._framing import Body, FrameReader, OversizedFrameError, WriteStalled, WriteTimeout, frame_header, write_frame
 from ._methods import INITIALIZE, RAW_MEMBER, SHUTDOWN
-from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, PROTOCOL_MAJOR
+from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, FRAME_HEADER_BYTES, PROTOCOL_MAJOR
 
 logger = logging.getLogger(__name__)
 worker_logger = logging.getLogger("my_module.worker")
@@ -92,7 +93,7 @@ class Connection:
         # finally whatever lands between the acquire and the try (a KeyboardInterrupt can).
         self._write_lock = threading.RLock()
         self._pending: Dict[int, Request] = {}
-        self._cancels: List[bytes] = []  # cancel frames the pipe had no room for yet
+        self._outbox: Deque[Tuple[Optional[Request], bytes]] = collections.deque()  # small frames to write
         self._token: Optional[int] = None  # the thread reading stdout
         # The connection's thread waits on this held lock; releasing it (one C call, which an
         # interrupt cannot leave half done, as it can a Condition's notify) wakes it.
@@ -272,34 +273,52 @@ class Connection:
     def refusal(self) -> WorkerError:  # why send() refuses new requests
         return self.error or WorkerError("the worker was closed")
 
-    def withdraw(self, request: Request) -> None:
-        """Give up ``request``: forgotten if unwritten, else cancelled (its late reply dropped)."""
+    def withdraw(self, request: Request) -> bool:
+        """Give up ``request``: True if it is forgotten, never to be written (a queued frame is
+        skipped); else it is cancelled once written, and its reply (late, or -32800) dropped."""
         with self._lock:
             request.withdrawn = True
+            forgotten = not request.sent and not request.writing
             if request.sent:
                 self._cancel_locked(request)
-            elif not request.writing:
+            elif forgotten:
                 self._pending.pop(request.rid, None)
-        if self._cancels:
-            self._flush_cancels()
+        self._flush()
+        return forgotten
 
     def _cancel_locked(self, request: Request) -> None:
         if self.state is not State.ENDED:
             body = _jsonrpc.cancel(request.rid)
-            self._cancels.append(frame_header(len(body)) + body)
+            self._outbox.append((None, frame_header(len(body)) + body))
             self._wake_up()  # its late reply must be read, maybe by no one else
 
     def send(self, request: Request, body: Sequence[bytes], deadline: Optional[float], *,
              self_read: bool = False, force: bool = False) -> bool:
-        """Expect a reply to ``request`` (``self_read``: its caller reads it) and write ``body``
-        as one frame; False if withdrawn. Raises ``ConnectionRefused`` (``force``: unless ended),
-        ``WriteTimeout`` (nothing written), ``ConnectionBroken``; anything else mid-frame kills."""
+        """Expect a reply to ``request`` (``self_read``: its caller reads it) and write ``body`` as
+        one frame: a small one is queued and written with the others queued meanwhile (by this
+        thread, or the writer lock's holder, or the reader after a reply if the pipe is full).
+        True: its reply or the connection's end will come; False: withdrawn first, never written.
+        Raises ``ConnectionRefused`` (``force``: unless ended), ``WriteTimeout`` (nothing written),
+        ``ConnectionBroken`` (not written whole); anything else mid-frame kills."""
+        size = sum(map(len, body))
+        if deadline is not None and deadline < time.monotonic():
+            raise WriteTimeout("the deadline passed before the request was written")
         with self._lock:
             if self.state is not State.READY and not (force and self.state is not State.ENDED):
                 raise ConnectionRefused()
+            if request.withdrawn:
+                return False
             self._pending[request.rid] = request
+            if size + FRAME_HEADER_BYTES <= select.PIPE_BUF:
+                self._outbox.append((request, b"".join([frame_header(size), *body])))
+                body = ()
         if not self_read:
             self._wake_up()
+        taken = self._write_big(request, body, deadline) if body else True
+        self._flush()
+        return taken
+
+    def _write_big(self, request: Request, body: Sequence[bytes], deadline: Optional[float]) -> bool:
         lock, dirty = self._write_lock, False
         try:
             wait = -1 if deadline is None else deadline - time.monotonic()
@@ -313,8 +332,6 @@ class Connection:
                 return False
             if self._stdin.closed:
                 raise ConnectionBroken("the worker's stdin is closed")
-            if self._cancels:
-                self._flush_cancels()
             dirty = True  # a frame may be partly written
             write_frame(self._stdin_fd, body, deadline, WRITE_STALL_GRACE, self._wake_up)
             request.sent = True
@@ -337,25 +354,52 @@ class Connection:
         if request.withdrawn:
             with self._lock:
                 self._cancel_locked(request)
-        if self._cancels:
-            self._flush_cancels()
         return True
 
-    def _flush_cancels(self) -> None:
-        # Never waiting: each is at most PIPE_BUF bytes, written whole or not at all. A busy
-        # writer lock's holder flushes after its frame, and again after it released the lock.
+    def _flush(self) -> None:
+        """Write the queued small frames, never waiting: joined up to PIPE_BUF bytes a write, so
+        each write is whole or nothing. A busy writer lock's holder flushes after its frame and
+        again after releasing it; a full pipe, the reader after the next reply."""
         lock = self._write_lock
-        while self._cancels and not self._stdin.closed:
+        while self._outbox and not self._stdin.closed and lock.acquire(blocking=False):
+            batch: List[Tuple[Optional[Request], bytes]] = []
+            taking = False
             try:
-                if not lock.acquire(blocking=False):
-                    return
-                while self._cancels and not self._stdin.closed:
-                    os.write(self._stdin_fd, self._cancels[0])
-                    del self._cancels[0]
-            except BlockingIOError:
-                return  # pipe full: the next writer or reply flushes them
-            except (OSError, IndexError):  # the worker is gone, or _end emptied the list meanwhile
-                self._cancels.clear()  # nothing left to cancel
+                while True:
+                    taking = True  # from here until the batch is marked sent, an interrupt replaces the worker
+                    with self._lock:
+                        size, outbox = 0, self._outbox
+                        while outbox and size + len(outbox[0][1]) <= select.PIPE_BUF:
+                            request, frame = outbox.popleft()
+                            if request is not None and request.withdrawn and not request.writing:
+                                continue  # forgotten by withdraw()
+                            size += len(frame)
+                            batch.append((request, frame))
+                            if request is not None:
+                                request.writing = True
+                    if not batch:
+                        break
+                    os.write(self._stdin_fd, b"".join([frame for _, frame in batch]))
+                    for request, _ in batch:
+                        if request is not None:
+                            request.sent = True  # then ``withdrawn`` read: see _write_big
+                            if request.withdrawn:
+                                with self._lock:
+                                    self._cancel_locked(request)
+                    batch, taking = [], False
+                    if not outbox:
+                        break
+            except BlockingIOError:  # the pipe is full: back to the front of the queue, still to be written
+                with self._lock:
+                    self._outbox.extendleft(reversed(batch))
+                return
+            except OSError as exc:  # the worker is gone: its end hands the requests back
+                self.kill("" if isinstance(exc, BrokenPipeError) else f"writing to it failed: {exc}")
+                return
+            except BaseException:  # whether the batch went out is unknown: the worker is replaced
+                if taking:
+                    self.kill("the client was interrupted while writing a request", asked=True)
+                raise
             finally:
                 release_if_owned(lock)
 
@@ -389,9 +433,11 @@ class Connection:
                 self._token = me
             frames = self._frames
             _reading.value = critical = True
-            while not done():
+            while True:  # what is buffered is delivered before leaving: replies go out in one pass
                 body = frames.take()
                 if body is None:
+                    if done():
+                        break
                     critical = False
                     if poll and not frames.wait(deadline):
                         return
@@ -400,8 +446,8 @@ class Connection:
                     if body is None:
                         continue
                 self._deliver(body)
-                if self._cancels:
-                    self._flush_cancels()  # queued while the pipe was full
+                if self._outbox:
+                    self._flush()  # queued while the pipe was full
             critical = False
         except (EOFError, OSError) as exc:
             end = (None, str(exc) if isinstance(exc, EOFError) else f"reading its stdout failed: {exc}")
@@ -448,7 +494,7 @@ class Connection:
         with self._lock:
             self.error, self.state = error, State.ENDED
             lost, self._pending = list(self._pending.values()), {}
-            self._cancels.clear()
+            self._outbox.clear()
         self._set_ready()
         return lost
 

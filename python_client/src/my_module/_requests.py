@@ -140,7 +140,8 @@ class Call:
             self.parts = []
         self._done.release()
         for request in leftovers:
-            request.tag[1].withdraw(request)
+            if request.tag[1].withdraw(request):
+                self._free(request)  # never to be written: its segment is ours
         for callback in callbacks:
             try:
                 callback(self)
@@ -210,21 +211,18 @@ class Call:
                         body, request.tag[2], request.tag[3] = method.body(
                             request.rid, source if one else source[start:end], encoding, limit, conn.plans.get(_shm.Pool),
                             self.pieces)
-                        conn.send(request, body, self.deadline, self_read=self_read)
-                    except _convert.ElementError as bad:  # found locally: nothing sent for it
-                        self._record(index, request, error=_convert.element_error(start + bad.index, bad.value, bad.reason))
-                        return
-                    except ConnectionRefused:
-                        self._drop(index, request)
-                        break
-                    except WriteTimeout:
-                        self.expire()
-                        return
-                    except ConnectionBroken:
-                        return  # the connection ends, and hands the lost requests back
-                    finally:  # a frame not wholly written is never answered: its segment is ours
-                        if not request.sent:
-                            self._free(request)
+                        if not conn.send(request, body, self.deadline, self_read=self_read):
+                            self._free(request)  # withdrawn before it went out
+                    except (_convert.ElementError, ConnectionRefused, WriteTimeout, ConnectionBroken) as exc:
+                        self._free(request)  # not written whole, so never answered: its segment is ours
+                        if isinstance(exc, _convert.ElementError):  # found locally: nothing sent for it
+                            self._record(index, request, error=_convert.element_error(start + exc.index, exc.value, exc.reason))
+                        elif isinstance(exc, WriteTimeout):
+                            self.expire()
+                        elif isinstance(exc, ConnectionRefused):
+                            self._drop(index, request)
+                            break
+                        return  # ConnectionBroken: the connection ends, and hands the lost requests back
                 else:
                     return
                 if not self._may_retry(conn.refusal()):

@@ -6,6 +6,7 @@ Every setup failure raises :class:`ShmUnavailable`, which the caller turns into 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import mmap
@@ -40,15 +41,22 @@ class Segment:
 
     def __init__(self, name: str, size: int) -> None:
         self.map: Optional[mmap.mmap] = None
-        self.name, self.size, self.fd = name, size, os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        self.name, self.size, self.fd = name, size, -1
         try:
+            self.fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
             os.fchmod(self.fd, 0o600)
             os.ftruncate(self.fd, size)
             os.posix_fallocate(self.fd, 0, size)
             fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)  # no shrinking: no SIGBUS in a worker
             self.map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
-            os.close(self.fd)
+            if self.fd >= 0:
+                os.close(self.fd)
+            elif os.path.isdir("/proc/self/fd"):  # an interrupt after memfd_create returned, before its fd was kept
+                for fd in os.listdir("/proc/self/fd"):
+                    with contextlib.suppress(OSError):
+                        if os.readlink(f"/proc/self/fd/{fd}") == f"/memfd:{name} (deleted)":
+                            os.close(int(fd))
             raise
 
     def write(self, numbers: Any, *, pieces: bool = False) -> Dict[str, Any]:
