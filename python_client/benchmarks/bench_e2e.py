@@ -38,7 +38,9 @@ baselines measured alongside, for n = 3, 10, 1,000, 100,000 and 1,000,000 random
   without the threads (what spawning them costs a small call and gains a big one);
 
 then small-call throughput (n = 10) of my_module from 1, 4 and 16 threads, 3-number calls
-from 16 threads of my_module against the PyO3 module, and the worker's memory while it serves
+from 16 threads of my_module against the PyO3 module and against the ``threaded floor`` (the
+same threads writing 64-byte frames to ``cat`` and woken by one reader thread: what any threaded
+Python client of a pipe pays per call, with no JSON and no worker), the worker's memory while it serves
 a 10,000,000-number call (``VmHWM`` - idle ``VmRSS`` from ``/proc/<pid>/status``), and the
 event loop's worst lag while ``calculate_squares_async`` runs on 2,000,000 numbers (a ticker
 coroutine sleeping 1 ms at a time records the longest gap between two of its wake-ups; the
@@ -256,6 +258,43 @@ def run_interleaved(cases: Dict[str, Callable[[], Any]], rounds: int, reps: int)
     return samples
 
 
+class ThreadedFloor:
+    """The floor of any threaded Python client of a pipe: a caller writes a 64-byte frame to
+    ``cat`` under a lock and waits on a lock of its own, which one reader thread releases when
+    the frame comes back. No JSON, no worker: only the writes, reads, wake-ups and GIL hand-offs
+    that every call from a thread pays."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        self.waiting: Dict[int, threading.Lock] = {}
+        self.ids, self.write_lock = itertools.count(), threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        fd, buf = self.proc.stdout.fileno(), b""  # type: ignore[union-attr]
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                return
+            buf += data
+            while len(buf) >= 64:
+                self.waiting.pop(int.from_bytes(buf[:8], "big")).release()
+                buf = buf[64:]
+
+    def call(self) -> None:
+        done, rid = threading.Lock(), next(self.ids)
+        done.acquire()
+        self.waiting[rid] = done
+        with self.write_lock:
+            os.write(self.proc.stdin.fileno(), rid.to_bytes(8, "big") + bytes(56))  # type: ignore[union-attr]
+        done.acquire()
+
+    def close(self) -> None:
+        self.proc.stdin.close()  # type: ignore[union-attr]
+        self.proc.wait()
+        self.proc.stdout.close()  # type: ignore[union-attr]
+
+
 def throughput(call: Callable[[], Any], threads: int, calls: int) -> float:
     """Calls per second of ``threads`` threads making ``calls`` calls between them."""
     per_thread = max(1, calls // threads)
@@ -438,6 +477,7 @@ def main() -> None:
         "shm_floor": "shm floor (no worker)",
         "pyo3": "PyO3 module (4 threads, GIL off)",
         "pyo3_one_thread": "PyO3, one thread (GIL off)",
+        "threaded_floor": "threaded floor (64 B via cat)",
     }
     for n in SIZES:
         xs = random_u32(n, n)
@@ -521,10 +561,12 @@ def main() -> None:
     if pyo3 is not None:
         three = random_u32(3, 33)
         anchor_threads = THREADS[-1]
+        floor = ThreadedFloor()
         contenders: Dict[str, Callable[[], Any]] = {
             "my_module_packed": lambda: my_module.calculate_squares(three),
             "pyo3": lambda: pyo3.calculate_squares(three),
             "pyo3_one_thread": lambda: pyo3.calculate_squares_one_thread(three),
+            "threaded_floor": floor.call,
         }
         anchor_rates: Dict[str, List[float]] = {name: [] for name in contenders}
         order = list(contenders)
@@ -541,6 +583,7 @@ def main() -> None:
         print(f"  {'case':<34}{'calls/s':>10}{'/ PyO3':>9}")
         for name in contenders:
             print(f"  {names[name]:<34}{anchor_tp[name]:>10.0f}{anchor_tp[name] / anchor_tp['pyo3']:>9.2f}")
+        floor.close()
 
     for closing in (echo, cat, alone):
         closing.close()
