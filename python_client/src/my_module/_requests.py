@@ -27,12 +27,8 @@ logger = logging.getLogger(__name__)
 _MISSING: Any = object()
 
 
-class Connector(Protocol):
-    """What a call needs from its session: a ready connection and the Worker's options."""
-
-    chunk_size: Optional[int]
-    encodings: Tuple[str, ...]
-    max_frame_bytes: int
+class Connector(Protocol):  # what a call needs of its session: a ready connection, the Worker's options
+    options: Any
 
     def connection(self, deadline: Optional[float]) -> Connection: ...
 
@@ -70,9 +66,6 @@ class Call:
         self.pieces = False  # convert in pieces, the GIL free between (an event loop waits on it)
 
     # -- the slot ---------------------------------------------------------------------------------
-
-    def done(self) -> bool:
-        return self.settled
 
     def wait(self, deadline: Optional[float]) -> bool:
         """Wait until settled or ``deadline`` (a ``time.monotonic()`` value); True if settled."""
@@ -180,7 +173,7 @@ class Call:
                     continue
                 plan = conn.plans.get(method)
                 if plan is None:  # a method's frame limit, encoding and chunk size there, once
-                    options = self.connector
+                    options = self.connector.options
                     limit = min(options.max_frame_bytes, conn.peer_max_frame_bytes)
                     enc = method.encoding(options.encodings, conn.peer_encodings)
                     plan = conn.plans[method] = (limit, enc, method.plan(options.chunk_size or enc.chunk, limit,
@@ -332,7 +325,7 @@ def run(call: Call) -> Any:
         call.pump()
         request = call.requests.get(0) if len(call.bounds) == 1 else None
         if request is not None and not call.settled:
-            request.tag[1].serve(call.done, call.deadline)
+            request.tag[1].serve(lambda: call.settled, call.deadline)
         if not call.settled and not call.wait(call.deadline):
             call.expire()
         return call.result()

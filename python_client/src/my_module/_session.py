@@ -58,8 +58,6 @@ class Session:
         self.command = command
         self.env: Optional[Dict[str, str]] = None if env is None else dict(env)
         self.options = options
-        self.chunk_size, self.encodings = options.chunk_size, options.encodings
-        self.max_frame_bytes = options.max_frame_bytes
         self.closed = False
         self._conn: Optional[Connection] = None
         self._reset()
@@ -100,8 +98,8 @@ class Session:
                 if conn is not None:
                     conn.abandon()  # its start was cut short: if its thread ever runs, it ends
                     _close_pool(conn)
-                conn = Connection(self.command, self.env, self.max_frame_bytes)
-                if ENCODING_SHM in self.encodings:  # offered; used if the worker lists shm too
+                conn = Connection(self.command, self.env, self.options.max_frame_bytes)
+                if ENCODING_SHM in self.options.encodings:  # offered; used if the worker lists shm too
                     pool = conn.plans[_shm.Pool] = _shm.Pool()
                     conn.init_params = {"shmPrefix": pool.prefix}
                 self._conn = conn  # before it starts: close() finds whatever was started
