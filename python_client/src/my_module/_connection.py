@@ -314,9 +314,10 @@ class Connection:
                 body = ()
         if not self_read:
             self._wake_up()
-        taken = self._write_big(request, body, deadline) if body else True
-        self._flush()
-        return taken
+        try:
+            return self._write_big(request, body, deadline) if body else True
+        finally:
+            self._flush()  # ours, and what queued behind the lock while it was held (even if ours failed)
 
     def _write_big(self, request: Request, body: Sequence[bytes], deadline: Optional[float]) -> bool:
         lock, dirty = self._write_lock, False
