@@ -1,6 +1,6 @@
-"""One worker process: a :class:`State`, one writer lock, one table of pending requests by
-id, one read loop (its thread's, or a caller's for its own reply). A frame is whole on the pipe
-or the worker is killed; start-up and the end run on its own thread (interrupts leak nothing)."""
+"""One worker process: a :class:`State`, one table of pending requests by id, an outbox of small frames
+written together, one writer lock, one read loop (its thread's, or a caller's for its own reply). A frame
+is whole on the pipe or the worker is killed; start-up and the end run on its own thread (interrupts leak nothing)."""
 
 from __future__ import annotations
 
