@@ -155,8 +155,9 @@ def test_keyboard_interrupts_during_small_calls_never_corrupt_results(worker: my
 
 
 def test_small_requests_queued_behind_a_busy_writer_leave_in_one_write(worker: my_module.Worker, monkeypatch) -> None:
-    # While one thread holds the writer lock (here: the test), 12 small calls from other
-    # threads are queued, not blocked; the holder's flush writes every queued frame in one write.
+    # While another thread holds the writer lock (a helper standing in for a big frame's
+    # writer), 12 small calls are queued, not blocked; one flush then writes every queued frame
+    # in one write.
     from my_module import _connection
 
     warm(worker)
