@@ -1,6 +1,6 @@
-"""One worker process: a :class:`State`, one table of pending requests by id, an outbox of small frames
-written together, one writer lock, one read loop (its thread's, or a caller's for its own reply). A frame
-is whole on the pipe or the worker is killed; start-up and the end run on its own thread (interrupts leak nothing)."""
+"""One worker process: a :class:`State`, a table of pending requests by id, an outbox of small frames written
+together, a writer lock, one read loop (its thread's, or a caller's for its own reply). A frame is whole on the
+pipe or the worker is killed; start-up and the end run on the connection's thread (interrupts leak nothing)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ PIPE_BYTES = 1 << 20  # pipe capacity asked for on Linux (default 64 KiB); bench
 _MAX_STDERR_LINE = 4000  # longer stderr lines come in pieces of this length
 _LEVELS = {"trace": 10, "debug": 10, "info": 20, "notice": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
 _LEVEL_WORD = re.compile(r"\b(" + "|".join(_LEVELS) + r")\b", re.I)
+_SIGNALS = {s.value: s.name for s in signal.Signals}
 _FORGOTTEN: List[Any] = []  # a fork child's copies of its parent's Popen objects, never waited for
 End = Tuple[Optional[WorkerError], str]  # how reading ended: a protocol error (else a crash); a note
 
@@ -174,10 +175,9 @@ class Connection:
 
     def _say(self, method: Any, params: Any, deadline: Optional[float]) -> None:  # its own initialize, shutdown
         rid = self.new_id()
-        try:
+        # It died, was closed, or reads nothing (shutdown's deadline): its end tells why.
+        with contextlib.suppress(ConnectionBroken, ConnectionRefused, WriteTimeout):
             self.send(Request(rid, self, method), [_jsonrpc.request(rid, method.name, params)], deadline, force=True)
-        except (ConnectionBroken, ConnectionRefused, WriteTimeout):
-            pass  # it died, was closed, or reads nothing (shutdown's deadline): its end tells why
 
     def on_reply(self, request: Request, is_error: bool, result: Any) -> None:  # initialize, shutdown
         if request.tag is not INITIALIZE:
@@ -185,12 +185,8 @@ class Connection:
         if is_error:
             raise ProtocolError(f"worker refused initialize: {result}")
         version = result.get("protocolVersion") if type(result) is dict else None
-        try:
-            major = int(str(version).split(".")[0])
-        except ValueError:
-            raise ProtocolError(f"worker answered initialize without a protocolVersion: {result!r:.200}") from None
-        if major != PROTOCOL_MAJOR:
-            raise ProtocolError(f"worker speaks protocol {version}; this client speaks {PROTOCOL_MAJOR}.x")
+        if str(version).split(".")[0] != str(PROTOCOL_MAJOR):
+            raise ProtocolError(f"worker speaks protocol {version}; this client speaks {PROTOCOL_MAJOR}.x: {result!r:.200}")
         limits, encodings = result.get("limits"), result.get("encodings")
         value = limits.get("maxFrameBytes") if isinstance(limits, dict) else None
         if type(value) is int and value > 0:
@@ -294,12 +290,9 @@ class Connection:
 
     def send(self, request: Request, body: Sequence[bytes], deadline: Optional[float], *,
              self_read: bool = False, force: bool = False) -> bool:
-        """Expect a reply to ``request`` (``self_read``: its caller reads it) and write ``body`` as
-        one frame: a small one is queued and written with the others queued meanwhile (by this
-        thread, or the writer lock's holder, or the reader after a reply if the pipe is full).
-        True: its reply or the connection's end will come; False: withdrawn first, never written.
-        Raises ``ConnectionRefused`` (``force``: unless ended), ``WriteTimeout`` (nothing written),
-        ``ConnectionBroken`` (not written whole); anything else mid-frame kills."""
+        """Expect a reply to ``request`` (``self_read``: its caller reads it) and write ``body`` as one frame (a small
+        one via the outbox). True: its reply or the connection's end will come; False: withdrawn first, never written.
+        Raises ``ConnectionRefused`` (``force``: unless ended), ``WriteTimeout``, ``ConnectionBroken``."""
         size = sum(map(len, body))
         if deadline is not None and deadline < time.monotonic():
             raise WriteTimeout("the deadline passed before the request was written")
@@ -335,8 +328,8 @@ class Connection:
                 raise ConnectionBroken("the worker's stdin is closed")
             dirty = True  # a frame may be partly written
             write_frame(self._stdin_fd, body, deadline, WRITE_STALL_GRACE, self._wake_up)
-            request.sent = True
             dirty = False
+            self._sent(request)
         except (WriteStalled, OSError) as exc:
             why = str(exc) if isinstance(exc, WriteStalled) else f"writing to it failed: {exc}"
             self.kill("" if isinstance(exc, BrokenPipeError) else why)  # EPIPE: it ended by itself, not by us
@@ -350,46 +343,42 @@ class Connection:
             raise
         finally:
             release_if_owned(lock)
-        # Read without the lock: withdraw() sets ``withdrawn`` before it reads ``sent``, so one
-        # of the two sees the other's write and queues the cancel.
+        return True
+
+    def _sent(self, request: Request) -> None:
+        # ``sent`` set before ``withdrawn`` is read, without the lock: withdraw() sets ``withdrawn``
+        # before it reads ``sent``, so one of the two sees the other's write and queues the cancel.
+        request.sent = True
         if request.withdrawn:
             with self._lock:
                 self._cancel_locked(request)
-        return True
 
     def _flush(self) -> None:
-        """Write the queued small frames, never waiting: joined up to PIPE_BUF bytes a write, so
-        each write is whole or nothing. A busy writer lock's holder flushes after its frame and
-        again after releasing it; a full pipe, the reader after the next reply."""
+        """Write the queued small frames, never waiting, joined up to PIPE_BUF bytes a write (so each is whole
+        or nothing). A busy writer lock's holder flushes after its frame; a full pipe, the reader after a reply."""
         lock = self._write_lock
-        while self._outbox and not self._stdin.closed and lock.acquire(blocking=False):
+        while self._outbox and not self._stdin.closed:
             batch: List[Tuple[Optional[Request], bytes]] = []
             taking = False
-            try:
-                while True:
-                    taking = True  # from here until the batch is marked sent, an interrupt replaces the worker
-                    with self._lock:
-                        size, outbox = 0, self._outbox
-                        while outbox and size + len(outbox[0][1]) <= select.PIPE_BUF:
-                            request, frame = outbox.popleft()
-                            if request is not None and request.withdrawn and not request.writing:
-                                continue  # forgotten by withdraw()
+            try:  # the lock taken inside: released whatever lands after the acquire
+                if not lock.acquire(blocking=False):
+                    return  # its holder flushes after releasing it
+                taking = True  # from here until the batch is marked sent, an interrupt replaces the worker
+                with self._lock:
+                    size, outbox = 0, self._outbox
+                    while outbox and size + len(outbox[0][1]) <= select.PIPE_BUF:
+                        request, frame = outbox.popleft()
+                        if request is None or not request.withdrawn or request.writing:  # else forgotten by withdraw()
                             size += len(frame)
                             batch.append((request, frame))
                             if request is not None:
                                 request.writing = True
-                    if not batch:
-                        break
+                if batch:
                     os.write(self._stdin_fd, b"".join([frame for _, frame in batch]))
-                    for request, _ in batch:
-                        if request is not None:
-                            request.sent = True  # then ``withdrawn`` read: see _write_big
-                            if request.withdrawn:
-                                with self._lock:
-                                    self._cancel_locked(request)
-                    batch, taking = [], False
-                    if not outbox:
-                        break
+                for request, _ in batch:
+                    if request is not None:
+                        self._sent(request)
+                taking = False
             except BlockingIOError:  # the pipe is full: back to the front of the queue, still to be written
                 with self._lock:
                     self._outbox.extendleft(reversed(batch))
@@ -516,10 +505,8 @@ class Connection:
         if error is None and self.state in (State.CLOSING, State.ENDED):
             error = WorkerError("the worker was closed before it answered")
         elif error is None:
-            try:
-                status = f"was killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with status {returncode}"
-            except ValueError:
-                status = f"was killed by signal {-returncode}"
+            status = f"was killed by {_SIGNALS.get(-returncode, f'signal {-returncode}')}" if returncode < 0 \
+                else f"exited with status {returncode}"
             reasons = "; ".join(r for r in (self._kill_reason and f"killed by my_module: {self._kill_reason}", note) if r)
             tail = tuple(self._stderr_tail)
             message = f"worker pid {self.pid} ({self.argv[0]}) {status}" + (f" ({reasons})" if reasons else "")

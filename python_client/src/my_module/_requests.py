@@ -1,8 +1,6 @@
-"""Calls composed of wire requests, as ``concurrent.futures.Executor.map`` composes work: a
-:class:`Call` sends one request per chunk (one for a small input), takes results in order (the
-first bad element wins, as in PyO3), cancels the rest once settled, and after a crash resends
-only the lost chunks. Its one completion slot is adapted by :func:`run`, :func:`as_future`
-and :func:`run_async`."""
+"""Calls composed of wire requests, as ``Executor.map`` composes work: a :class:`Call` sends a request per chunk,
+takes results in order (the first bad element wins, as in PyO3), cancels the rest once settled, resends only
+what a crash lost. Its one completion slot is adapted by :func:`run`, :func:`as_future` and :func:`run_async`."""
 
 from __future__ import annotations
 
@@ -287,9 +285,8 @@ class Call:
                 request.tag[1].plans[_shm.Pool].release(held)
 
     def _record(self, index: int, request: Request, part: Any = _MISSING, error: Optional[BaseException] = None) -> None:
-        """Chunk ``index`` has its result (``part``) or its ``error``. The call is settled, in
-        the same pass under the lock, once every chunk succeeded, or with the first failed
-        chunk's error once all before it did."""
+        """Chunk ``index`` has its ``part`` or ``error``. Settled in the same pass under the lock once every
+        chunk succeeded, or with the first failed chunk's error once all before it did."""
         with self.lock:
             if self.requests.get(index) is not request:
                 return
@@ -316,10 +313,8 @@ def run(call: Call) -> Any:
     """The blocking call: send, read a one-request call's reply here if no one else reads,
     wait until the deadline. Any exception (``KeyboardInterrupt`` too) cancels the call."""
     if on_reader_thread():
-        raise WorkerError(
-            "a blocking my_module call from a Future callback would deadlock the reader "
-            "thread; use submit() there instead"
-        )
+        raise WorkerError("a blocking my_module call from a Future callback would deadlock the reader thread; "
+                          "use submit() there instead")
     try:
         call.reader = threading.get_ident()
         call.pump()
