@@ -1,6 +1,5 @@
-"""The caller's argument to the wire (JSON arrays or packed u32s) with no Python-level loop per
-element on the happy path, and the worker's validation errors back to PyO3's exceptions
-(python_client/README.md: what is accepted, and where this deliberately differs from PyO3)."""
+"""The caller's argument to the wire (JSON arrays or packed u32s) with no Python-level loop per element on the happy
+path, and the worker's validation errors back to PyO3's exceptions (python_client/README.md: what is accepted)."""
 
 from __future__ import annotations
 
@@ -33,9 +32,8 @@ _BIG_ENDIAN = sys.byteorder == "big"
 
 
 def as_numbers(numbers: Any) -> NumberSequence:
-    """``numbers`` as a list or tuple (not copied) or a u32 memoryview, with no Python-level
-    loop. Raises ``TypeError`` for str, bytes, a mapping, None, a bool buffer or a
-    non-iterable, ``TypeError``/``OverflowError`` naming the element for a bad buffer value."""
+    """``numbers`` as a list or tuple (not copied) or a u32 memoryview, with no Python-level loop. ``TypeError`` for str,
+    bytes, a mapping, None, a bool buffer or a non-iterable; ``TypeError``/``OverflowError`` for a bad buffer value."""
     kind = type(numbers)
     if kind is list or kind is tuple:
         return numbers  # type: ignore[no-any-return]
@@ -62,9 +60,8 @@ def as_numbers(numbers: Any) -> NumberSequence:
 
 
 def _u32_view(numbers: Any, kind: str) -> Optional[memoryview]:
-    """A 1-D buffer's elements as a native u32 memoryview: as is for C-contiguous u32s (no copy),
-    converted in C (``array('I', view)``, range-checked) for other integer formats; None for
-    no buffer or other formats (floats, non-native byte orders: they take ``tolist()``)."""
+    """A 1-D buffer as a native u32 memoryview: as is for C-contiguous u32s, converted in C for other integer formats;
+    None for no buffer or other formats (floats, non-native byte orders: they take ``tolist()``)."""
     try:
         view = memoryview(numbers)
     except TypeError:
@@ -114,9 +111,8 @@ class ElementError(Exception):
 
 
 def coerce_chunk(chunk: Sequence[Any]) -> List[int]:
-    """Every element converted as PyO3's ``u32`` extraction would (the slow path), else
-    :class:`ElementError` for the first bad one. ``operator.index`` takes what ``PyLong_AsLong``
-    does on 3.10+: ints, bools, ``__index__`` objects (numpy integers)."""
+    """Every element converted as PyO3's ``u32`` extraction would (the slow path), else :class:`ElementError` for the
+    first bad one. ``operator.index`` takes what ``PyLong_AsLong`` does on 3.10+ (ints, bools, numpy integers)."""
     out: List[int] = []
     for i, value in enumerate(chunk):
         try:
@@ -134,8 +130,7 @@ _INT_LIST_BYTES = b"0123456789-, []"
 
 
 def encode_chunk(chunk: Sequence[Any], max_bytes: int) -> bytes:
-    """A chunk as a JSON array of at most ``max_bytes`` bytes (the worker checks the integers), or
-    :class:`ElementError` when the slow path finds a bad element."""
+    """A chunk as a JSON array of at most ``max_bytes`` bytes, or :class:`ElementError` for a bad element found."""
     if type(chunk) is list:
         # Fast path: repr() of a list of ints beats the JSON encoder by ~40% (1,000,000 u32:
         # 90 ms against 150 ms on the 2-core reference machine; see benchmarks/README.md),
@@ -175,8 +170,7 @@ MAX_SQUARE_BYTES = len(str(MAX_NUMBER**2)) + 1  # one square in a compact reply:
 
 
 def pack_u32(numbers: Sequence[Any]) -> Optional["array[int]"]:
-    """``numbers`` as an ``array`` of native u32s, converted in C as PyO3 accepts them, or
-    None if one is not a u32 (the chunk then goes as JSON, and the worker names it)."""
+    """``numbers`` as an ``array`` of native u32s, converted in C as PyO3 accepts them; None if one is not a u32."""
     try:
         if sys.version_info < (3, 10):
             # Before 3.10 array() also takes objects with only __int__ (Decimal(4.5) -> 4),
@@ -187,19 +181,12 @@ def pack_u32(numbers: Sequence[Any]) -> Optional["array[int]"]:
         return None
 
 
-def base64_u32(view: memoryview) -> bytes:
-    """``numbersPacked`` of a native u32 memoryview: base64 of its bytes, little-endian."""
-    if _BIG_ENDIAN:
-        swapped = array(_U32, view)
-        swapped.byteswap()
-        view = memoryview(swapped)
-    return binascii.b2a_base64(view, newline=False)
-
-
-def encode_packed(chunk: Sequence[Any]) -> Optional[bytes]:
-    """The chunk as ``numbersPacked``, or None if one element is not a u32 (see :func:`pack_u32`)."""
-    packed = pack_u32(chunk)
-    return None if packed is None else base64_u32(memoryview(packed))
+def encode_packed(chunk: NumberSequence) -> Optional[bytes]:
+    """``numbersPacked`` (base64 of little-endian u32s) of a u32 memoryview or a sequence; None if one is not a u32."""
+    packed = chunk if type(chunk) is memoryview and not _BIG_ENDIAN else pack_u32(chunk)
+    if _BIG_ENDIAN and packed is not None:
+        packed.byteswap()  # type: ignore[union-attr]  # a fresh array
+    return None if packed is None else binascii.b2a_base64(packed, newline=False)
 
 
 # strict_mode (3.11+) refuses anything but canonical base64, and is ~15% faster.
@@ -207,8 +194,7 @@ _a2b: Callable[[Any], bytes] = functools.partial(binascii.a2b_base64, **({"stric
 
 
 def decode_packed_bytes(text: Any, count: int) -> Optional[bytes]:
-    """The ``8 * count`` bytes (little-endian u64s) of a ``squaresPacked`` value (str, or a
-    memoryview from ``_jsonrpc.loads``), or None if it is not base64 of exactly ``count`` u64s."""
+    """The bytes of a ``squaresPacked`` value (str, or memoryview from ``_jsonrpc.loads``), None unless ``count`` u64s."""
     if not isinstance(text, (str, bytes, bytearray, memoryview)):
         return None
     try:

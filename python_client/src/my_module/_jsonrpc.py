@@ -1,5 +1,4 @@
-"""JSON-RPC 2.0 as protocol v1 uses it, pure functions with no I/O and no method knowledge:
-request and notification bodies out, replies classified in."""
+"""JSON-RPC 2.0 as protocol v1 uses it, with no I/O and no method knowledge: requests out, replies classified in."""
 
 from __future__ import annotations
 
@@ -34,10 +33,8 @@ def cancel(rid: int) -> bytes:
 
 
 def loads(body: Body, raw_member: bytes = b"") -> Any:
-    """``json.loads(body)``, with the text of ``result[raw_member]`` (a long string) cut out
-    before parsing and put back as a ``memoryview`` of ``body``: ~20 ms of ~125 ms for
-    1,000,000 packed squares. ``"name":"`` can only start that member; a backslash in its
-    text or a member elsewhere than in ``result`` means a plain parse."""
+    """``json.loads(body)``, with the text of ``result[raw_member]`` cut out before parsing and put back as a
+    ``memoryview`` of ``body`` (~20 ms of ~125 ms for 1,000,000 packed squares); a backslash in it: a plain parse."""
     if len(body) < 4096 or not raw_member:
         text = body.decode()
         try:
@@ -45,6 +42,8 @@ def loads(body: Body, raw_member: bytes = b"") -> Any:
         except StopIteration:
             end = -1
         return value if end == len(text) else _decoder.decode(text)  # else: its exact error
+    # ``"name":"`` can only start that member (inside a string the quotes are escaped); found elsewhere than
+    # in ``result``, the plain parse below is taken.
     key = b'"' + raw_member + b'":"'
     start = body.find(key) + len(key)
     end = body.find(b'"', start)
@@ -60,8 +59,7 @@ def loads(body: Body, raw_member: bytes = b"") -> Any:
 
 
 def parse_reply(body: Body, raw_member: bytes = b"") -> Optional[Tuple[int, bool, Any]]:
-    """A frame from the worker as ``(id, is_error, result or error object)``, None for a
-    notification; ``ProtocolError`` for anything else (this client's ids are ints)."""
+    """A reply as ``(id, is_error, result or error object)``, None for a notification, else ``ProtocolError``."""
     try:
         message = loads(body, raw_member)
     except ValueError as exc:

@@ -29,8 +29,7 @@ _HOW_TO_PROVIDE = (f"{_PIP_INSTALL}, or build it at the repository root with `{B
 
 
 def checked_argv(command: Command, origin: str) -> Tuple[str, ...]:
-    """A path, a command line (split like a POSIX shell unless it names an existing file) or an
-    argv sequence as an argv tuple whose program can be run, else ``WorkerNotFoundError``."""
+    """A path, a command line (split like a shell unless it names a file) or an argv, as a runnable argv tuple."""
     if isinstance(command, (str, os.PathLike)):
         text = os.fspath(command)
         argv: Tuple[str, ...] = (text,) if os.path.isfile(text) else tuple(shlex.split(text))
@@ -49,8 +48,7 @@ def checked_argv(command: Command, origin: str) -> Tuple[str, ...]:
 
 
 def repository_build_outputs(start: Optional[Path] = None) -> Tuple[Path, ...]:
-    """The release then debug worker paths of the first directory above ``start`` (default:
-    this package) holding ``Package.swift``; () when there is none (e.g. an installed wheel)."""
+    """The release then debug worker paths in the first directory above ``start`` holding ``Package.swift``, or ()."""
     here = (start or Path(__file__)).resolve()
     for directory in (here, *here.parents):
         if (directory / "Package.swift").is_file():
@@ -59,8 +57,7 @@ def repository_build_outputs(start: Optional[Path] = None) -> Tuple[Path, ...]:
 
 
 def find_worker(command: Optional[Command] = None) -> Tuple[str, ...]:
-    """The argv that starts the worker: ``command`` if given, else the lookup above. Raises
-    ``WorkerNotFoundError`` naming every place tried, with instructions."""
+    """The argv that starts the worker: ``command``, else the lookup above; else ``WorkerNotFoundError`` saying how."""
     if command is not None:
         return checked_argv(command, "Worker(command=...)")
     configured = os.environ.get(ENV_VAR, "")

@@ -36,7 +36,7 @@ class ArrayEncoding:
     def encode(self, chunk: _convert.NumberSequence, max_bytes: int) -> Optional[List[bytes]]:
         """The params of a chunk as buffers, or None if this encoding cannot carry it."""
         if self.name == ENCODING_PACKED:
-            packed = _convert.base64_u32(chunk) if type(chunk) is memoryview else _convert.encode_packed(chunk)
+            packed = _convert.encode_packed(chunk)
             return None if packed is None else [self.param_head, b'"', packed, b'"}}']
         elements = chunk.tolist() if type(chunk) is memoryview else chunk
         return [self.param_head, _convert.encode_chunk(elements, max_bytes), b"}}"]
@@ -92,9 +92,6 @@ class RpcMethod:
     def count(self, params: Any) -> int:
         return 1
 
-    def prepare(self, params: Any, encoding: ArrayEncoding, pieces: bool = False) -> Any:
-        return params
-
     def body(self, rid: int, params: Any, encoding: ArrayEncoding, limit: int,
              pool: Optional[_shm.Pool] = None, pieces: bool = False) -> Tuple[List[bytes], ArrayEncoding, Optional[_shm.Segment]]:
         return [_jsonrpc.request(rid, self.name, params)], encoding, None
@@ -132,15 +129,6 @@ class ArrayMethod(RpcMethod):
 
     def count(self, numbers: _convert.NumberSequence) -> int:
         return len(numbers)
-
-    def prepare(self, numbers: _convert.NumberSequence, encoding: ArrayEncoding, pieces: bool = False) -> _convert.NumberSequence:
-        """What chunks are cut from: for packed, a list converted to u32s once, in C (in
-        ``pieces``: each chunk as it is sent)."""
-        if encoding is PACKED and not pieces and type(numbers) is not memoryview and len(numbers) > 1:
-            packed = _convert.pack_u32(numbers)
-            if packed is not None:
-                return memoryview(packed)
-        return numbers
 
     def body(self, rid: int, chunk: _convert.NumberSequence, encoding: ArrayEncoding, limit: int,
              pool: Optional[_shm.Pool] = None, pieces: bool = False) -> Tuple[List[bytes], ArrayEncoding, Optional[_shm.Segment]]:

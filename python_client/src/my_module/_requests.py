@@ -18,7 +18,7 @@ from . import _convert, _methods, _shm
 from ._connection import Connection, ConnectionBroken, ConnectionRefused, Request, on_reader_thread
 from ._errors import WorkerCrashedError, WorkerError
 from ._framing import WriteTimeout
-from ._methods import ArrayEncoding, RpcMethod
+from ._methods import RpcMethod
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,7 @@ class Call:
 
     # Slots: a small call's cost is mostly creating and reading these (bench_latency.py).
     __slots__ = ("connector", "method", "payload", "deadline", "retries_left", "reader", "lock", "bounds",
-                 "parts", "errors", "requests", "taken", "settled", "cancelled", "error", "_source",
-                 "_source_encoding", "_retried", "_done", "_callbacks", "_sending", "_send_wanted", "pieces", "__weakref__")
+                 "parts", "errors", "requests", "taken", "settled", "cancelled", "error", "_retried", "_done", "_callbacks", "_sending", "_send_wanted", "pieces", "__weakref__")
 
     def __init__(self, connector: Connector, method: RpcMethod, payload: Any, deadline: Optional[float], retries: int) -> None:
         self.connector = connector
@@ -54,8 +53,6 @@ class Call:
         self.taken = 0  # chunks 0..taken-1 all have results
         self.settled = self.cancelled = False
         self.error: Optional[BaseException] = None
-        self._source: Any = None  # what chunks are cut from (see ArrayMethod.prepare)
-        self._source_encoding: Optional[ArrayEncoding] = None
         self._retried: List[BaseException] = []  # the crashes already counted against retries
         self._done = threading.Lock()  # held until settled: the slot's event
         self._done.acquire()
@@ -126,7 +123,7 @@ class Call:
 
     def _after_settled(self, error: Optional[BaseException], leftovers: Sequence[Request],
                        callbacks: List[Callable[[Call], None]]) -> None:
-        self.payload = self._source = None
+        self.payload = None
         if error is not None:
             self.parts = []
         self._done.release()
@@ -177,16 +174,13 @@ class Call:
                     plan = conn.plans[method] = (limit, enc, method.plan(options.chunk_size or enc.chunk, limit,
                                                                          options.max_frame_bytes))
                 limit, encoding, size = plan
-                payload, source = self.payload, self._source
+                payload = self.payload
                 if self.settled:
                     return  # by another thread: the input may be released
                 if not self.bounds:
                     n = method.count(payload)
                     self.bounds = [(start, min(start + size, n)) for start in range(0, n, size)] if n > size else [(0, n)]
                     self.parts = [_MISSING] * len(self.bounds)
-                if self._source_encoding is not encoding or source is None:
-                    source = self._source = method.prepare(payload, encoding, self.pieces)
-                    self._source_encoding = encoding
                 one = len(self.bounds) == 1
                 self_read = one and self.reader == threading.get_ident()
                 for index, (start, end) in enumerate(self.bounds):
@@ -200,7 +194,7 @@ class Call:
                         self.requests[index] = request
                     try:
                         body, request.tag[2], request.tag[3] = method.body(
-                            request.rid, source if one else source[start:end], encoding, limit, conn.plans.get(_shm.Pool),
+                            request.rid, payload if one else payload[start:end], encoding, limit, conn.plans.get(_shm.Pool),
                             self.pieces)
                         if not conn.send(request, body, self.deadline, self_read=self_read):
                             self._free(request)  # withdrawn before it went out
@@ -225,10 +219,8 @@ class Call:
 
     def _may_retry(self, error: BaseException) -> bool:
         """A crash is retried ``retries`` times (a call is pure), each dead connection once."""
-        if not isinstance(error, WorkerCrashedError):
-            return False
         with self.lock:
-            if self.settled:
+            if self.settled or not isinstance(error, WorkerCrashedError):
                 return False
             if any(seen is error for seen in self._retried):
                 return True

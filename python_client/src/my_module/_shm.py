@@ -1,8 +1,6 @@
-"""The client's pool of shared-memory segments (protocol 1.2's "shm" plane, Linux): memfds
-(no name in any directory, freed by the kernel with their last fd and mapping), mode 0600,
-preallocated (a full memory limit fails here, not as a SIGBUS later), mapped, reused across
-calls within bounds. Layout: ``count`` u32 at 0, ``count`` u64 squares at ``squares_offset``.
-Every setup failure raises :class:`ShmUnavailable`, which the caller turns into packed."""
+"""The client's shared-memory segments (protocol 1.2's "shm" plane, Linux): memfds (no name in any directory, freed
+with their last fd and mapping), mode 0600, preallocated (a memory limit fails here, not as a SIGBUS later), reused
+within bounds. ``count`` u32 at 0, their u64 squares at ``squares_offset``. A setup failure: :class:`ShmUnavailable`."""
 
 from __future__ import annotations
 
@@ -60,9 +58,8 @@ class Segment:
             raise
 
     def write(self, numbers: Any, *, pieces: bool = False) -> Dict[str, Any]:
-        """Copy ``numbers`` (a list or tuple of ints, or a 1-D C-contiguous native u32 buffer) to
-        offset 0, ``PIECE`` at a time if ``pieces`` (the GIL free between; slower for a list);
-        returns the ``numbersShm`` reference. A bad element: TypeError/OverflowError (array)."""
+        """Copy ``numbers`` (a list or tuple of ints, or a C-contiguous u32 buffer) to offset 0, ``PIECE`` at a time if
+        ``pieces`` (the GIL free between); the ``numbersShm`` reference. A bad element: TypeError/OverflowError."""
         if isinstance(numbers, (list, tuple)):
             convert: Callable[[Any], Any] = functools.partial(array, "I")
         else:
@@ -97,8 +94,7 @@ class Segment:
 
 
 class Pool:
-    """Segments for one connection; thread-safe. ``acquire`` one per request, ``release`` it
-    only once the worker can no longer write it (its reply arrived or the worker is gone)."""
+    """Segments for one connection; thread-safe. ``release`` one only once the worker cannot write it any more."""
 
     def __init__(self, prefix: Optional[str] = None, *, max_idle: int = 4, max_idle_bytes: int = 256 << 20) -> None:
         self.prefix = new_prefix() if prefix is None else prefix
@@ -141,8 +137,7 @@ class Pool:
             s.close()
 
     def close(self, everything: bool = False) -> None:
-        """Free every idle segment now, those in use as they come back; ``everything``: those in
-        use too, and any an interrupt dropped unreleased (the worker must be gone)."""
+        """Free the idle segments now, those in use as they come back; ``everything``: all (the worker must be gone)."""
         with self._lock:
             self.closed = True
             dropped, self._idle = list(self._all) if everything else self._idle, []
