@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from . import _convert, _methods, _shm
 from ._connection import Connection, ConnectionBroken, ConnectionRefused, Request, on_reader_thread
@@ -35,8 +35,9 @@ class Call:
     """One caller-visible operation: its chunks, their requests, and one completion slot."""
 
     # Slots: a small call's cost is mostly creating and reading these (bench_latency.py).
-    __slots__ = ("connector", "method", "payload", "deadline", "retries_left", "reader", "lock", "bounds",
-                 "parts", "errors", "requests", "taken", "settled", "cancelled", "error", "_retried", "_done", "_callbacks", "_sending", "_send_wanted", "pieces", "__weakref__")
+    __slots__ = ("connector", "method", "payload", "deadline", "retries_left", "reader", "lock", "bounds", "parts", "errors",
+                 "requests", "taken", "settled", "cancelled", "error", "_retried", "_done", "_callbacks", "_sending",
+                 "_send_wanted", "pieces", "__weakref__")
 
     def __init__(self, connector: Connector, method: RpcMethod, payload: Any, deadline: Optional[float], retries: int) -> None:
         self.connector = connector
@@ -105,24 +106,13 @@ class Call:
 
     def settle(self, error: Optional[BaseException]) -> bool:
         """Give the call its outcome (``error``, or None: its parts), if it has none yet."""
-        with self.lock:
+        with self.lock:  # the outcome is this one; what is in flight and the callbacks are taken
             if self.settled:
                 return False
-            ends = self._claim(error)
-        self._after_settled(error, *ends)
-        return True
-
-    def _claim(self, error: Optional[BaseException]) -> Tuple[Sequence[Request], List[Callable[[Call], None]]]:
-        # Under self.lock: the outcome is this one; what is in flight and the callbacks are
-        # taken for _after_settled, which releases the payload, opens the slot and runs them.
-        self.settled, self.error = True, error
-        leftovers = list(self.requests.values()) if self.requests else ()
-        self.requests.clear()
-        callbacks, self._callbacks = self._callbacks, []
-        return leftovers, callbacks
-
-    def _after_settled(self, error: Optional[BaseException], leftovers: Sequence[Request],
-                       callbacks: List[Callable[[Call], None]]) -> None:
+            self.settled, self.error = True, error
+            leftovers = list(self.requests.values()) if self.requests else ()
+            self.requests.clear()
+            callbacks, self._callbacks = self._callbacks, []
         self.payload = None
         if error is not None:
             self.parts = []
@@ -135,6 +125,7 @@ class Call:
                 callback(self)
             except Exception:  # a bug in a callback must not stop the others
                 logger.exception("my_module: a call's done-callback failed")
+        return True
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -277,8 +268,8 @@ class Call:
                 request.tag[1].plans[_shm.Pool].release(held)
 
     def _record(self, index: int, request: Request, part: Any = _MISSING, error: Optional[BaseException] = None) -> None:
-        """Chunk ``index`` has its ``part`` or ``error``. Settled in the same pass under the lock once every
-        chunk succeeded, or with the first failed chunk's error once all before it did."""
+        """Chunk ``index`` has its ``part`` or ``error``: the call is settled once every chunk succeeded, or with
+        the first failed chunk's error once all before it did."""
         with self.lock:
             if self.requests.get(index) is not request:
                 return
@@ -291,11 +282,10 @@ class Call:
             while self.taken < len(parts) and parts[self.taken] is not _MISSING:
                 self.taken += 1
             first = min(self.errors) if self.errors else len(parts)
-            if first > self.taken or self.settled:
+            if first > self.taken:
                 return  # undecided
             outcome = self.errors.get(first)  # None: every chunk succeeded
-            ends = self._claim(outcome)
-        self._after_settled(outcome, *ends)
+        self.settle(outcome)
 
 
 # -- adapters ---------------------------------------------------------------------------------------

@@ -15,23 +15,20 @@ from ._session import Options, Session
 
 
 class Worker:
-    """A handle on one ``squares-worker`` process, started on first use; calls from many
-    threads may be in flight at once. A worker that dies or breaks the protocol is replaced,
-    and the chunks it had in flight are sent again (the computation is pure).
+    """A handle on one ``squares-worker`` process, started on first use; calls from many threads may be in flight at
+    once. A worker that dies or breaks the protocol is replaced, and the chunks it had in flight are sent again.
 
-    :param command: a path, a command line (split like a shell would) or an argv sequence;
-        default: the lookup of :mod:`my_module._locate` (``$MY_MODULE_WORKER`` first).
+    :param command: a path, a command line (split like a shell would) or an argv sequence; default: the lookup of
+        :mod:`my_module._locate` (``$MY_MODULE_WORKER`` first).
     :param timeout: default per-call timeout in seconds (None: no limit).
-    :param max_frame_bytes: the largest frame sent or accepted (64 MiB; frames sent also keep
-        under the worker's limit).
+    :param max_frame_bytes: the largest frame sent or accepted (64 MiB; frames sent also keep under the worker's).
     :param env: the worker's whole environment (as in ``subprocess``); None: inherit ours.
     :param startup_timeout: seconds a new worker has to answer ``initialize`` (10).
-    :param shutdown_timeout: seconds :meth:`close` waits after ``shutdown``, then after
-        SIGTERM, before SIGKILL (2).
+    :param shutdown_timeout: seconds :meth:`close` waits after ``shutdown``, then after SIGTERM, before SIGKILL (2).
     :param retries: times a call whose worker crashed is sent again to a fresh one (1).
     :param chunk_size: largest number of elements per request (None: 32768, and 2,097,152 for shm).
-    :param encodings: encodings this client may use, preferred first (``("shm", "packed",
-        "json")``; each only if the worker lists it; shm for chunks of 8192+ numbers).
+    :param encodings: encodings this client may use, preferred first (``("shm", "packed", "json")``; each only if
+        the worker lists it; shm for chunks of 8192+ numbers).
     :raises WorkerNotFoundError: no worker executable was found.
     :raises ValueError: an option out of its range.
     """
@@ -41,11 +38,9 @@ class Worker:
                  startup_timeout: float = 10.0, shutdown_timeout: float = 2.0, retries: int = 1,
                  chunk_size: Optional[int] = None,
                  encodings: Tuple[str, ...] = (ENCODING_SHM, ENCODING_PACKED, ENCODING_JSON)) -> None:
-        self.options = Options(
-            timeout=timeout, max_frame_bytes=Options.max_frame_bytes if max_frame_bytes is None else max_frame_bytes,
-            startup_timeout=startup_timeout, shutdown_timeout=shutdown_timeout, retries=retries,
-            chunk_size=chunk_size, encodings=tuple(encodings),
-        )
+        frame = Options.max_frame_bytes if max_frame_bytes is None else max_frame_bytes
+        self.options = Options(timeout=timeout, max_frame_bytes=frame, startup_timeout=startup_timeout, retries=retries,
+                               shutdown_timeout=shutdown_timeout, chunk_size=chunk_size, encodings=tuple(encodings))
         self.command: Tuple[str, ...] = find_worker(command)
         self._session = Session(self.command, env, self.options)
         self._finalizer = weakref.finalize(self, self._session.abandon)
@@ -69,23 +64,22 @@ class Worker:
     def calculate_squares(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> List[int]:
         """Return ``[n * n for n in numbers]``, computed by the worker, exactly.
 
-        :param numbers: any iterable of ints in ``0 <= n <= 2**32 - 1`` (list, tuple, range,
-            generator, ``array.array``, numpy integer array; ``bool`` is 0/1 as in PyO3).
+        :param numbers: any iterable of ints in ``0 <= n <= 2**32 - 1`` (list, tuple, range, generator,
+            ``array.array``, numpy integer array; ``bool`` is 0/1 as in PyO3).
         :param timeout: seconds (None: this Worker's ``timeout``; ``math.inf``: no limit).
-        :raises TypeError: ``numbers`` is a str, bytes, mapping, None, a bool array or not
-            iterable, or an element is not an integer (the message names its index).
+        :raises TypeError: ``numbers`` is a str, bytes, mapping, None, a bool array or not iterable, or an
+            element is not an integer (the message names its index).
         :raises OverflowError: an element is negative or above ``2**32 - 1`` (index named).
         :raises TimeoutError: not finished in time (the request is cancelled in the worker).
-        :raises WorkerError: closed; or ``WorkerNotFoundError``, ``WorkerCrashedError`` (on
-            every retry), ``ProtocolError`` (the worker broke the contract and is replaced).
+        :raises WorkerError: closed; or ``WorkerNotFoundError``, ``WorkerCrashedError`` (on every retry),
+            ``ProtocolError`` (the worker broke the contract and is replaced).
         """
         return _requests.run(self._squares(numbers, timeout))  # type: ignore[no-any-return]
 
     def submit(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> "concurrent.futures.Future[List[int]]":
-        """Start ``calculate_squares(numbers)``, blocking only while the input is written, and
-        return its Future: it raises what :meth:`calculate_squares` raises (the timeout holds
-        even if nobody waits), ``cancel()`` cancels it in the worker, its callbacks run on the
-        reader thread and must not block. An unusable ``numbers`` raises here."""
+        """Start ``calculate_squares(numbers)``, blocking only while the input is written; its Future raises what
+        :meth:`calculate_squares` raises (the timeout holds even if nobody waits), ``cancel()`` cancels it in the
+        worker, its callbacks run on the reader thread and must not block. An unusable ``numbers`` raises here."""
         call = self._squares(numbers, timeout)
         future = _requests.as_future(call)
         self._session.deadlines.watch(call)
@@ -97,9 +91,8 @@ class Worker:
         return future
 
     async def calculate_squares_async(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> List[int]:
-        """``await``-able :meth:`calculate_squares`, not blocking the event loop: ``numbers`` is
-        read on this thread, written by the loop's default executor. Cancelling the awaiting
-        task cancels the request in the worker."""
+        """``await``-able :meth:`calculate_squares`, not blocking the event loop (``numbers`` is read here, written
+        by the loop's default executor). Cancelling the awaiting task cancels the request in the worker."""
         call = self._squares(numbers, timeout)
         self._session.deadlines.watch(call)
         return await _requests.run_async(call)  # type: ignore[no-any-return]
@@ -109,8 +102,7 @@ class Worker:
 
     @property
     def info(self) -> Dict[str, Any]:
-        """The worker's ``initialize`` result (protocol version, limits, ...); starts the
-        worker if needed and raises as :meth:`calculate_squares` does."""
+        """The worker's ``initialize`` result (protocol version, limits, ...); starts it as a call would."""
         return copy.deepcopy(self._session.connection(self._session.deadline(None)).info)
 
     @property
@@ -124,8 +116,7 @@ class Worker:
         return self._session.closed
 
     def close(self) -> None:
-        """Stop the worker and reap it: ``shutdown`` (it finishes what is in flight), end of
-        input, then SIGTERM and SIGKILL ``shutdown_timeout`` s apart. Idempotent; never raises;
-        the Worker cannot be used again."""
+        """Stop the worker and reap it: ``shutdown`` (it finishes what is in flight), end of input, then SIGTERM and
+        SIGKILL ``shutdown_timeout`` s apart. Idempotent; never raises; the Worker cannot be used again."""
         self._finalizer.detach()
         self._session.close()
