@@ -263,9 +263,6 @@ class Connection:
 
     # -- the table and writing --------------------------------------------------------------------
 
-    def in_flight(self) -> int:
-        return len(self._pending)
-
     def refusal(self) -> WorkerError:  # why send() refuses new requests
         return self.error or WorkerError("the worker was closed")
 

@@ -40,10 +40,8 @@ def checked_argv(command: Command, origin: str) -> Tuple[str, ...]:
     program = argv[0]
     if shutil.which(program):  # a name is looked up on PATH, a path (with a directory part) checked as it is
         return argv
-    if not os.path.dirname(program):
-        problem = "is not on PATH"
-    else:
-        problem = "is not an executable file" if os.path.exists(program) else "does not exist"
+    problem = ("is not on PATH" if not os.path.dirname(program) else
+               "is not an executable file" if os.path.exists(program) else "does not exist")
     raise WorkerNotFoundError(f"{origin}: {program!r} {problem}; {_HOW_TO_PROVIDE}")
 
 

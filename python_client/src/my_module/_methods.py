@@ -83,11 +83,7 @@ class RpcMethod:
 
     def encoding(self, wanted: Sequence[str], offered: Sequence[str]) -> ArrayEncoding:
         """The first of ``wanted`` that this method has and the worker ``offered``, else JSON."""
-        for name in wanted:
-            encoding = ENCODINGS.get(name)
-            if encoding in self.encodings and name in offered:
-                return encoding
-        return JSON
+        return next((ENCODINGS[name] for name in wanted if name in offered and ENCODINGS.get(name) in self.encodings), JSON)
 
     def count(self, params: Any) -> int:
         return 1
@@ -148,10 +144,9 @@ class ArrayMethod(RpcMethod):
                 except (TypeError, OverflowError, ValueError):  # a bad element: packed/JSON names it
                     pool.release(held)  # type: ignore[arg-type]  # acquire raises ShmUnavailable only
         params = encoding.encode(chunk, room) if encoding is not JSON else None
-        if params is None:
+        if params is None:  # JSON carries any chunk (the worker names bad elements)
             encoding, params = JSON, JSON.encode(chunk, room)
-            assert params is not None  # JSON carries any chunk (the worker names bad elements)
-        return [head, *params], encoding, None
+        return [head, *params], encoding, None  # type: ignore[misc]
 
     def decode(self, encoding: ArrayEncoding, result: Any, count: int, held: Optional[_shm.Segment] = None) -> Part:
         return encoding.decode(self.name, result, count, held)

@@ -123,13 +123,7 @@ class Session:
     @property
     def pid(self) -> Optional[int]:
         conn = self._conn
-        if conn is None or conn.state is State.ENDED or self._pid != os.getpid():
-            return None
-        return conn.pid
-
-    def in_flight(self) -> int:
-        """Requests sent to the current worker and not answered yet."""
-        return 0 if self._conn is None else self._conn.in_flight()
+        return None if conn is None or conn.state is State.ENDED or self._pid != os.getpid() else conn.pid
 
     def close(self) -> None:
         with self._spawn_lock:
