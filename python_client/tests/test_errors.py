@@ -60,6 +60,17 @@ def test_exception_table(any_encoding_worker: my_module.Worker, argument, expect
         assert re.search(rf"\belement {index}\b", message), message
 
 
+@pytest.mark.parametrize("bad", [Decimal("4.5"), Fraction(9, 2), 3.0, "3", -1, MAX_NUMBER + 1], ids=repr)
+def test_bad_elements_of_a_big_call_are_refused_as_in_a_small_one(any_encoding_worker: my_module.Worker, bad) -> None:
+    # 10,000 numbers go through shm where the worker offers it: the element is refused all the same
+    # (before 3.10, array('I') truncated a Decimal there: 4.5 was squared as 4).
+    numbers = list(range(10_000))
+    numbers[9_000] = bad
+    with pytest.raises((TypeError, OverflowError), match=r"element 9000\b") as info:
+        any_encoding_worker.calculate_squares(numbers)
+    assert type(info.value) is (OverflowError if isinstance(bad, int) else TypeError)
+
+
 def test_valid_edges_are_accepted(worker: my_module.Worker) -> None:
     assert worker.calculate_squares([0, MAX_NUMBER]) == [0, MAX_NUMBER**2]
 

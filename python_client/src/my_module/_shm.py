@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import functools
 import mmap
+import operator
 import os
 import secrets
 import sys
@@ -60,8 +61,9 @@ class Segment:
     def write(self, numbers: Any, *, pieces: bool = False) -> Dict[str, Any]:
         """Copy ``numbers`` (a list or tuple of ints, or a C-contiguous u32 buffer) to offset 0, ``PIECE`` at a time if
         ``pieces`` (the GIL free between); the ``numbersShm`` reference. A bad element: TypeError/OverflowError."""
-        if isinstance(numbers, (list, tuple)):
-            convert: Callable[[Any], Any] = functools.partial(array, "I")
+        if isinstance(numbers, (list, tuple)):  # before 3.10 array() takes __int__ (Decimal(4.5) -> 4): PyO3 does not
+            convert: Callable[[Any], Any] = functools.partial(array, "I") if sys.version_info >= (3, 10) else \
+                (lambda piece: array("I", map(operator.index, piece)))
         else:
             convert, numbers = (lambda piece: piece), memoryview(numbers)
             if numbers.format.lstrip("@=<") != "I" or numbers.ndim != 1 or not numbers.c_contiguous:
