@@ -226,16 +226,14 @@ class Connection:
         if proc is not None:
             self._say(SHUTDOWN, None, time.monotonic() + grace)
             self._close_stdin(timeout=grace)
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                logger.warning("worker pid %d ignored shutdown; sending SIGTERM", proc.pid)
-                proc.terminate()
-                try:
+            escalation = (("shutdown", "sending SIGTERM", proc.terminate),
+                          ("SIGTERM", "killing it", lambda: self.kill("it ignored shutdown and SIGTERM")))
+            for ignored, then, act in escalation:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    logger.warning("worker pid %d ignored SIGTERM; killing it", proc.pid)
-                    self.kill("it ignored shutdown and SIGTERM")
+                    break
+                logger.warning("worker pid %d ignored %s; %s", proc.pid, ignored, then)
+                act()
         if threading.current_thread() is not self._thread and self._thread.ident is not None:
             self._thread.join(timeout=grace + 2 * REAP_GRACE)
 

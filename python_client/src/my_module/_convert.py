@@ -35,14 +35,12 @@ def as_numbers(numbers: Any) -> NumberSequence:
     """``numbers`` as a list or tuple (not copied) or a u32 memoryview, with no Python-level loop. ``TypeError`` for str,
     bytes, a mapping, None, a bool buffer or a non-iterable; ``TypeError``/``OverflowError`` for a bad buffer value."""
     kind = type(numbers)
-    if kind is list or kind is tuple:
-        return numbers  # type: ignore[no-any-return]
+    if isinstance(numbers, (list, tuple)):
+        return numbers  # subclasses too: the JSON encoder and slicing handle them as they are
     if isinstance(numbers, (str, bytes, bytearray)):
         raise TypeError(f"argument '{ARGUMENT}': can't extract '{kind.__name__}' to a sequence of integers")
     if isinstance(numbers, Mapping):
         raise TypeError(f"argument '{ARGUMENT}': '{kind.__name__}' object is a mapping, not a sequence of integers")
-    if isinstance(numbers, (list, tuple)):
-        return numbers  # subclasses: the JSON encoder and slicing handle them as is
     u32 = _u32_view(numbers, kind.__name__)
     if u32 is not None:
         return u32

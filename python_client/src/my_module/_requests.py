@@ -153,8 +153,7 @@ class Call:
                     self.expire(str(exc))
                     return
                 except WorkerError as exc:
-                    if not self._may_retry(exc):
-                        self.settle(exc)
+                    if not self._retry(exc):
                         return
                     continue
                 plan = conn.plans.get(method)
@@ -201,26 +200,26 @@ class Call:
                         return  # ConnectionBroken: the connection ends, and hands the lost requests back
                 else:
                     return
-                if not self._may_retry(conn.refusal()):
-                    self.settle(conn.refusal())
+                if not self._retry(conn.refusal()):
                     return
         except Exception as exc:  # a bug: fail the call rather than leave it hanging
             logger.exception("my_module failed to send a %s request", method.name)
             self.settle(WorkerError(f"internal error while sending the request: {exc!r}"))
 
-    def _may_retry(self, error: BaseException) -> bool:
-        """A crash is retried ``retries`` times (a call is pure), each dead connection once."""
+    def _retry(self, error: BaseException) -> bool:
+        """Whether to send again after ``error``: a crash, ``retries`` times (a call is pure), each dead
+        connection counted once. If not, the call is settled with ``error``."""
         with self.lock:
-            if self.settled or not isinstance(error, WorkerCrashedError):
-                return False
-            if any(seen is error for seen in self._retried):
-                return True
-            if self.retries_left <= 0:
-                return False
-            self.retries_left -= 1
-            self._retried.append(error)
-        logger.warning("retrying a %s call on a fresh worker after: %s", self.method.name, error)
-        return True
+            seen = any(crash is error for crash in self._retried)
+            again = isinstance(error, WorkerCrashedError) and not self.settled and (seen or self.retries_left > 0)
+            if again and not seen:
+                self.retries_left -= 1
+                self._retried.append(error)
+        if again and not seen:
+            logger.warning("retrying a %s call on a fresh worker after: %s", self.method.name, error)
+        elif not again:
+            self.settle(error)
+        return again
 
     # -- replies (on the reading thread) ----------------------------------------------------------
 
@@ -247,10 +246,8 @@ class Call:
         self._free(request)  # the worker is gone: the segment is ours again
         if not self._drop(request.tag[0], request):
             return
-        if self._may_retry(error):
+        if self._retry(error):
             self.pump()  # resend what was lost, and only that
-        else:
-            self.settle(error)
 
     def _drop(self, index: int, request: Request) -> bool:
         with self.lock:  # off the call, if it is still its chunk's request
