@@ -18,7 +18,7 @@ from . import _convert, _methods, _shm
 from ._connection import Connection, ConnectionBroken, ConnectionRefused, Request, on_reader_thread
 from ._errors import WorkerCrashedError, WorkerError
 from ._framing import WriteTimeout
-from ._methods import RpcMethod
+from ._methods import ArrayEncoding, RpcMethod
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ class Call:
 
     # Slots: a small call's cost is mostly creating and reading these (bench_latency.py).
     __slots__ = ("connector", "method", "payload", "deadline", "retries_left", "reader", "lock", "bounds", "parts", "errors",
-                 "requests", "taken", "settled", "cancelled", "error", "_retried", "_done", "_callbacks", "_sending",
-                 "_send_wanted", "pieces", "__weakref__")
+                 "requests", "taken", "settled", "cancelled", "error", "_source", "_source_encoding", "_retried", "_done",
+                 "_callbacks", "_sending", "_send_wanted", "pieces", "__weakref__")
 
     def __init__(self, connector: Connector, method: RpcMethod, payload: Any, deadline: Optional[float], retries: int) -> None:
         self.connector = connector
@@ -54,6 +54,8 @@ class Call:
         self.taken = 0  # chunks 0..taken-1 all have results
         self.settled = self.cancelled = False
         self.error: Optional[BaseException] = None
+        self._source: Any = None  # what chunks are cut from (see ArrayMethod.prepare)
+        self._source_encoding: Optional[ArrayEncoding] = None
         self._retried: List[BaseException] = []  # the crashes already counted against retries
         self._done = threading.Lock()  # held until settled: the slot's event
         self._done.acquire()
@@ -113,7 +115,7 @@ class Call:
             leftovers = list(self.requests.values()) if self.requests else ()
             self.requests.clear()
             callbacks, self._callbacks = self._callbacks, []
-        self.payload = None
+        self.payload = self._source = None
         if error is not None:
             self.parts = []
         self._done.release()
@@ -164,13 +166,16 @@ class Call:
                     plan = conn.plans[method] = (limit, enc, method.plan(options.chunk_size or enc.chunk, limit,
                                                                          options.max_frame_bytes))
                 limit, encoding, size = plan
-                payload = self.payload
+                payload, source = self.payload, self._source
                 if self.settled:
                     return  # by another thread: the input may be released
                 if not self.bounds:
                     n = method.count(payload)
                     self.bounds = [(start, min(start + size, n)) for start in range(0, n, size)] if n > size else [(0, n)]
                     self.parts = [_MISSING] * len(self.bounds)
+                if self._source_encoding is not encoding or source is None:
+                    source = self._source = method.prepare(payload, encoding, self.pieces)
+                    self._source_encoding = encoding
                 one = len(self.bounds) == 1
                 self_read = one and self.reader == threading.get_ident()
                 for index, (start, end) in enumerate(self.bounds):
@@ -184,7 +189,7 @@ class Call:
                         self.requests[index] = request
                     try:
                         body, request.tag[2], request.tag[3] = method.body(
-                            request.rid, payload if one else payload[start:end], encoding, limit, conn.plans.get(_shm.Pool),
+                            request.rid, source if one else source[start:end], encoding, limit, conn.plans.get(_shm.Pool),
                             self.pieces)
                         if not conn.send(request, body, self.deadline, self_read=self_read):
                             self._free(request)  # withdrawn before it went out
