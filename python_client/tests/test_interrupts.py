@@ -8,6 +8,7 @@ and a worker that got part of a frame is killed (the next call starts a fresh on
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -136,3 +137,71 @@ def test_an_interrupted_start_up_is_finished_by_the_next_call(worker_command) ->
 
 if __name__ == "__main__" and sys.argv[1:] == ["big-call"]:
     big_call_interrupts()
+
+
+def test_a_delivery_cut_after_its_result_was_recorded_still_settles_the_call(monkeypatch) -> None:
+    # A thread reading its own reply delivers other threads' replies too; an interrupt landing
+    # between recording a chunk's result and settling its call kills the worker, which hands the
+    # request back: the call, whose result is in, must settle with it rather than hang.
+    import itertools
+
+    from my_module import _methods, _requests, _session
+
+    class Connection:  # what a Call uses of a connection, writing nowhere
+        peer_max_frame_bytes, peer_encodings = 1 << 20, ("json",)
+
+        def __init__(self) -> None:
+            self.plans, self.sent, self.new_id = {}, [], itertools.count(1).__next__
+
+        def send(self, request, body, deadline, **_) -> bool:
+            self.sent.append(request)
+            return True
+
+    class Connector:
+        options = _session.Options(encodings=("json",))
+        conn = Connection()
+
+        def connection(self, deadline):
+            return self.conn
+
+    call = _requests.Call(Connector(), _methods.CALCULATE_SQUARES, [1, 2, 3], None, 1)
+    call.pump()
+    (request,) = Connector.conn.sent
+    settle, cut = _requests.Call.settle, []
+
+    def interrupted_once(self, error):
+        if not cut:
+            cut.append(True)
+            raise KeyboardInterrupt
+        return settle(self, error)
+
+    monkeypatch.setattr(_requests.Call, "settle", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        call.on_reply(request, False, [1, 4, 9])
+    assert not call.settled
+    call.on_lost(request, my_module.WorkerCrashedError("killed: the client was interrupted while reading a reply"))
+    assert call.settled and call.result() == [1, 4, 9]
+
+
+def test_an_interrupt_right_after_a_big_frame_is_written_keeps_the_worker(worker_command, monkeypatch, caplog) -> None:
+    # A signal is often handled at the start of the next Python function: here the one called
+    # once a big frame is wholly written. That frame is sent: its request stays in the table, its
+    # reply is dropped as cancelled, and the worker keeps serving (no "not in flight" reply).
+    from my_module import _connection
+
+    with my_module.Worker(worker_command) as w:
+        assert w.calculate_squares([1, 2]) == [1, 4]
+        pid, sent = w.pid, _connection.Connection._sent
+        cut = []
+
+        def interrupted_once(self, request):
+            if not cut:
+                cut.append(True)
+                raise KeyboardInterrupt
+            return sent(self, request)
+
+        monkeypatch.setattr(_connection.Connection, "_sent", interrupted_once)
+        with pytest.raises(KeyboardInterrupt):
+            w.calculate_squares(list(range(2_000)))  # packed, over PIPE_BUF: written by its sender
+        assert cut and w.calculate_squares(list(range(2_000))) == [n * n for n in range(2_000)]
+        assert w.pid == pid and not [r for r in caplog.records if r.levelno >= logging.WARNING]

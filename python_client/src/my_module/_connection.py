@@ -323,6 +323,7 @@ class Connection:
                 raise ConnectionBroken("the worker's stdin is closed")
             dirty = True  # a frame may be partly written
             write_frame(self._stdin_fd, body, deadline, WRITE_STALL_GRACE, self._wake_up)
+            request.sent = True  # before ``dirty`` is cleared: between the two, an interrupt replaces the worker
             dirty = False
             self._sent(request)
         except (WriteStalled, OSError) as exc:
@@ -356,7 +357,7 @@ class Connection:
             batch: List[Tuple[Optional[Request], bytes]] = []
             taking = False
             try:  # the lock taken inside: released whatever lands after the acquire
-                if not lock.acquire(blocking=False):
+                if not lock.acquire(blocking=False) or self._stdin.closed:  # closed only with the lock
                     return  # its holder flushes after releasing it
                 taking = True  # from here until the batch is marked sent, an interrupt replaces the worker
                 with self._lock:

@@ -112,13 +112,13 @@ class Call:
             if self.settled:
                 return False
             self.settled, self.error = True, error
+            self._done.release()  # in the same locked step as the outcome: the smallest window for an interrupt
             leftovers = list(self.requests.values()) if self.requests else ()
             self.requests.clear()
             callbacks, self._callbacks = self._callbacks, []
         self.payload = self._source = None
         if error is not None:
             self.parts = []
-        self._done.release()
         for request in leftovers:
             if request.tag[1].withdraw(request):
                 self._free(request)  # never to be written: its segment is ours
@@ -250,6 +250,7 @@ class Call:
     def on_lost(self, request: Request, error: WorkerError) -> None:
         self._free(request)  # the worker is gone: the segment is ours again
         if not self._drop(request.tag[0], request):
+            self._settle_if_decided()  # its result may be in: a delivery cut short between _record and settle
             return
         if self._retry(error):
             self.pump()  # resend what was lost, and only that
@@ -280,7 +281,13 @@ class Call:
                 self.errors[index] = error
             else:
                 self.parts[index] = part
+        self._settle_if_decided()
+
+    def _settle_if_decided(self) -> None:
+        with self.lock:
             parts = self.parts
+            if self.settled:
+                return
             while self.taken < len(parts) and parts[self.taken] is not _MISSING:
                 self.taken += 1
             first = min(self.errors) if self.errors else len(parts)
