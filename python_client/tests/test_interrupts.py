@@ -139,6 +139,23 @@ if __name__ == "__main__" and sys.argv[1:] == ["big-call"]:
     big_call_interrupts()
 
 
+class InterruptedOnce:
+    """A method that raises ``KeyboardInterrupt`` at its start the first time (where a pending
+    signal is often handled), then runs as ``original``."""
+
+    def __init__(self, original) -> None:
+        self.original, self.cut = original, False
+
+    def __get__(self, instance, owner):
+        return lambda *args: self(instance, *args)
+
+    def __call__(self, *args):
+        if not self.cut:
+            self.cut = True
+            raise KeyboardInterrupt
+        return self.original(*args)
+
+
 def test_a_delivery_cut_after_its_result_was_recorded_still_settles_the_call(monkeypatch) -> None:
     # A thread reading its own reply delivers other threads' replies too; an interrupt landing
     # between recording a chunk's result and settling its call kills the worker, which hands the
@@ -167,15 +184,7 @@ def test_a_delivery_cut_after_its_result_was_recorded_still_settles_the_call(mon
     call = _requests.Call(Connector(), _methods.CALCULATE_SQUARES, [1, 2, 3], None, 1)
     call.pump()
     (request,) = Connector.conn.sent
-    settle, cut = _requests.Call.settle, []
-
-    def interrupted_once(self, error):
-        if not cut:
-            cut.append(True)
-            raise KeyboardInterrupt
-        return settle(self, error)
-
-    monkeypatch.setattr(_requests.Call, "settle", interrupted_once)
+    monkeypatch.setattr(_requests.Call, "settle", InterruptedOnce(_requests.Call.settle))
     with pytest.raises(KeyboardInterrupt):
         call.on_reply(request, False, [1, 4, 9])
     assert not call.settled
@@ -191,17 +200,9 @@ def test_an_interrupt_right_after_a_big_frame_is_written_keeps_the_worker(worker
 
     with my_module.Worker(worker_command) as w:
         assert w.calculate_squares([1, 2]) == [1, 4]
-        pid, sent = w.pid, _connection.Connection._sent
-        cut = []
-
-        def interrupted_once(self, request):
-            if not cut:
-                cut.append(True)
-                raise KeyboardInterrupt
-            return sent(self, request)
-
-        monkeypatch.setattr(_connection.Connection, "_sent", interrupted_once)
+        pid, sent = w.pid, InterruptedOnce(_connection.Connection._sent)
+        monkeypatch.setattr(_connection.Connection, "_sent", sent)
         with pytest.raises(KeyboardInterrupt):
             w.calculate_squares(list(range(2_000)))  # packed, over PIPE_BUF: written by its sender
-        assert cut and w.calculate_squares(list(range(2_000))) == [n * n for n in range(2_000)]
+        assert sent.cut and w.calculate_squares(list(range(2_000))) == [n * n for n in range(2_000)]
         assert w.pid == pid and not [r for r in caplog.records if r.levelno >= logging.WARNING]
