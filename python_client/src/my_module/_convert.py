@@ -167,14 +167,20 @@ MAX_ELEMENT_BYTES = len(str(MAX_NUMBER)) + 2  # one valid element in a request: 
 MAX_SQUARE_BYTES = len(str(MAX_NUMBER**2)) + 1  # one square in a compact reply: digits, ","
 
 
+def u32_array(numbers: Sequence[Any]) -> "array[int]":
+    """``numbers`` as an ``array`` of native u32s, converted in C as PyO3 accepts them; ``TypeError`` or
+    ``OverflowError`` if one is not a u32."""
+    if sys.version_info < (3, 10):
+        # Before 3.10 array() also takes objects with only __int__ (Decimal(4.5) -> 4),
+        # which PyO3 refuses; operator.index refuses them too, still in a C-level loop.
+        return array(_U32, map(operator.index, numbers))
+    return array(_U32, numbers)
+
+
 def pack_u32(numbers: Sequence[Any]) -> Optional["array[int]"]:
-    """``numbers`` as an ``array`` of native u32s, converted in C as PyO3 accepts them; None if one is not a u32."""
+    """:func:`u32_array`, or None if one element is not a u32."""
     try:
-        if sys.version_info < (3, 10):
-            # Before 3.10 array() also takes objects with only __int__ (Decimal(4.5) -> 4),
-            # which PyO3 refuses; operator.index refuses them too, still in a C-level loop.
-            return array(_U32, map(operator.index, numbers))
-        return array(_U32, numbers)
+        return u32_array(numbers)
     except (TypeError, OverflowError, ValueError):
         return None
 

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import mmap
-import operator
 import os
 import secrets
 import sys
 import threading
 import weakref
-from array import array
 from typing import Any, Callable, Dict, List, Optional
+
+from . import _convert
 
 GRAIN = 1 << 16  # segment sizes are rounded up to a multiple of this: close sizes share one
 PIECE = 1 << 14  # numbers converted per C call (under 1 ms): other threads get the GIL between
@@ -61,9 +60,8 @@ class Segment:
     def write(self, numbers: Any, *, pieces: bool = False) -> Dict[str, Any]:
         """Copy ``numbers`` (a list or tuple of ints, or a C-contiguous u32 buffer) to offset 0, ``PIECE`` at a time if
         ``pieces`` (the GIL free between); the ``numbersShm`` reference. A bad element: TypeError/OverflowError."""
-        if isinstance(numbers, (list, tuple)):  # before 3.10 array() takes __int__ (Decimal(4.5) -> 4): PyO3 does not
-            convert: Callable[[Any], Any] = functools.partial(array, "I") if sys.version_info >= (3, 10) else \
-                (lambda piece: array("I", map(operator.index, piece)))
+        if isinstance(numbers, (list, tuple)):
+            convert: Callable[[Any], Any] = _convert.u32_array
         else:
             convert, numbers = (lambda piece: piece), memoryview(numbers)
             if numbers.format.lstrip("@=<") != "I" or numbers.ndim != 1 or not numbers.c_contiguous:
