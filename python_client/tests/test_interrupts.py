@@ -194,14 +194,14 @@ def test_a_delivery_cut_after_its_result_was_recorded_still_settles_the_call(mon
 
 def test_an_interrupt_right_after_a_big_frame_is_written_keeps_the_worker(worker_command, monkeypatch, caplog) -> None:
     # A signal is often handled at the start of the next Python function: here the one called
-    # once a big frame is wholly written. That frame is sent: its request stays in the table, its
+    # once a big frame is wholly written (and marked sent). That frame is sent: its request stays in the table, its
     # reply is dropped as cancelled, and the worker keeps serving (no "not in flight" reply).
     from my_module import _connection
 
     with my_module.Worker(worker_command) as w:
         assert w.calculate_squares([1, 2]) == [1, 4]
-        pid, sent = w.pid, InterruptedOnce(_connection.Connection._sent)
-        monkeypatch.setattr(_connection.Connection, "_sent", sent)
+        pid, sent = w.pid, InterruptedOnce(_connection.Connection._cancel_if_withdrawn)
+        monkeypatch.setattr(_connection.Connection, "_cancel_if_withdrawn", sent)
         with pytest.raises(KeyboardInterrupt):
             w.calculate_squares(list(range(2_000)))  # packed, over PIPE_BUF: written by its sender
         assert sent.cut and w.calculate_squares(list(range(2_000))) == [n * n for n in range(2_000)]

@@ -226,14 +226,16 @@ class Connection:
         if proc is not None:
             self._say(SHUTDOWN, None, time.monotonic() + grace)
             self._close_stdin(timeout=grace)
-            escalation = (("shutdown", "sending SIGTERM", proc.terminate),
-                          ("SIGTERM", "killing it", lambda: self.kill("it ignored shutdown and SIGTERM")))
-            for ignored, then, act in escalation:
-                with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                logger.warning("worker pid %d ignored shutdown; sending SIGTERM", proc.pid)
+                proc.terminate()
+                try:
                     proc.wait(timeout=grace)
-                    break
-                logger.warning("worker pid %d ignored %s; %s", proc.pid, ignored, then)
-                act()
+                except subprocess.TimeoutExpired:
+                    logger.warning("worker pid %d ignored SIGTERM; killing it", proc.pid)
+                    self.kill("it ignored shutdown and SIGTERM")
         if threading.current_thread() is not self._thread and self._thread.ident is not None:
             self._thread.join(timeout=grace + 2 * REAP_GRACE)
 
@@ -325,7 +327,7 @@ class Connection:
             write_frame(self._stdin_fd, body, deadline, WRITE_STALL_GRACE, self._wake_up)
             request.sent = True  # before ``dirty`` is cleared: between the two, an interrupt replaces the worker
             dirty = False
-            self._sent(request)
+            self._cancel_if_withdrawn(request)
         except (WriteStalled, OSError) as exc:
             why = str(exc) if isinstance(exc, WriteStalled) else f"writing to it failed: {exc}"
             self.kill("" if isinstance(exc, BrokenPipeError) else why)  # EPIPE: it ended by itself, not by us
@@ -341,10 +343,9 @@ class Connection:
             release_if_owned(lock)
         return True
 
-    def _sent(self, request: Request) -> None:
-        # ``sent`` set before ``withdrawn`` is read, without the lock: withdraw() sets ``withdrawn``
+    def _cancel_if_withdrawn(self, request: Request) -> None:
+        # Called once ``sent`` is set, reading ``withdrawn`` without the lock: withdraw() sets ``withdrawn``
         # before it reads ``sent``, so one of the two sees the other's write and queues the cancel.
-        request.sent = True
         if request.withdrawn:
             with self._lock:
                 self._cancel_locked(request)
@@ -373,7 +374,8 @@ class Connection:
                     os.write(self._stdin_fd, b"".join([frame for _, frame in batch]))
                 for request, _ in batch:
                     if request is not None:
-                        self._sent(request)
+                        request.sent = True
+                        self._cancel_if_withdrawn(request)
                 taking = False
             except BlockingIOError:  # the pipe is full: back to the front of the queue, still to be written
                 with self._lock:
