@@ -1,7 +1,7 @@
 """What does a small call cost? Round trips of a few numbers, against baselines in this run.
 
 Usage: python benchmarks/bench_latency.py [--calls 3000] [--size 3] [--worker CMD]
-                                        [--compare DIR/NAME]
+                                        [--compare DIR/NAME] [--encodings shm,packed,json]
 
 * ``raw frames``: the same worker driven by the simplest possible client (write a frame,
   read the reply on the same thread): the worker's and the pipes' share;
@@ -12,7 +12,11 @@ Usage: python benchmarks/bench_latency.py [--calls 3000] [--size 3] [--worker CM
 ``--compare DIR/NAME`` also times another copy of the package (e.g. an older commit's
 ``src/my_module`` exported to DIR/NAME), in interleaved rounds against this one in the same
 process: wall time and the calling thread's CPU time (less sensitive to a loaded machine),
-medians over the rounds and the median of the per-round ratios.
+medians over the rounds and the median of the per-round ratios, and the whole process's CPU
+time (the reader thread's share too). Rounds hold 300 calls, or one call of more than 1,000
+numbers; ``--encodings`` restricts both Workers (e.g. ``packed``: what a call costs without
+shared memory). Example, a 1,000,000-number packed call in 25 rounds:
+``--compare DIR/NAME --size 1000000 --calls 25 --encodings packed``.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=3, help="numbers per call")
     parser.add_argument("--worker", default=None)
     parser.add_argument("--compare", metavar="DIR/NAME", default=None, help="another copy of the package")
+    parser.add_argument("--encodings", default="shm,packed,json", help="for --compare: the Workers' encodings")
     args = parser.parse_args()
     if args.compare:
         compare(args)
@@ -125,28 +130,33 @@ def compare(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(folder.parent))
     other = importlib.import_module(folder.name)
     numbers = list(range(args.size))
-    workers = {"my_module": my_module.Worker(args.worker)}
-    workers[folder.name] = other.Worker(workers["my_module"].command)
+    encodings = tuple(args.encodings.split(","))
+    workers = {"my_module": my_module.Worker(args.worker, encodings=encodings)}
+    workers[folder.name] = other.Worker(workers["my_module"].command, encodings=encodings)
+    per_round = 300 if args.size <= 1000 else 1
     for worker in workers.values():
-        for _ in range(300):
+        for _ in range(per_round):
             worker.calculate_squares(numbers)
     wall = {name: [] for name in workers}
     cpu = {name: [] for name in workers}
-    per_round = 300
+    process = {name: [] for name in workers}
     for _ in range(max(1, args.calls // per_round)):
         for name, worker in workers.items():
-            started, cpu_started = time.perf_counter(), time.thread_time()
+            started, cpu_started, process_started = time.perf_counter(), time.thread_time(), time.process_time()
             for _ in range(per_round):
                 worker.calculate_squares(numbers)
             wall[name].append((time.perf_counter() - started) / per_round)
             cpu[name].append((time.thread_time() - cpu_started) / per_round)
+            process[name].append((time.process_time() - process_started) / per_round)
     for worker in workers.values():
         worker.close()
-    print(f"{len(wall['my_module'])} interleaved rounds of {per_round} calls of {args.size} numbers; medians")
+    print(f"{len(wall['my_module'])} interleaved rounds of {per_round} calls of {args.size} numbers "
+          f"(encodings {args.encodings}); medians")
     for name in workers:
         ratio = statistics.median(c / o for c, o in zip(cpu[name], cpu[folder.name]))
-        print(f"{name:<22}{statistics.median(wall[name]) * 1e6:>8.0f} us wall"
-              f"{statistics.median(cpu[name]) * 1e6:>8.0f} us CPU{ratio:>8.2f} x {folder.name}'s CPU")
+        print(f"{name:<22}{statistics.median(wall[name]) * 1e6:>10.0f} us wall"
+              f"{statistics.median(cpu[name]) * 1e6:>10.0f} us CPU{ratio:>6.2f} x {folder.name}'s CPU"
+              f"{statistics.median(process[name]) * 1e6:>10.0f} us process CPU")
 
 
 if __name__ == "__main__":

@@ -83,7 +83,8 @@ class RpcMethod:
 
     def encoding(self, wanted: Sequence[str], offered: Sequence[str]) -> ArrayEncoding:
         """The first of ``wanted`` that this method has and the worker ``offered``, else JSON."""
-        return next((ENCODINGS[name] for name in wanted if name in offered and ENCODINGS.get(name) in self.encodings), JSON)
+        usable = [ENCODINGS[name] for name in wanted if name in offered]  # ``wanted``: checked names (Options)
+        return next((encoding for encoding in usable if encoding in self.encodings), JSON)
 
     def count(self, params: Any) -> int:
         return 1
@@ -131,7 +132,7 @@ class ArrayMethod(RpcMethod):
 
     def prepare(self, numbers: _convert.NumberSequence, encoding: ArrayEncoding, pieces: bool = False) -> _convert.NumberSequence:
         """What chunks are cut from: for packed, a list converted to u32s once, in C (in ``pieces``: each chunk
-        as it is sent). A 1,000,000-number packed call takes 8-12% less time than packing chunk by chunk."""
+        as it is sent): a 1,000,000-number packed call 4-12% faster than packing chunk by chunk (bench_latency.py)."""
         if encoding is PACKED and not pieces and type(numbers) is not memoryview and len(numbers) > 1:
             packed = _convert.pack_u32(numbers)
             if packed is not None:
