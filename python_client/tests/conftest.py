@@ -92,11 +92,7 @@ here (the package's table holds only the protocol's methods)."""
 
 def submit_request(w: my_module.Worker, method: str, params: Any = None, *, timeout: Optional[float] = None):
     """Send one request of any method (no retry) and return its Future."""
-    call = w._session.call(RpcMethod(method), params, timeout, retries=0)
-    future = _requests.as_future(call)
-    w._session.deadlines.watch(call)
-    call.pump()
-    return future
+    return _requests.submit(w._session.call(RpcMethod(method), params, timeout, retries=0), w._session.deadlines)
 
 
 def request(w: my_module.Worker, method: str, params: Any = None, *, timeout: Optional[float] = None) -> Any:
@@ -107,7 +103,7 @@ def request(w: my_module.Worker, method: str, params: Any = None, *, timeout: Op
 def in_flight(w: my_module.Worker) -> int:
     """Requests sent to ``w``'s current worker process and not answered yet."""
     conn = w._session._conn
-    return 0 if conn is None else len(conn._pending)
+    return 0 if conn is None else conn.in_flight()
 
 
 FakeCommand = Callable[..., List[str]]

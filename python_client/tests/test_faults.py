@@ -224,14 +224,15 @@ def test_timeout_on_a_big_call_leaves_the_worker_usable(worker: my_module.Worker
 
 def test_stderr_flood_is_drained_and_logged(fake, caplog) -> None:
     # Injected: 2 MiB of stderr before every reply (32 times a pipe's buffer).
-    caplog.set_level(logging.INFO, logger="my_module.worker")
+    caplog.set_level(logging.DEBUG, logger="my_module.worker")
     with my_module.Worker(fake("flood-stderr")) as w:
         for _ in range(3):
             assert w.calculate_squares([1, 2, 3], timeout=30) == [1, 4, 9]
-    # Seen: correct results (the worker never blocked on stderr) and its lines as log records.
+    # Seen: correct results (the worker never blocked on stderr) and its lines as DEBUG records
+    # (a crash report carries the tail; nothing is shown unless asked for).
     flood = [r for r in caplog.records if r.name == "my_module.worker" and "flooding" in r.getMessage()]
     assert len(flood) > 10_000
-    assert all(r.levelno == logging.INFO for r in flood)
+    assert all(r.levelno == logging.DEBUG for r in flood)
 
 
 # -- lifecycle ------------------------------------------------------------------------------------
@@ -414,4 +415,6 @@ def test_a_worker_that_really_dies_still_says_why(test_methods_worker: my_module
     os.kill(w.pid, signal.SIGKILL)
     with pytest.raises(my_module.WorkerCrashedError):
         pending.result(timeout=10)
-    assert any("SIGKILL" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    # One line, once every request in flight was handed back (failed, or retried on a fresh worker).
+    wait_until(lambda: any("SIGKILL" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records),
+               5, "the crash is logged")

@@ -264,7 +264,7 @@ def test_a_call_settled_while_its_chunks_are_written_stops_quietly(worker_comman
     # failed an assertion, logged as "my_module failed to send a calculate_squares request".
     # Made deterministic: the Future is cancelled just before chunk 2 is encoded.
     caplog.set_level(logging.WARNING, logger="my_module")
-    encode, as_future = _methods.ArrayMethod.body, _requests.as_future
+    encode, submit = _methods.ArrayMethod.body, _requests.submit
     futures, encoded = [], []
 
     def body(self, rid, *rest):
@@ -273,12 +273,12 @@ def test_a_call_settled_while_its_chunks_are_written_stops_quietly(worker_comman
             futures[0].cancel()
         return encode(self, rid, *rest)
 
-    def capture(call):
-        futures.append(as_future(call))
-        return futures[-1]
+    def capture(call, deadlines):
+        futures.append(call.future)
+        return submit(call, deadlines)
 
     monkeypatch.setattr(_methods.ArrayMethod, "body", body)
-    monkeypatch.setattr(_requests, "as_future", capture)
+    monkeypatch.setattr(_requests, "submit", capture)
     with my_module.Worker(worker_command, chunk_size=1000) as w:
         future = w.submit(range(10_000))
         assert future.cancelled()

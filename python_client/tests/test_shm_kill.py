@@ -47,7 +47,7 @@ pytestmark = [
 
 
 def pool_of(w: my_module.Worker) -> _shm.Pool:
-    return w._session._conn.plans[_shm.Pool]  # type: ignore[union-attr]
+    return w._session._conn.pool  # type: ignore[union-attr]
 
 
 def skip_without_shm(w: my_module.Worker) -> None:
@@ -311,7 +311,7 @@ w = my_module.Worker(json.loads(sys.argv[1]))
 if "shm" not in w.info["encodings"]:
     print("no-shm", flush=True)
     sys.exit(0)
-print("ready", w._session._conn.plans[_shm.Pool].prefix, w.pid, flush=True)
+print("ready", w._session._conn.pool.prefix, w.pid, flush=True)
 
 def load(seed):
     rng = random.Random(seed)

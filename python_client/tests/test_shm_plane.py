@@ -23,7 +23,7 @@ def numbers(n: int) -> list:
 
 
 def pool_of(w: my_module.Worker) -> _shm.Pool:
-    return w._session._conn.plans[_shm.Pool]  # type: ignore[union-attr]
+    return w._session._conn.pool  # type: ignore[union-attr]
 
 
 def skip_without_shm(w: my_module.Worker) -> None:

@@ -1,6 +1,6 @@
 """The one-request path of calculate_squares (a worker already running, an input that needs no
-chunks): its reply is read on the caller's thread when no one else is reading, and every fault
-ends as it does on the general path."""
+chunks): the caller hands its request over and waits, the connection's threads write and read, and
+every fault ends as it does on the general path."""
 
 from __future__ import annotations
 
@@ -23,13 +23,19 @@ def warm(w: my_module.Worker) -> int:
     return w.pid
 
 
-def test_small_calls_answer_on_the_callers_thread(worker: my_module.Worker) -> None:
+def test_small_calls_are_answered_on_the_reader_thread_never_the_callers(worker: my_module.Worker, monkeypatch) -> None:
+    # Only the connection's threads touch the pipes: a caller converts, hands over and waits.
+    from my_module import _requests
+
     warm(worker)
-    reader = [t for t in threading.enumerate() if t.name.startswith("my_module-reader")]
-    assert reader
+    delivered_on = []
+    on_reply = _requests.Call.on_reply
+    monkeypatch.setattr(_requests.Call, "on_reply",
+                        lambda self, *args: delivered_on.append(threading.current_thread().name) or on_reply(self, *args))
     for n in (0, 1, 10, 1000, _methods.PACKED.chunk):
         numbers = list(range(n))
         assert worker.calculate_squares(numbers) == [x * x for x in numbers]
+    assert delivered_on == [f"my_module-reader-{worker.pid}"] * 5
     assert in_flight(worker) == 0
 
 
@@ -155,59 +161,53 @@ def test_keyboard_interrupts_during_small_calls_never_corrupt_results(worker: my
 
 
 def test_small_requests_queued_behind_a_busy_writer_leave_in_one_write(worker: my_module.Worker, monkeypatch) -> None:
-    # While another thread holds the writer lock (a helper standing in for a big frame's
-    # writer), 12 small calls are queued, not blocked; one flush then writes every queued frame
-    # in one write.
+    # While the writer thread is busy with a frame (held here), 12 small submits return at once,
+    # queued; the writer then takes every queued frame and writes them in one write.
     from my_module import _connection
 
     warm(worker)
-    conn = worker._session.connection(None)
-    writes = []
-    real_write = _connection.os.write
-    monkeypatch.setattr(_connection.os, "write", lambda fd, data: writes.append(data) or real_write(fd, data))
-    held, done = threading.Event(), threading.Event()
+    writes, busy, release = [], threading.Event(), threading.Event()
+    real_write_all = _connection.write_all
 
-    def busy_writer() -> None:
-        with conn._write_lock:
-            held.set()
-            done.wait(10)
+    def write_all(fd, data, stalled):
+        writes.append(data)
+        if len(writes) == 1:
+            busy.set()
+            release.wait(10)
+        real_write_all(fd, data, stalled)
 
-    holder = threading.Thread(target=busy_writer)
-    holder.start()
-    try:
-        held.wait(10)
-        futures = [worker.submit([i, i + 1]) for i in range(12)]  # each returns at once: queued
-        assert len(conn._outbox) == 12 and not writes
-        assert not any(f.done() for f in futures)
-    finally:
-        done.set()
-        holder.join(10)
-    conn._flush()  # what the holder's send does once its own frame is out
+    monkeypatch.setattr(_connection, "write_all", write_all)
+    first = worker.submit([1])
+    assert busy.wait(10)
+    futures = [worker.submit([i, i + 1]) for i in range(12)]  # each returns at once: queued
+    assert len(writes) == 1 and not any(f.done() for f in futures)
+    release.set()
+    assert first.result(timeout=10) == [1]
     assert [f.result(timeout=10) for f in futures] == [[i * i, (i + 1) ** 2] for i in range(12)]
-    assert len(writes) == 1 and writes[0].count(b'"calculate_squares"') == 12, writes
+    assert len(writes) == 2 and writes[1].count(b'"calculate_squares"') == 12, writes
     assert in_flight(worker) == 0
 
 
-def test_small_requests_meeting_a_full_pipe_go_out_after_the_next_reply(test_methods_worker: my_module.Worker,
-                                                                         monkeypatch) -> None:
-    # The pipe "full" once (EAGAIN): the small frame stays queued, whole, and the reader writes
-    # it after the next reply (here a 300 ms sleep's); nothing is lost or cut.
-    from my_module import _connection
+def test_small_requests_meeting_a_full_pipe_go_out_once_it_has_room(test_methods_worker: my_module.Worker,
+                                                                     monkeypatch) -> None:
+    # The pipe "full" once (EAGAIN): the writer waits for room and writes the frame whole;
+    # nothing is lost or cut, and the slow request beside it is answered too.
+    from my_module import _framing
 
     w = test_methods_worker
     warm(w)
     slow = submit_request(w, "test/sleep", {"ms": 300})
-    real_write, refusals = _connection.os.write, []
+    real_write, refusals = _framing.os.write, []
 
-    def full_once(fd: int, data: bytes) -> int:
+    def full_once(fd: int, data) -> int:
         if not refusals:
-            refusals.append(data)
+            refusals.append(bytes(data))
             raise BlockingIOError(11, "pipe full")
         return real_write(fd, data)
 
-    monkeypatch.setattr(_connection.os, "write", full_once)
+    monkeypatch.setattr(_framing.os, "write", full_once)
     future = w.submit([7, 8, 9])
-    assert refusals and not future.done()
     assert future.result(timeout=10) == [49, 64, 81]
+    assert refusals and b'"calculate_squares"' in refusals[0]
     assert slow.exception(timeout=10) is None
     assert in_flight(w) == 0

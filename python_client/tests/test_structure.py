@@ -18,7 +18,7 @@ PACKAGE = Path(my_module.__file__).resolve().parent
 
 LAYERS = [
     "_protocol", "_errors", "_locate", "_jsonrpc", "_framing", "_convert", "_shm", "_methods",
-    "_connection", "_requests", "_session", "_worker", "_default", "__init__", "__main__",
+    "_process", "_connection", "_requests", "_session", "_worker", "_default", "__init__", "__main__",
 ]
 """Bottom to top: a module may import only modules before it."""
 

@@ -1,186 +1,308 @@
-"""One worker process: a :class:`State`, a table of pending requests by id, an outbox of small frames written
-together, a writer lock, one read loop (its thread's, or a caller's for its own reply). A frame is whole on the
-pipe or the worker is killed; start-up and the end run on the connection's thread (interrupts leak nothing)."""
+"""One worker process and the two threads that alone touch its pipes. A caller hands a request over (``send``: one
+locked step, its frame queued) and is answered through the request's owner. The writer thread writes what is
+queued, small frames joined into one write; the reader thread spawns the worker, says ``initialize``, delivers every
+reply, and at the end reaps the worker and hands back what it lost. An exception in a caller can land only in its
+own bookkeeping or in its wait: nothing it leaves half done is shared."""
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import enum
-import io
-import itertools
 import logging
-import os
-import re
-import select
 import signal
-import subprocess
-import sys
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Deque, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from . import _jsonrpc
-from ._errors import ProtocolError, WorkerCrashedError, WorkerError, WorkerNotFoundError
-from ._framing import Body, FrameReader, OversizedFrameError, WriteStalled, WriteTimeout, frame_header, write_frame
+from ._errors import ProtocolError, WorkerError, WorkerNotFoundError
+from ._framing import Body, FrameReader, OversizedFrameError, WriteStalled, frame_header, write_all
 from ._methods import INITIALIZE, RAW_MEMBER, SHUTDOWN
-from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, FRAME_HEADER_BYTES, PROTOCOL_MAJOR
+from ._process import WorkerProcess, describe_status
+from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, PROTOCOL_MAJOR
+from ._shm import Pool
 
 logger = logging.getLogger(__name__)
-worker_logger = logging.getLogger("my_module.worker")
 
-STDERR_TAIL_LINES = 20  # how many of its last stderr lines a WorkerCrashedError carries
-# Seconds a frame already half-written may wait past its deadline with no progress at all
-# before the worker is presumed hung and killed (a half-written frame cannot be taken back).
-WRITE_STALL_GRACE = 1.0
 REAP_GRACE = 2.0  # seconds a worker has to exit after its stdout ended, before it is killed
-PIPE_BYTES = 1 << 20  # pipe capacity asked for on Linux (default 64 KiB); benchmarks/README.md
-_MAX_STDERR_LINE = 4000  # longer stderr lines come in pieces of this length
-_LEVELS = {"trace": 10, "debug": 10, "info": 20, "notice": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
-_LEVEL_WORD = re.compile(r"\b(" + "|".join(_LEVELS) + r")\b", re.I)
-_SIGNALS = {s.value: s.name for s in signal.Signals}
-_FORGOTTEN: List[Any] = []  # a fork child's copies of its parent's Popen objects, never waited for
-End = Tuple[Optional[WorkerError], str]  # how reading ended: a protocol error (else a crash); a note
+# Seconds the writer may make no progress, with every request it is writing given up by its caller, before the
+# worker is presumed hung and killed (a frame half written can be neither finished nor taken back).
+WRITE_STALL_GRACE = 1.0
+BACKLOG_BYTES = 4 << 20  # queued, unwritten frames (and their segments) past which send() waits for room
+BATCH_BYTES = 1 << 16  # small frames queued together leave in one write of up to this
+NEW, QUEUED, WRITING, SENT = range(4)  # where a Request is (under its connection's lock)
+
+_io = threading.local()
 
 
-_reading = type("_Reading", (threading.local,), {"value": False})()  # .value: this thread delivers replies
+def on_io_thread() -> bool:
+    """True on a connection's reader or writer thread (where a Future callback runs): it must never block."""
+    return getattr(_io, "value", False)
 
 
-def on_reader_thread() -> bool:
-    """True while this thread delivers replies (e.g. inside a Future callback run by it)."""
-    return bool(_reading.value)
+class Wakeup:
+    """Wakes one sleeping thread from any other: a held lock, released in one C call (a Condition's wait, which an
+    exception can leave half done, is never used where a caller's thread could be interrupted)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already set
+            self._lock.release()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        return self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
 
 
-State = enum.Enum("State", {"NEW": "new", "STARTING": "starting", "READY": "ready", "CLOSING": "closing", "ENDED": "ended"})
+def wait(future: "concurrent.futures.Future[Any]", timeout: Optional[float]) -> bool:
+    """Wait until ``future`` is done or ``timeout`` s passed, on a lock of this wait's own (released by a
+    done-callback): an exception landing in the waiter leaves nothing shared half done."""
+    done = Wakeup()
+    future.add_done_callback(lambda _: done.set())
+    return done.wait(timeout) or future.done()
 
 
-class Owner(Protocol):  # whoever sent a request: told its outcome on the reading thread
+class Owner(Protocol):  # whoever sent a request: told its outcome on the reader thread
     def on_reply(self, request: Request, is_error: bool, payload: Any) -> None: ...
 
-    def on_lost(self, request: Request, error: WorkerError) -> None: ...
+    def on_lost(self, request: Request, error: WorkerError) -> bool: ...  # True: it was sent again
 
 
-class Request:  # one wire request: its id, its owner (and the owner's tag), how far it got out
-    __slots__ = ("rid", "owner", "tag", "sent", "writing", "withdrawn")
+class Request:
+    """One wire request (``owner`` None: a notification). ``state`` and ``withdrawn`` change under the lock."""
 
-    def __init__(self, rid: int, owner: Owner, tag: Any = None) -> None:
-        self.rid, self.owner, self.tag = rid, owner, tag
-        self.sent = self.writing = self.withdrawn = False  # wholly written; taken by a writer; given up
+    __slots__ = ("rid", "owner", "frame", "end", "state", "withdrawn")
 
-
-class ConnectionBroken(Exception):
-    """Writing failed: the worker is gone or was killed. The connection ends with why."""
+    def __init__(self, rid: int, owner: Optional[Owner]) -> None:
+        self.rid, self.owner, self.frame = rid, owner, b""
+        self.end = 0  # the queue's running total of weight up to this one (see _append)
+        self.state, self.withdrawn = NEW, False
 
 
 class ConnectionRefused(Exception):
     """The connection takes no more requests (ending or ended)."""
 
 
+State = enum.Enum("State", {"NEW": "new", "STARTING": "starting", "READY": "ready", "CLOSING": "closing", "ENDED": "ended"})
+
+
 class Connection:
-    def __init__(self, argv: Tuple[str, ...], env: Optional[Mapping[str, str]], max_frame_bytes: int) -> None:
-        self.argv, self._env, self.max_frame_bytes = argv, env, max_frame_bytes
+    def __init__(self, argv: Tuple[str, ...], env: Optional[Mapping[str, str]], max_frame_bytes: int,
+                 pool: Optional[Pool]) -> None:
+        self.argv, self._env, self.max_frame_bytes, self.pool = argv, env, max_frame_bytes, pool
+        self._init_params = {"shmPrefix": pool.prefix} if pool is not None else {}  # shm offered with the pool
         self.state = State.NEW
         self.error: Optional[WorkerError] = None  # why it ended (once ENDED)
         self.info: Dict[str, Any] = {}  # the initialize result (once READY)
-        self.init_params: Dict[str, Any] = {}  # what initialize offers (set before start())
         self.peer_max_frame_bytes = DEFAULT_MAX_FRAME_BYTES
         self.peer_encodings: Tuple[str, ...] = (ENCODING_JSON,)
-        self.plans: Dict[Any, Any] = {}  # a call's notes per method on this connection (_requests)
-        self.pid: Optional[int] = None
-        self.new_id = itertools.count(1).__next__
-        self._proc: Optional[subprocess.Popen[bytes]] = None
-        self._lock = threading.Lock()  # guards state, the table and the flags below
-        # An RLock for its _is_owned(): a lock taken by hand (with a timeout) is released in a
-        # finally whatever lands between the acquire and the try (a KeyboardInterrupt can).
-        self._write_lock = threading.RLock()
-        self._pending: Dict[int, Request] = {}
-        self._outbox: Deque[Tuple[Optional[Request], bytes]] = collections.deque()  # small frames to write
-        self._token: Optional[int] = None  # the thread reading stdout
-        # The connection's thread waits on this held lock; releasing it (one C call, which an
-        # interrupt cannot leave half done, as it can a Condition's notify) wakes it.
-        self._wake = threading.Lock()
-        self._wake.acquire()
-        self._to_end = False  # read until EOF (closing, killed, stderr ended)
-        self._read_end: Optional[End] = None
-        self._delivering: Optional[Request] = None  # taken off the table, delivery not finished
-        self._kill_reason: Optional[str] = None
-        self._quiet = False  # ended by close(), abandon() or the caller's interrupt: no warning
-        # Held until the handshake is answered or the connection ended. Not an Event: an interrupt
-        # landing inside Condition.wait can leave its lock released and surface as RuntimeError.
-        self._ready = threading.Lock()
-        self._ready.acquire()
-        self._stderr_tail: Deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self.process: Optional[WorkerProcess] = None
+        self.ready: "concurrent.futures.Future[None]" = concurrent.futures.Future()  # handshake answered or ended
         self.started_at = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="my_module-reader", daemon=True)
+        self._lock = threading.Lock()  # guards everything below, and every Request's state
+        self._last_id = 0
+        self._pending: Dict[int, Request] = {}  # written (or being written), not answered
+        self._queue: Deque[Request] = collections.deque()  # to write, in order
+        self._taken_end = 0  # the weight total up to the last request the writer took
+        self._room: List[Wakeup] = []  # senders waiting for the backlog to shrink
+        self._input_done = False  # no more frames: the writer closes stdin once the queue is empty
+        self._work = Wakeup()  # the writer's
+        self._delivering: Optional[Request] = None  # its delivery raised ProtocolError: lost with the rest
+        self._reader = threading.Thread(target=self._read_loop, name="my_module-reader", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, name="my_module-writer", daemon=True)
 
-    # -- life -------------------------------------------------------------------------------------
+    @property
+    def pid(self) -> Optional[int]:
+        return None if self.process is None else self.process.pid
 
-    def start(self) -> None:  # its thread spawns the worker and says initialize
-        self._thread.start()
-
-    def wait_ready(self, timeout: Optional[float]) -> bool:  # handshake answered or ended
-        if self._ready.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
-            self._set_ready()  # for the next waiter
-        return self.state is not State.NEW and self.state is not State.STARTING
-
-    def _set_ready(self) -> None:
-        with contextlib.suppress(RuntimeError):  # already open
-            self._ready.release()
+    def start(self) -> None:  # its reader thread spawns the worker and says initialize
+        self._reader.start()
 
     def alive(self) -> bool:  # False if its start was cut short before its thread ran
-        return self.state is not State.NEW or self._thread.is_alive()
+        return self.state is not State.NEW or self._reader.is_alive()
 
-    def _run(self) -> None:  # spawn the worker, say initialize, read until the end, reap
-        _reading.value = True
+    def in_flight(self) -> int:  # requests written and not answered (tests wait on it)
+        with self._lock:
+            return len(self._pending)
+
+    def new_id(self) -> int:
+        with self._lock:
+            self._last_id += 1
+            return self._last_id
+
+    # -- callers: send, withdraw ------------------------------------------------------------------
+
+    def send(self, request: Request, body: Sequence[bytes], weight: int = 0, *, deadline: Optional[float] = None,
+             room: bool = True, force: bool = False) -> None:
+        """Queue ``body`` as ``request``'s frame (nothing if it was withdrawn). ``weight``: memory it holds beyond its
+        frame; ``room``: wait while the backlog is over ``BACKLOG_BYTES`` (``TimeoutError`` past ``deadline``).
+        Raises ``ConnectionRefused`` unless READY (``force``: unless ENDED)."""
+        frame = b"".join([frame_header(sum(map(len, body))), *body])
+        while True:
+            with self._lock:
+                if self.state is not State.READY and not (force and self.state is not State.ENDED):
+                    raise ConnectionRefused()
+                if request.withdrawn:
+                    return
+                end = self._queue[-1].end if self._queue else self._taken_end
+                if not room or end - self._taken_end <= BACKLOG_BYTES:
+                    request.frame, request.state = frame, QUEUED
+                    self._append(request, len(frame) + weight)
+                    break
+                wakeup = Wakeup()
+                self._room.append(wakeup)
+            if not wakeup.wait(None if deadline is None else deadline - time.monotonic()):
+                raise TimeoutError("timed out waiting for room in the worker's input")
+        self._work.set()
+
+    def _append(self, request: Request, weight: int) -> None:  # with the lock; the backlog is a difference of totals
+        request.end = (self._queue[-1].end if self._queue else self._taken_end) + weight
+        self._queue.append(request)
+
+    def withdraw(self, request: Request) -> bool:
+        """Give ``request`` up: True if it will never be written; else it is cancelled in the worker once written,
+        and its reply (late, or -32800) comes to its owner as usual."""
+        with self._lock:
+            request.withdrawn = True
+            if request.state is SENT and self.state is not State.ENDED:
+                self._cancel(request)
+            return request.state in (NEW, QUEUED)
+
+    def _cancel(self, request: Request) -> None:  # with the lock
+        notification, body = Request(0, None), _jsonrpc.cancel(request.rid)
+        notification.frame = frame_header(len(body)) + body
+        self._append(notification, 0)
+        self._work.set()
+
+    # -- the writer thread ------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        _io.value = True
+        process = self.process
+        assert process is not None
+        try:
+            batch = self._take()
+            while batch:
+                data = batch[0].frame if len(batch) == 1 else b"".join([r.frame for r in batch])
+                write_all(process.stdin_fd, data, lambda idle: idle >= WRITE_STALL_GRACE and self._given_up(batch))
+                with self._lock:
+                    for request in batch:
+                        request.state, request.frame = SENT, b""
+                        if request.withdrawn and request.owner is not None and self.state is not State.ENDED:
+                            self._cancel(request)
+                batch = self._take()
+        except WriteStalled as exc:
+            process.kill(str(exc))
+        except OSError as exc:  # EPIPE: it ended by itself, not by us
+            process.kill("" if isinstance(exc, BrokenPipeError) else f"writing to it failed: {exc}")
+        except BaseException as exc:  # a bug: the reader ends the connection once the worker is gone
+            logger.exception("my_module's writer thread failed")
+            process.kill(f"internal error in the writer thread: {exc!r}")
+        finally:
+            process.close_stdin()
+
+    def _take(self) -> List[Request]:
+        """The next frames to write, joined up to BATCH_BYTES (a big one alone); [] once there is no more input."""
+        while True:
+            with self._lock:
+                queue, batch, size = self._queue, [], 0  # type: Deque[Request], List[Request], int
+                while queue and (not batch or size + len(queue[0].frame) <= BATCH_BYTES):
+                    request = queue.popleft()
+                    self._taken_end = request.end
+                    if not request.withdrawn or request.owner is None:
+                        request.state = WRITING
+                        if request.owner is not None:
+                            self._pending[request.rid] = request
+                        batch.append(request)
+                        size += len(request.frame)
+                room = self._room if not queue or queue[-1].end - self._taken_end <= BACKLOG_BYTES else []
+                if room:
+                    self._room = []
+                over = self.state is State.ENDED or (self._input_done and not batch)
+            for wakeup in room:
+                wakeup.set()
+            if batch or over:
+                return [] if self.state is State.ENDED else batch
+            self._work.wait()
+
+    def _given_up(self, batch: List[Request]) -> bool:
+        with self._lock:
+            return all(r.withdrawn or r.owner is None for r in batch) or self.state is State.ENDED
+
+    # -- the reader thread ------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        _io.value = True
         try:
             try:
-                if self.state in (State.CLOSING, State.ENDED):  # closed before its thread ran
+                if self.state is not State.NEW:  # closed before its thread ran
                     raise WorkerError("the worker was closed")
-                # Its own session: a Ctrl-C in the terminal interrupts Python, not the worker,
-                # whose life we manage (it also ends when our end of its stdin closes).
-                proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        bufsize=0, env=self._env, close_fds=True, start_new_session=True)
+                process = WorkerProcess(self.argv, self._env)
             except (OSError, WorkerError) as exc:
                 self._end(exc if isinstance(exc, WorkerError) else
-                          WorkerNotFoundError(f"cannot start worker {self.argv[0]!r}: {exc}"))
+                          WorkerNotFoundError(f"cannot start the worker {self.argv[0]!r}: {exc}"))
                 return
-            assert proc.stdin is not None and proc.stdout is not None
-            self._stdin, self._stdin_fd = proc.stdin, proc.stdin.fileno()  # closed only with the writer lock
-            os.set_blocking(self._stdin_fd, False)
-            for fd in (self._stdin_fd, proc.stdout.fileno()) if sys.platform.startswith("linux") else ():
-                with contextlib.suppress(OSError):  # over /proc/sys/fs/pipe-max-size or not permitted: the default stays
-                    __import__("fcntl").fcntl(fd, 1031, PIPE_BYTES)  # F_SETPIPE_SZ
-            self._frames = FrameReader(proc.stdout.fileno(), self.max_frame_bytes)
-            self._stderr_thread = threading.Thread(target=self._drain_stderr, args=(proc,),
-                                                   name=f"my_module-stderr-{proc.pid}", daemon=True)
-            self._stderr_thread.start()
             with self._lock:
-                self._proc, self.pid = proc, proc.pid
-                if self.state is State.NEW:
+                self.process = process
+                closing = self.state is not State.NEW
+                if not closing:
                     self.state = State.STARTING
-                closing = self.state is not State.STARTING
-            if closing:  # closed or abandoned while it was spawned: it ends at end of input
-                self._close_stdin(timeout=REAP_GRACE)
-            self._thread.name = f"my_module-reader-{proc.pid}"
-            logger.debug("started worker pid %d: %s", proc.pid, " ".join(self.argv))
-            self._say(INITIALIZE, self.init_params, None)
-            while self._read_end is None and self.state is not State.ENDED:
-                self._wake.acquire()
-                self.serve(lambda: not self._pending and not self._to_end, None, poll=False)
-            end = self._read_end or (None, "")
+            self._reader.name, self._writer.name = f"my_module-reader-{process.pid}", f"my_module-writer-{process.pid}"
+            self._writer.start()
+            logger.debug("started worker pid %d: %s", process.pid, " ".join(self.argv))
+            rid = self.new_id()
+            self.send(Request(rid, self), [_jsonrpc.request(rid, INITIALIZE.name, self._init_params)], force=True)
+            if closing:  # closed while it was spawned: it ends at end of input
+                self.abandon()
+            end = self._read_frames(process)
         except BaseException as exc:  # a bug: never leave callers waiting
-            logger.exception("my_module reader thread failed")
+            logger.exception("my_module's reader thread failed")
             end = (ProtocolError(f"internal error in the reader thread: {exc!r}"), "")
         self._finish(*end)
 
-    def _say(self, method: Any, params: Any, deadline: Optional[float]) -> None:  # its own initialize, shutdown
-        rid = self.new_id()
-        # It died, was closed, or reads nothing (shutdown's deadline): its end tells why.
-        with contextlib.suppress(ConnectionBroken, ConnectionRefused, WriteTimeout):
-            self.send(Request(rid, self, method), [_jsonrpc.request(rid, method.name, params)], deadline, force=True)
+    def _read_frames(self, process: WorkerProcess) -> Tuple[Optional[WorkerError], str]:
+        """Deliver replies until the end: (a protocol error, or None; a note on how the stream ended)."""
+        frames = FrameReader(process.stdout_fd, self.max_frame_bytes)
+        try:
+            while True:
+                body = frames.take()
+                if body is None:
+                    body = frames.fill()
+                if body is not None:
+                    self._deliver(body)
+        except (EOFError, OSError) as exc:
+            return None, str(exc) if isinstance(exc, EOFError) else f"reading its stdout failed: {exc}"
+        except (OversizedFrameError, ProtocolError) as exc:
+            error = exc if isinstance(exc, ProtocolError) else ProtocolError(f"worker wrote garbage on stdout: {exc}")
+            if self.state is State.STARTING and not self.info:
+                error = ProtocolError(f"{self.argv[0]!r} is not a squares-worker: it did not answer initialize "
+                                      f"as one ({error})")
+            return error, ""
 
-    def on_reply(self, request: Request, is_error: bool, result: Any) -> None:  # initialize, shutdown
-        if request.tag is not INITIALIZE:
+    def _deliver(self, body: Body) -> None:
+        reply = _jsonrpc.parse_reply(body, RAW_MEMBER)
+        if reply is None:
+            return  # a notification from the worker: nothing asked for it
+        rid, is_error, payload = reply
+        with self._lock:
+            request = self._pending.pop(rid, None)
+        if request is None or request.owner is None:  # (a notification is never pending)
+            raise ProtocolError(f"worker replied to request {rid}, which is not in flight")
+        try:
+            request.owner.on_reply(request, is_error, payload)
+        except ProtocolError:  # the worker broke the contract: the connection ends, and fails this one too
+            self._delivering = request  # (the reader thread's own field)
+            raise
+        except Exception as exc:  # a bug while delivering: that request fails, not the others
+            logger.exception("my_module failed to deliver a reply")
+            request.owner.on_lost(request, WorkerError(f"internal error while delivering a reply: {exc!r}"))
+
+    def on_reply(self, request: Request, is_error: bool, result: Any) -> None:  # initialize (shutdown: nothing)
+        if self.state is not State.STARTING or self.info:
             return
         if is_error:
             raise ProtocolError(f"worker refused initialize: {result}")
@@ -199,345 +321,100 @@ class Connection:
                 self.state = State.READY
         self._set_ready()
 
-    def on_lost(self, request: Request, error: WorkerError) -> None:
-        pass  # the end opens _ready; its error says why
+    def on_lost(self, request: Request, error: WorkerError) -> bool:
+        return False  # the end settles ``ready``; its error says why
 
-    def kill(self, reason: str, *, asked: bool = False) -> None:
-        """SIGKILL the worker, which ends with ``reason``; ``asked``: the caller's interrupt did it (no warning)."""
-        with self._lock:
-            self._kill_reason = self._kill_reason or reason
-            self._quiet = self._quiet or asked
-            self._to_end = True
-            proc = self._proc
-        self._wake_up()
-        if proc is not None and proc.returncode is None:
-            # os.kill, not proc.kill(): Popen.kill() polls under a lock taken by hand, which a
-            # KeyboardInterrupt can leave held. Only this connection's thread reaps, so until
-            # then the pid cannot be reused.
-            with contextlib.suppress(OSError):
-                os.kill(proc.pid, signal.SIGKILL)
+    def _set_ready(self) -> None:
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            self.ready.set_result(None)
+
+    # -- the end ----------------------------------------------------------------------------------
+
+    def kill(self, reason: str) -> None:
+        """SIGKILL the worker, which ends with ``reason``."""
+        if self.process is not None:
+            self.process.kill(reason)
 
     def close(self, grace: float) -> None:
-        """``shutdown``, stdin closed, reaped (SIGTERM then SIGKILL after ``grace`` s each)."""
+        """``shutdown`` after what is in flight, end of input, then SIGTERM and SIGKILL ``grace`` s apart; reaped."""
+        with self._lock:
+            running = self.state is not State.ENDED and self.process is not None
         self._stop()
-        proc = self._proc  # None: not spawned yet, and its thread, if it ever spawns, ends at once
-        if proc is None and not self._thread.is_alive() and self.state is not State.ENDED:
-            self._end(WorkerError("the worker was closed"))
-        if proc is not None:
-            self._say(SHUTDOWN, None, time.monotonic() + grace)
-            self._close_stdin(timeout=grace)
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                logger.warning("worker pid %d ignored shutdown; sending SIGTERM", proc.pid)
-                proc.terminate()
-                try:
-                    proc.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    logger.warning("worker pid %d ignored SIGTERM; killing it", proc.pid)
-                    self.kill("it ignored shutdown and SIGTERM")
-        if threading.current_thread() is not self._thread and self._thread.ident is not None:
-            self._thread.join(timeout=grace + 2 * REAP_GRACE)
+        if running:
+            rid = self.new_id()
+            with contextlib.suppress(ConnectionRefused):
+                self.send(Request(rid, self), [_jsonrpc.request(rid, SHUTDOWN.name)], force=True)
+            self.abandon()
+        if threading.current_thread() is self._reader or self._reader.ident is None:
+            return
+        self._reader.join(timeout=grace)
+        if self._reader.is_alive() and self.process is not None:
+            logger.warning("worker pid %d ignored shutdown; sending SIGTERM", self.process.pid)
+            self.process.signal(signal.SIGTERM)
+            self._reader.join(timeout=grace)
+            if self._reader.is_alive():
+                logger.warning("worker pid %d ignored SIGTERM; killing it", self.process.pid)
+                self.process.kill("it ignored shutdown and SIGTERM")
+        self._reader.join(timeout=2 * REAP_GRACE)
 
     def abandon(self) -> None:
-        """Quietly close its stdin if no one is writing (never blocks): it finishes and exits."""
+        """Quietly end its input once what is queued is written (never blocks): it finishes and exits."""
         self._stop()
-        if self._proc is not None:
-            self._close_stdin(timeout=0)
+        with self._lock:
+            self._input_done = True
+        self._work.set()
 
     def _stop(self) -> None:  # closing, quietly (unless it ended already)
         with self._lock:
-            self._quiet = self._to_end = True
             if self.state is not State.ENDED:
                 self.state = State.CLOSING
-        self._wake_up()
         self._set_ready()
 
     def forget_after_fork(self) -> None:
         """In a fork child: drop the parent's worker with no I/O on its pipes."""
-        proc = self._proc
-        for stream in (proc.stdin, proc.stdout, proc.stderr) if proc is not None else ():
-            with contextlib.suppress(OSError):
-                stream.close()  # type: ignore[union-attr]  # unbuffered (bufsize=0): writes nothing
-        _FORGOTTEN.append(proc)  # no Popen.__del__ bookkeeping of another process's child
-
-    # -- the table and writing --------------------------------------------------------------------
+        if self.process is not None:
+            self.process.forget_after_fork()
 
     def refusal(self) -> WorkerError:  # why send() refuses new requests
         return self.error or WorkerError("the worker was closed")
 
-    def withdraw(self, request: Request) -> bool:
-        """Give up ``request``: True if it is forgotten, never to be written (a queued frame is
-        skipped); else it is cancelled once written, and its reply (late, or -32800) dropped."""
-        with self._lock:
-            request.withdrawn = True
-            forgotten = not request.sent and not request.writing
-            if request.sent:
-                self._cancel_locked(request)
-            elif forgotten:
-                self._pending.pop(request.rid, None)
-        self._flush()
-        return forgotten
-
-    def _cancel_locked(self, request: Request) -> None:
-        if self.state is not State.ENDED:
-            body = _jsonrpc.cancel(request.rid)
-            self._outbox.append((None, frame_header(len(body)) + body))
-            self._wake_up()  # its late reply must be read, maybe by no one else
-
-    def send(self, request: Request, body: Sequence[bytes], deadline: Optional[float], *,
-             self_read: bool = False, force: bool = False) -> bool:
-        """Expect a reply to ``request`` (``self_read``: its caller reads it) and write ``body`` as one frame (a small
-        one via the outbox). True: its reply or the connection's end will come; False: withdrawn first, never written.
-        Raises ``ConnectionRefused`` (``force``: unless ended), ``WriteTimeout``, ``ConnectionBroken``."""
-        size = sum(map(len, body))
-        if deadline is not None and deadline < time.monotonic():
-            raise WriteTimeout("the deadline passed before the request was written")
-        with self._lock:
-            if self.state is not State.READY and not (force and self.state is not State.ENDED):
-                raise ConnectionRefused()
-            if request.withdrawn:
-                return False
-            self._pending[request.rid] = request
-            if size + FRAME_HEADER_BYTES <= select.PIPE_BUF:
-                self._outbox.append((request, b"".join([frame_header(size), *body])))
-                body = ()
-        if not self_read:
-            self._wake_up()
-        try:
-            return self._write_big(request, body, deadline) if body else True
-        finally:
-            self._flush()  # ours, and what queued behind the lock while it was held (even if ours failed)
-
-    def _write_big(self, request: Request, body: Sequence[bytes], deadline: Optional[float]) -> bool:
-        lock, dirty = self._write_lock, False
-        try:
-            wait = -1 if deadline is None else deadline - time.monotonic()
-            if not (wait >= 0 or deadline is None) or not lock.acquire(timeout=wait):
-                raise WriteTimeout("timed out waiting for the writer lock")
-            # No lock: ``writing`` is set before ``withdrawn`` is read, and withdraw() does the
-            # converse, so at least one of the two sees the other (the GIL orders them).
-            request.writing = True
-            if request.withdrawn:
-                self._pending.pop(request.rid, None)
-                return False
-            if self._stdin.closed:
-                raise ConnectionBroken("the worker's stdin is closed")
-            dirty = True  # a frame may be partly written
-            write_frame(self._stdin_fd, body, deadline, WRITE_STALL_GRACE, self._wake_up)
-            request.sent = True  # before ``dirty`` is cleared: between the two, an interrupt replaces the worker
-            dirty = False
-            self._cancel_if_withdrawn(request)
-        except (WriteStalled, OSError) as exc:
-            why = str(exc) if isinstance(exc, WriteStalled) else f"writing to it failed: {exc}"
-            self.kill("" if isinstance(exc, BrokenPipeError) else why)  # EPIPE: it ended by itself, not by us
-            raise ConnectionBroken(str(exc)) from exc
-        except BaseException as exc:  # WriteTimeout (nothing written), or an interrupt anywhere
-            if dirty and not isinstance(exc, WriteTimeout):
-                self.kill("the client was interrupted while writing a request", asked=True)
-            elif not request.sent:  # once sent, its reply comes (and is dropped if withdrawn)
-                with self._lock:
-                    self._pending.pop(request.rid, None)
-            raise
-        finally:
-            release_if_owned(lock)
-        return True
-
-    def _cancel_if_withdrawn(self, request: Request) -> None:
-        # Called once ``sent`` is set, reading ``withdrawn`` without the lock: withdraw() sets ``withdrawn``
-        # before it reads ``sent``, so one of the two sees the other's write and queues the cancel.
-        if request.withdrawn:
-            with self._lock:
-                self._cancel_locked(request)
-
-    def _flush(self) -> None:
-        """Write the queued small frames, never waiting, joined up to PIPE_BUF bytes a write (so each is whole
-        or nothing). A busy writer lock's holder flushes after its frame; a full pipe, the reader after a reply."""
-        lock = self._write_lock
-        while self._outbox and not self._stdin.closed:
-            batch: List[Tuple[Optional[Request], bytes]] = []
-            taking = False
-            try:  # the lock taken inside: released whatever lands after the acquire
-                if not lock.acquire(blocking=False) or self._stdin.closed:  # closed only with the lock
-                    return  # its holder flushes after releasing it
-                taking = True  # from here until the batch is marked sent, an interrupt replaces the worker
-                with self._lock:
-                    size, outbox = 0, self._outbox
-                    while outbox and size + len(outbox[0][1]) <= select.PIPE_BUF:
-                        request, frame = outbox.popleft()
-                        if request is None or not request.withdrawn or request.writing:  # else forgotten by withdraw()
-                            size += len(frame)
-                            batch.append((request, frame))
-                            if request is not None:
-                                request.writing = True
-                if batch:
-                    os.write(self._stdin_fd, b"".join([frame for _, frame in batch]))
-                for request, _ in batch:
-                    if request is not None:
-                        request.sent = True
-                        self._cancel_if_withdrawn(request)
-                taking = False
-            except BlockingIOError:  # the pipe is full: back to the front of the queue, still to be written
-                with self._lock:
-                    self._outbox.extendleft(reversed(batch))
-                return
-            except OSError as exc:  # the worker is gone: its end hands the requests back
-                self.kill("" if isinstance(exc, BrokenPipeError) else f"writing to it failed: {exc}")
-                return
-            except BaseException:  # whether the batch went out is unknown: the worker is replaced
-                if taking:
-                    self.kill("the client was interrupted while writing a request", asked=True)
-                raise
-            finally:
-                release_if_owned(lock)
-
-    def _close_stdin(self, timeout: float) -> None:
-        # Only with the writer lock: closing an fd another thread is writing to could make
-        # that write land on whatever file reuses the number.
-        try:
-            if self._write_lock.acquire(timeout=timeout) and self._proc is not None:
-                self._stdin.close()  # set with _proc; closing twice does nothing
-        finally:
-            release_if_owned(self._write_lock)
-
-    # -- reading ----------------------------------------------------------------------------------
-
-    def _wake_up(self) -> None:  # the thread looks at what to read (the worker may wait for that)
-        with contextlib.suppress(RuntimeError):  # already awake
-            self._wake.release()
-
-    def serve(self, done: Callable[[], bool], deadline: Optional[float], poll: bool = True) -> None:
-        """The read loop: unless another thread reads (it delivers), deliver replies until
-        ``done()`` or the deadline. ``poll``: wait for the pipe before reading (a caller)."""
-        # A Ctrl-C lands between any two bytecodes: while waiting for the pipe that costs
-        # nothing; once bytes may have been taken from it (``critical``) the stream's state is
-        # unknown, so the worker is killed and its calls are retried.
-        me, critical, reading = threading.get_ident(), False, _reading.value
-        end: Optional[End] = None
-        try:
-            with self._lock:
-                if self._token is not None or self._read_end is not None or self.state is State.ENDED:
-                    return  # whoever reads wakes the connection's thread when leaving
-                self._token = me
-            frames = self._frames
-            _reading.value = critical = True
-            while True:  # what is buffered is delivered before leaving: replies go out in one pass
-                body = frames.take()
-                if body is None:
-                    if done():
-                        break
-                    critical = False
-                    if poll and not frames.wait(deadline):
-                        return
-                    critical = True
-                    body = frames.fill()
-                    if body is None:
-                        continue
-                self._deliver(body)
-                if self._outbox:
-                    self._flush()  # queued while the pipe was full
-            critical = False
-        except (EOFError, OSError) as exc:
-            end = (None, str(exc) if isinstance(exc, EOFError) else f"reading its stdout failed: {exc}")
-        except (OversizedFrameError, ProtocolError) as exc:
-            end = (exc if isinstance(exc, ProtocolError) else ProtocolError(f"worker wrote garbage on stdout: {exc}"), "")
-        except Exception as exc:  # a bug; never leave callers waiting forever
-            logger.exception("my_module failed while reading a reply")
-            end = (ProtocolError(f"internal error while reading a reply: {exc!r}"), "")
-        except BaseException:
-            if critical:
-                end = (None, "the client was interrupted while reading a reply")
-                self.kill(end[1], asked=True)
-            raise
-        finally:
-            _reading.value = reading
-            if self._token == me:
-                with self._lock:
-                    self._token = None
-                    self._read_end = self._read_end or end
-                    if self._pending or self._read_end or self._to_end:
-                        self._wake_up()  # replies still expected, or the end: the thread goes on
-
-    def _deliver(self, body: Body) -> None:
-        reply = _jsonrpc.parse_reply(body, RAW_MEMBER)
-        if reply is None:
-            return  # a notification from the worker: nothing asked for it
-        rid, is_error, payload = reply
-        with self._lock:
-            request = self._delivering = self._pending.pop(rid, None)
-        if request is None:
-            raise ProtocolError(f"worker replied to request {rid}, which is not in flight")
-        try:
-            request.owner.on_reply(request, is_error, payload)
-        except ProtocolError:
-            raise  # the worker broke the contract: the connection ends (and fails this one)
-        except Exception as exc:  # a bug while delivering: that request fails, not the others
-            logger.exception("my_module failed to deliver a reply")
-            request.owner.on_lost(request, WorkerError(f"internal error while delivering a reply: {exc!r}"))
-        self._delivering = None
-
-    # -- the end ----------------------------------------------------------------------------------
-
     def _end(self, error: WorkerError) -> List[Request]:
         with self._lock:
             self.error, self.state = error, State.ENDED
-            lost, self._pending = list(self._pending.values()), {}
-            self._outbox.clear()
+            lost = [*self._pending.values(), *(r for r in self._queue if r.owner is not None and not r.withdrawn)]
+            self._pending, self._room, room = {}, [], self._room
+            self._queue.clear()
+        for wakeup in room:
+            wakeup.set()
+        self._work.set()
         self._set_ready()
         return lost
 
     def _finish(self, error: Optional[WorkerError], note: str) -> None:
-        proc = self._proc
-        if proc is None:  # a bug before the spawn: nothing was sent
+        process = self.process
+        if process is None:  # a bug before the spawn: nothing was sent
             self._end(self.refusal())
             return
         if error is not None:
-            logger.error("worker pid %d broke the protocol: %s", proc.pid, error)
-            self.kill(f"it broke the protocol: {error}")
-        try:
-            returncode = proc.wait(timeout=REAP_GRACE)
-        except subprocess.TimeoutExpired:
-            self.kill(f"it closed its stdout but did not exit within {REAP_GRACE:g} s")
-            returncode = proc.wait()
-        self._stderr_thread.join(timeout=REAP_GRACE)  # its last lines belong in the report
-        if error is None and self.state in (State.CLOSING, State.ENDED):
-            error = WorkerError("the worker was closed before it answered")
-        elif error is None:
-            status = f"was killed by {_SIGNALS.get(-returncode, f'signal {-returncode}')}" if returncode < 0 \
-                else f"exited with status {returncode}"
-            reasons = "; ".join(r for r in (self._kill_reason and f"killed by my_module: {self._kill_reason}", note) if r)
-            tail = tuple(self._stderr_tail)
-            message = f"worker pid {self.pid} ({self.argv[0]}) {status}" + (f" ({reasons})" if reasons else "")
-            message += "; its last stderr lines:\n  " + "\n  ".join(tail) if tail else "; it wrote nothing to stderr"
-            error = WorkerCrashedError(message, returncode=returncode, stderr_tail=tail, pid=self.pid)
-        lost = self._end(error) + ([self._delivering] if self._delivering else [])  # its delivery failed or was cut
-        if not isinstance(error, ProtocolError):
-            level = logging.DEBUG if self._quiet or (returncode == 0 and not lost) else logging.WARNING
-            logger.log(level, "worker pid %d ended with %d request(s) in flight: %s", proc.pid, len(lost), error)
-        assert proc.stdout is not None
-        proc.stdout.close()
-        self._close_stdin(timeout=REAP_GRACE)
+            logger.error("worker pid %d broke the protocol: %s", process.pid, error)
+            process.kill(f"it broke the protocol: {error}")
+        returncode = process.reap(REAP_GRACE)
+        process.close_stdout(REAP_GRACE)
+        quiet = self.state is State.CLOSING
+        if error is None:
+            error = WorkerError("the worker was closed before it answered") if quiet else process.crash_report(returncode, note)
+        lost = self._end(error) + ([self._delivering] if self._delivering else [])
+        retried = 0
         for request in lost:
             try:
-                request.owner.on_lost(request, error)
+                retried += bool(request.owner.on_lost(request, error))  # type: ignore[union-attr]
             except Exception:  # a bug; the other owners must still hear about the end
                 logger.exception("my_module failed to hand a lost request back to its caller")
-
-    def _drain_stderr(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stderr is not None
-        with io.BufferedReader(proc.stderr, 1 << 16) as stream:  # type: ignore[type-var]
-            with contextlib.suppress(OSError, ValueError):
-                for raw in iter(lambda: stream.readline(_MAX_STDERR_LINE), b""):
-                    text = raw.rstrip(b"\n").decode("utf-8", "replace").rstrip("\r")
-                    self._stderr_tail.append(text)
-                    match = _LEVEL_WORD.search(text, 0, 80)
-                    level = _LEVELS[match.group(1).lower()] if match else logging.INFO
-                    worker_logger.log(level, "[pid %d] %s", proc.pid, text)
-        with self._lock:  # the worker is gone or going: read its stdout to the end, and reap
-            self._to_end = True
-        self._wake_up()
-
-
-def release_if_owned(lock: Any) -> None:  # an RLock
-    if lock._is_owned():
-        lock.release()
+        # A worker that never started is reported once, by the exception its callers get.
+        if self.info and not quiet and not isinstance(error, ProtocolError) and (lost or returncode):
+            why = f" (killed by my_module: {process.kill_reason})" if process.kill_reason else ""
+            outcome = f"{retried} retried on a fresh worker" if retried else "failed" if lost else "none lost"
+            logger.warning("worker pid %d %s%s with %d request(s) in flight: %s", process.pid,
+                           describe_status(returncode), why, len(lost), outcome)
+        else:
+            logger.debug("worker pid %d ended: %s", process.pid, error)

@@ -1,14 +1,14 @@
-"""Length-prefixed frames (a big-endian u32 length N, then N bytes of JSON) over the worker's pipes; writing
-goes to a non-blocking pipe, so every wait for room is bounded by a deadline."""
+"""Length-prefixed frames (a big-endian u32 length N, then N bytes of JSON) over the worker's pipes: a reader of
+frames for the connection's reader thread, and a whole-buffer write for its writer thread, which gives up only when
+told the peer stalled."""
 
 from __future__ import annotations
 
-import math
 import os
 import select
 import struct
 import time
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 from ._protocol import FRAME_HEADER_BYTES
 
@@ -32,24 +32,18 @@ class OversizedFrameError(ValueError):
         self.frame_bytes, self.max_frame_bytes = frame_bytes, max_frame_bytes
 
 
-class WriteTimeout(Exception):
-    """The deadline passed before any byte of the frame could be written (nothing was sent)."""
-
-
 class WriteStalled(Exception):
-    """The peer accepted no byte for too long in the middle of a frame (the stream is lost)."""
+    """The peer accepted no byte for too long in the middle of a write (the stream is lost)."""
 
 
 class FrameReader:
-    """Frames from a pipe's fd; a frame begun by one thread (which gave up at its deadline) is finished by the next."""
+    """Frames from a pipe's fd, for one reading thread: reads in big pieces, a big body straight into its buffer."""
 
     def __init__(self, fd: int, max_frame_bytes: int) -> None:
         self.fd, self.max_frame_bytes = fd, max_frame_bytes
         self._buf = bytearray()  # bytes read past the last frame taken (no body in progress)
         self._body: Optional[bytearray] = None  # a big body being filled in place, to _filled
         self._filled = 0
-        self._poller = select.poll()
-        self._poller.register(fd, select.POLLIN)
 
     def take(self) -> Optional[Body]:
         """A whole frame's body if one is buffered (no I/O), else None."""
@@ -76,10 +70,6 @@ class FrameReader:
             buf.clear()
         return None
 
-    def wait(self, deadline: Optional[float]) -> bool:
-        """Wait until there is something to read; False if ``deadline`` passed first."""
-        return bool(self._poller.poll(None if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))))
-
     def fill(self) -> Optional[Body]:
         """Read once (blocking), then :meth:`take`; ``EOFError`` at the end of the stream."""
         body = self._body
@@ -97,31 +87,22 @@ class FrameReader:
         return self.take()
 
 
-def write_frame(fd: int, body: Sequence[bytes], deadline: Optional[float], stall_grace: float,
-                on_wait: Callable[[], None] = lambda: None) -> None:
-    """A frame of ``body`` to the non-blocking ``fd``, room waited for until ``deadline`` (``on_wait()`` first); a frame
-    begun is finished while the peer reads, abandoned after ``stall_grace`` s with no progress (:class:`WriteStalled`)."""
-    # One buffer (joining costs ~1% of encoding a chunk): each write takes what the pipe has room for.
-    view = memoryview(b"".join([_HEADER.pack(sum(map(len, body))), *body]))
-    written, total, last_progress, poller = 0, len(view), -math.inf, None  # -inf: only the deadline counts
-    while written < total:
+def write_all(fd: int, data: bytes, stalled: Callable[[float], bool]) -> None:
+    """All of ``data`` to the non-blocking ``fd``, waiting for room; :class:`WriteStalled` once ``stalled(s)`` is true
+    of the ``s`` seconds without progress (asked at most every 0.1 s). POLLERR/POLLHUP wake the wait: the next write
+    raises ``BrokenPipeError``."""
+    view, written, idle_since, poller = memoryview(data), 0, time.monotonic(), None
+    while written < len(view):
         try:
             n = os.write(fd, view[written:])
         except BlockingIOError:
             n = 0
         if n:
-            written += n
-            last_progress = time.monotonic()
+            written, idle_since = written + n, time.monotonic()
             continue
-        wait = math.inf if deadline is None else max(deadline, last_progress + stall_grace) - time.monotonic()
-        if wait <= 0 and written == 0:
-            raise WriteTimeout("timed out waiting for the worker to read its input")
-        if wait <= 0:
-            raise WriteStalled(f"the worker accepted no input for {stall_grace:g} s "
-                               f"in the middle of a frame ({written} of {total} bytes written)")
         if poller is None:
-            on_wait()
             poller = select.poll()
             poller.register(fd, select.POLLOUT)
-        # POLLERR/POLLHUP also wake us: the next os.write then raises BrokenPipeError.
-        poller.poll(None if wait == math.inf else max(1, math.ceil(wait * 1000)))
+        if not poller.poll(100) and stalled(time.monotonic() - idle_since):
+            raise WriteStalled(f"the worker accepted no input for {time.monotonic() - idle_since:.1f} s "
+                               f"({written} of {len(view)} bytes written)")

@@ -192,9 +192,9 @@ class ArrayMethod(RpcMethod):
         return out
 
 
-def stop_shm(pool: _shm.Pool, why: str) -> None:
+def stop_shm(pool: Optional[_shm.Pool], why: str) -> None:
     """The connection uses no more shm (its chunks go packed), logged once."""
-    if not pool.closed:
+    if pool is not None and not pool.closed:
         logger.info("my_module stops using shared memory on this connection: %s", why)
         pool.close()
 

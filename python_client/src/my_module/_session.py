@@ -1,51 +1,70 @@
-"""A Worker's options and its current connection: spawned on first use, the handshake
-awaited, reset in a fork child; calls are made here."""
+"""A Worker's checked options and its current connection: spawned on first use, the handshake awaited, reset in a
+fork child; calls are made here."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import threading
 import time
 import weakref
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from ._connection import Connection, State, release_if_owned
-from ._errors import WorkerError
 from . import _shm
+from ._connection import Connection, State, wait
+from ._errors import WorkerError
 from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, ENCODING_PACKED, ENCODING_SHM
 from ._requests import Call, Deadlines
+
+ENCODINGS = (ENCODING_SHM, ENCODING_PACKED, ENCODING_JSON)
+MIN_FRAME_BYTES = 1024  # room for any request's envelope and one element
 
 
 @dataclasses.dataclass(frozen=True)
 class Options:
     timeout: Optional[float] = None
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
-    startup_timeout: float = 10.0
+    startup_timeout: Optional[float] = 10.0
     shutdown_timeout: float = 2.0
     retries: int = 1
     chunk_size: Optional[int] = None  # None: the encoding's (_methods.ArrayEncoding.chunk)
-    encodings: Tuple[str, ...] = (ENCODING_SHM, ENCODING_PACKED, ENCODING_JSON)
+    encodings: Tuple[str, ...] = ENCODINGS
 
     def __post_init__(self) -> None:
         for name in ("timeout", "startup_timeout", "shutdown_timeout"):
-            object.__setattr__(self, name, check_timeout(getattr(self, name), name))
-        if self.max_frame_bytes < 1024:
-            raise ValueError(f"max_frame_bytes must be at least 1024, not {self.max_frame_bytes!r}")
-        if self.retries < 0 or (self.chunk_size is not None and self.chunk_size < 1):
-            raise ValueError(f"retries must be >= 0 and chunk_size >= 1, not {self.retries!r}, {self.chunk_size!r}")
-        if set(self.encodings) - {ENCODING_SHM, ENCODING_PACKED, ENCODING_JSON} or not self.encodings:
-            raise ValueError(f"encodings must name some of 'shm', 'packed', 'json': {self.encodings!r}")
+            object.__setattr__(self, name, check_timeout(getattr(self, name), name, name != "shutdown_timeout"))
+        check_int("max_frame_bytes", self.max_frame_bytes, MIN_FRAME_BYTES)
+        check_int("retries", self.retries, 0)
+        if self.chunk_size is not None:
+            check_int("chunk_size", self.chunk_size, 1)
+        names = self.encodings
+        if isinstance(names, (str, bytes)) or not isinstance(names, (tuple, list)):
+            raise TypeError(f"encodings must be a tuple or list of names among {ENCODINGS}, not {names!r}")
+        if not names or any(name not in ENCODINGS for name in names):
+            raise ValueError(f"encodings must name one or more of {ENCODINGS}, preferred first, not {names!r}")
+        object.__setattr__(self, "encodings", tuple(names))
 
 
-def check_timeout(timeout: Any, name: str = "timeout") -> Optional[float]:
-    if timeout is None:
+def check_timeout(value: Any, name: str = "timeout", optional: bool = True) -> Optional[float]:
+    """``value`` as seconds: a positive number (``math.inf``: no limit), or None if ``optional``."""
+    if value is None and optional:
         return None
-    value = float(timeout)
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be None or a number >= 0, not {timeout!r}")
-    return value
+    what = f"{name} must be a positive number of seconds{' or None' if optional else ''}, not {value!r}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(what)
+    if not float(value) > 0:  # NaN too
+        raise ValueError(what)
+    return float(value)
+
+
+def check_int(name: str, value: Any, least: int) -> None:
+    what = f"{name} must be an int >= {least}, not {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(what)
+    if value < least:
+        raise ValueError(what)
 
 
 _sessions: "weakref.WeakSet[Session]" = weakref.WeakSet()
@@ -63,9 +82,8 @@ class Session:
         self._reset()
         _sessions.add(self)
 
-    def _reset(self) -> None:
-        # Everything that belongs to one process: rebuilt in a fork child.
-        self._spawn_lock = threading.RLock()  # taken by hand: see _connection.release_if_owned
+    def _reset(self) -> None:  # everything that belongs to one process: rebuilt in a fork child
+        self._lock = threading.Lock()
         self.deadlines = Deadlines()
         self._pid = os.getpid()
 
@@ -81,16 +99,14 @@ class Session:
         return None if timeout is None or math.isinf(timeout) else time.monotonic() + timeout
 
     def connection(self, deadline: Optional[float]) -> Connection:
-        """The running, initialized connection, spawning a worker if there is none. Raises
-        ``TimeoutError``, or the ``WorkerError`` that ended its start (not found, crashed...)."""
+        """The running, initialized connection, spawning a worker if there is none. Raises ``TimeoutError``, or the
+        ``WorkerError`` that ended its start (not found, crashed...)."""
         conn = self._conn
         if conn is not None and conn.state is State.READY and self._pid == os.getpid():
             return conn
         if self._pid != os.getpid():
             self.reset_after_fork()  # a fork that skipped os.register_at_fork handlers
-        try:
-            if not self._spawn_lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
-                raise TimeoutError("timed out waiting for another thread to start the worker")
+        with self._lock:
             if self.closed:
                 raise WorkerError("this Worker is closed")
             conn = self._conn
@@ -98,22 +114,18 @@ class Session:
                 if conn is not None:
                     conn.abandon()  # its start was cut short: if its thread ever runs, it ends
                     _close_pool(conn)
-                conn = Connection(self.command, self.env, self.options.max_frame_bytes)
-                if ENCODING_SHM in self.options.encodings:  # offered; used if the worker lists shm too
-                    pool = conn.plans[_shm.Pool] = _shm.Pool()
-                    conn.init_params = {"shmPrefix": pool.prefix}
-                self._conn = conn  # before it starts: close() finds whatever was started
+                pool = _shm.Pool() if ENCODING_SHM in self.options.encodings else None  # used if the worker has shm
+                conn = self._conn = Connection(self.command, self.env, self.options.max_frame_bytes, pool)
                 conn.start()
-        finally:
-            release_if_owned(self._spawn_lock)
-        startup_deadline = conn.started_at + self.options.startup_timeout
+        startup = self.options.startup_timeout
+        startup_deadline = math.inf if startup is None else conn.started_at + startup
         limit = startup_deadline if deadline is None else min(deadline, startup_deadline)
-        if not conn.wait_ready(limit - time.monotonic()):
+        if not wait(conn.ready, None if math.isinf(limit) else limit - time.monotonic()):
             if time.monotonic() < startup_deadline:
-                raise TimeoutError("timed out waiting for the worker to start")
-            reason = f"it did not answer initialize within {self.options.startup_timeout:g} s"
-            conn.kill(reason)
-            raise TimeoutError(f"the worker {reason}")
+                raise TimeoutError("the worker was still starting")
+            conn.kill(f"it did not answer initialize within startup_timeout={startup:g} s")
+            raise TimeoutError(f"the worker {self.command[0]!r} did not answer initialize within "
+                               f"startup_timeout={startup:g} s, and was killed")
         if conn.state is State.READY:
             return conn
         if self.closed or conn.error is None:
@@ -126,7 +138,7 @@ class Session:
         return None if conn is None or conn.state is State.ENDED or self._pid != os.getpid() else conn.pid
 
     def close(self) -> None:
-        with self._spawn_lock:
+        with self._lock:
             self.closed = True
             conn, self._conn = self._conn, None
         self.deadlines.stop()
@@ -135,8 +147,8 @@ class Session:
             _close_pool(conn, everything=conn.state is State.ENDED)
 
     def abandon(self) -> None:
-        """The Worker was dropped without ``close()``: end of input lets the worker finish and
-        exit, its connection reaps it. Never blocks (it may run in GC)."""
+        """The Worker was dropped without ``close()``: end of input lets the worker finish and exit, its
+        connection reaps it. Never blocks (it may run in GC)."""
         self.deadlines.stop()
         conn = self._conn
         if conn is not None and self._pid == os.getpid():
@@ -151,9 +163,8 @@ class Session:
 
 
 def _close_pool(conn: Connection, everything: bool = False) -> None:  # see _shm.Pool.close
-    pool = conn.plans.get(_shm.Pool)
-    if pool is not None:
-        pool.close(everything)
+    if conn.pool is not None:
+        conn.pool.close(everything)
 
 
 def _reset_all_after_fork() -> None:

@@ -35,7 +35,7 @@ class Worker:
 
     def __init__(self, command: Optional[Command] = None, *, timeout: Optional[float] = None,
                  max_frame_bytes: Optional[int] = None, env: Optional[Mapping[str, str]] = None,
-                 startup_timeout: float = 10.0, shutdown_timeout: float = 2.0, retries: int = 1,
+                 startup_timeout: Optional[float] = 10.0, shutdown_timeout: float = 2.0, retries: int = 1,
                  chunk_size: Optional[int] = None,
                  encodings: Tuple[str, ...] = (ENCODING_SHM, ENCODING_PACKED, ENCODING_JSON)) -> None:
         frame = Options.max_frame_bytes if max_frame_bytes is None else max_frame_bytes
@@ -80,22 +80,12 @@ class Worker:
         """Start ``calculate_squares(numbers)``, blocking only while the input is written; its Future raises what
         :meth:`calculate_squares` raises (the timeout holds even if nobody waits), ``cancel()`` cancels it in the
         worker, its callbacks run on the reader thread and must not block. An unusable ``numbers`` raises here."""
-        call = self._squares(numbers, timeout)
-        future = _requests.as_future(call)
-        self._session.deadlines.watch(call)
-        try:
-            call.pump()
-        except BaseException:
-            call.cancel()
-            raise
-        return future
+        return _requests.submit(self._squares(numbers, timeout), self._session.deadlines)
 
     async def calculate_squares_async(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> List[int]:
         """``await``-able :meth:`calculate_squares`, not blocking the event loop (``numbers`` is read here, written
         by the loop's default executor). Cancelling the awaiting task cancels the request in the worker."""
-        call = self._squares(numbers, timeout)
-        self._session.deadlines.watch(call)
-        return await _requests.run_async(call)  # type: ignore[no-any-return]
+        return await _requests.run_async(self._squares(numbers, timeout), self._session.deadlines)  # type: ignore[no-any-return]
 
     def _squares(self, numbers: Iterable[Any], timeout: Optional[float]) -> _requests.Call:
         return self._session.call(CALCULATE_SQUARES, _convert.as_numbers(numbers) if not self.closed else (), timeout)
