@@ -14,7 +14,7 @@ Usage: python benchmarks/bench_latency.py [--calls 3000] [--size 3] [--worker CM
 process: wall time and the calling thread's CPU time (less sensitive to a loaded machine),
 medians over the rounds and the median of the per-round ratios, and the whole process's CPU
 time (the reader thread's share too). Rounds hold 300 calls, or one call of more than 1,000
-numbers; ``--encodings`` restricts both Workers (e.g. ``packed``: what a call costs without
+numbers; ``--threads N`` makes them from N threads at once (wall time per call: 1/throughput); ``--encodings`` restricts both Workers (e.g. ``packed``: what a call costs without
 shared memory). Example, a 1,000,000-number packed call in 25 rounds:
 ``--compare DIR/NAME --size 1000000 --calls 25 --encodings packed``.
 """
@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--worker", default=None)
     parser.add_argument("--compare", metavar="DIR/NAME", default=None, help="another copy of the package")
     parser.add_argument("--encodings", default="shm,packed,json", help="for --compare: the Workers' encodings")
+    parser.add_argument("--threads", type=int, default=1, help="for --compare: calling threads (wall: per call)")
     args = parser.parse_args()
     if args.compare:
         compare(args)
@@ -143,15 +144,24 @@ def compare(args: argparse.Namespace) -> None:
     for _ in range(max(1, args.calls // per_round)):
         for name, worker in workers.items():
             started, cpu_started, process_started = time.perf_counter(), time.thread_time(), time.process_time()
-            for _ in range(per_round):
-                worker.calculate_squares(numbers)
+            if args.threads == 1:
+                for _ in range(per_round):
+                    worker.calculate_squares(numbers)
+            else:  # the same number of calls, from that many threads at once
+                threads = [threading.Thread(target=lambda: [worker.calculate_squares(numbers)
+                                                            for _ in range(per_round // args.threads)])
+                           for _ in range(args.threads)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
             wall[name].append((time.perf_counter() - started) / per_round)
             cpu[name].append((time.thread_time() - cpu_started) / per_round)
             process[name].append((time.process_time() - process_started) / per_round)
     for worker in workers.values():
         worker.close()
     print(f"{len(wall['my_module'])} interleaved rounds of {per_round} calls of {args.size} numbers "
-          f"(encodings {args.encodings}); medians")
+          f"from {args.threads} thread(s) (encodings {args.encodings}); medians")
     for name in workers:
         ratio = statistics.median(c / o for c, o in zip(cpu[name], cpu[folder.name]))
         print(f"{name:<22}{statistics.median(wall[name]) * 1e6:>10.0f} us wall"

@@ -234,3 +234,27 @@ def test_an_interrupt_right_after_a_big_frame_is_handed_over_keeps_the_worker(wo
         assert cut and w.calculate_squares(list(range(2_000))) == [n * n for n in range(2_000)]
         wait_until(lambda: in_flight(w) == 0, 10, "the withdrawn request is answered")
         assert w.pid == pid and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_an_interrupt_right_after_a_callers_own_write_drops_its_reply_quietly(worker_command, monkeypatch,
+                                                                            caplog) -> None:
+    # A lone small call is written by its caller (one whole write); an interrupt right after that write, before
+    # the request is listed as pending, leaves its id among the unlisted ones: its reply is dropped, not taken for
+    # a protocol error, and the worker keeps serving.
+    from my_module import _connection
+
+    with my_module.Worker(worker_command) as w:
+        assert w.calculate_squares([1]) == [1]
+        pid, write = w.pid, _connection.os.write
+
+        def write_then_interrupt(fd, data):
+            write(fd, data)
+            monkeypatch.setattr(_connection.os, "write", write)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(_connection.os, "write", write_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            w.calculate_squares([5, 6])
+        assert w.calculate_squares([7]) == [49]
+        wait_until(lambda: not w._session._conn._unlisted, 10, "the unlisted reply is dropped")
+        assert w.pid == pid and not [r for r in caplog.records if r.levelno >= logging.WARNING]

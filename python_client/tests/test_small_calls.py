@@ -162,7 +162,8 @@ def test_keyboard_interrupts_during_small_calls_never_corrupt_results(worker: my
 
 def test_small_requests_queued_behind_a_busy_writer_leave_in_one_write(worker: my_module.Worker, monkeypatch) -> None:
     # While the writer thread is busy with a frame (held here), 12 small submits return at once,
-    # queued; the writer then takes every queued frame and writes them in one write.
+    # queued (a caller writes a small frame itself only when nothing else is in flight); the
+    # writer then takes every queued frame and writes them in one write.
     from my_module import _connection
 
     warm(worker)
@@ -177,12 +178,12 @@ def test_small_requests_queued_behind_a_busy_writer_leave_in_one_write(worker: m
         real_write_all(fd, data, stalled)
 
     monkeypatch.setattr(_connection, "write_all", write_all)
-    first = worker.submit([1])
+    first = worker.submit(range(2_000))  # over PIPE_BUF: written by the writer thread, never by its caller
     assert busy.wait(10)
     futures = [worker.submit([i, i + 1]) for i in range(12)]  # each returns at once: queued
     assert len(writes) == 1 and not any(f.done() for f in futures)
     release.set()
-    assert first.result(timeout=10) == [1]
+    assert first.result(timeout=10) == [n * n for n in range(2_000)]
     assert [f.result(timeout=10) for f in futures] == [[i * i, (i + 1) ** 2] for i in range(12)]
     assert len(writes) == 2 and writes[1].count(b'"calculate_squares"') == 12, writes
     assert in_flight(worker) == 0

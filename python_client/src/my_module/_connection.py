@@ -11,10 +11,12 @@ import concurrent.futures
 import contextlib
 import enum
 import logging
+import os
+import select
 import signal
 import threading
 import time
-from typing import Any, Deque, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Deque, Dict, List, Mapping, Optional, Protocol, Sequence, Set, Tuple
 
 from . import _jsonrpc
 from ._errors import ProtocolError, WorkerError, WorkerNotFoundError
@@ -110,6 +112,8 @@ class Connection:
         self._taken_end = 0  # the weight total up to the last request the writer took
         self._room: List[Wakeup] = []  # senders waiting for the backlog to shrink
         self._input_done = False  # no more frames: the writer closes stdin once the queue is empty
+        self._writing = True  # the writer has taken frames, or stdin is closed: no caller writes now
+        self._unlisted: Set[int] = set()  # ids written by a caller, maybe missing from _pending
         self._work = Wakeup()  # the writer's
         self._delivering: Optional[Request] = None  # its delivery raised ProtocolError: lost with the rest
         self._reader = threading.Thread(target=self._read_loop, name="my_module-reader", daemon=True)
@@ -148,6 +152,8 @@ class Connection:
                     raise ConnectionRefused()
                 if request.withdrawn:
                     return
+                if not weight and len(frame) <= select.PIPE_BUF and self._write_now(request, frame):
+                    return
                 end = self._queue[-1].end if self._queue else self._taken_end
                 if not room or end - self._taken_end <= BACKLOG_BYTES:
                     request.frame, request.state = frame, QUEUED
@@ -158,6 +164,22 @@ class Connection:
             if not wakeup.wait(None if deadline is None else deadline - time.monotonic()):
                 raise TimeoutError("timed out waiting for room in the worker's input")
         self._work.set()
+
+    def _write_now(self, request: Request, frame: bytes) -> bool:
+        """With the lock: write a small frame at once if nothing else is in flight (one write of at most PIPE_BUF bytes
+        is whole or nothing: a lone call saves a thread handoff; concurrent ones are batched by the writer). If an exception lands between the write and the
+        table, the id stays in ``_unlisted``, whose late reply is dropped."""
+        if self._queue or self._writing or self._pending or self.process is None or self.state is not State.READY:
+            return False
+        self._unlisted.add(request.rid)
+        try:
+            os.write(self.process.stdin_fd, frame)
+        except OSError:  # full (it is queued instead), or the worker is gone (the reader sees the end)
+            self._unlisted.discard(request.rid)
+            return False
+        self._pending[request.rid], request.state = request, SENT
+        self._unlisted.discard(request.rid)
+        return True
 
     def _append(self, request: Request, weight: int) -> None:  # with the lock; the backlog is a difference of totals
         request.end = (self._queue[-1].end if self._queue else self._taken_end) + weight
@@ -203,6 +225,8 @@ class Connection:
             logger.exception("my_module's writer thread failed")
             process.kill(f"internal error in the writer thread: {exc!r}")
         finally:
+            with self._lock:
+                self._writing = True
             process.close_stdin()
 
     def _take(self) -> List[Request]:
@@ -223,6 +247,7 @@ class Connection:
                 if room:
                     self._room = []
                 over = self.state is State.ENDED or (self._input_done and not batch)
+                self._writing = bool(batch) or over
             for wakeup in room:
                 wakeup.set()
             if batch or over:
@@ -290,6 +315,9 @@ class Connection:
         rid, is_error, payload = reply
         with self._lock:
             request = self._pending.pop(rid, None)
+            if request is None and rid in self._unlisted:
+                self._unlisted.discard(rid)
+                return  # its caller was interrupted right after writing it: nobody waits for it
         if request is None or request.owner is None:  # (a notification is never pending)
             raise ProtocolError(f"worker replied to request {rid}, which is not in flight")
         try:
