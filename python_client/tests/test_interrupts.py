@@ -191,7 +191,7 @@ def test_a_delivery_that_fails_after_its_result_was_recorded_still_settles_the_c
         call.on_reply(request, False, [1, 4, 9])
     assert not call.settled
     assert call.on_lost(request, my_module.WorkerError("internal error while delivering a reply")) is False
-    assert call.settled and call.future.result(timeout=0) == [1, 4, 9]
+    assert call.settled and call.result(timeout=0) == [1, 4, 9]
 
 
 class Failing:

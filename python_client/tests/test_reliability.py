@@ -274,7 +274,7 @@ def test_a_call_settled_while_its_chunks_are_written_stops_quietly(worker_comman
         return encode(self, rid, *rest)
 
     def capture(call, deadlines):
-        futures.append(call.future)
+        futures.append(call)
         return submit(call, deadlines)
 
     monkeypatch.setattr(_methods.ArrayMethod, "body", body)

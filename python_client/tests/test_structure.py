@@ -80,13 +80,15 @@ def test_connection_and_framing_know_no_method_but_the_lifecycle_ones() -> None:
         assert "CALCULATE_SQUARES" not in text, module
 
 
-def test_a_method_is_one_table_entry(worker) -> None:
+def test_a_method_is_one_table_entry(worker_command) -> None:
     # A new per-element method would be an ArrayMethod entry; a plain one an RpcMethod.
-    # calculate_squares through its entry alone, with a chunk of 3: chunked, joined, exact.
-    call = worker._session.call(_methods.CALCULATE_SQUARES, list(range(10)), 20)
+    # calculate_squares through its entry alone, with chunks of 3: chunked, joined, exact.
     from my_module import _requests
 
-    assert _requests.run(call) == [n * n for n in range(10)]
+    with my_module.Worker(worker_command, chunk_size=3) as w:
+        call = w._session.call(_methods.CALCULATE_SQUARES, list(range(10)), 20)
+        assert _requests.run(call) == [n * n for n in range(10)]
+        assert call.bounds == [(0, 3), (3, 6), (6, 9), (9, 10)]
     entry = _methods.CALCULATE_SQUARES
     assert entry.name == "calculate_squares" and {e.name for e in entry.encodings} == {"shm", "packed", "json"}
 

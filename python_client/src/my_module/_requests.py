@@ -1,11 +1,10 @@
 """Calls composed of wire requests, as ``Executor.map`` composes work: a :class:`Call` converts its input and hands a
 request per chunk to the connection, takes results in order (the first bad element wins, as in PyO3), cancels the
-rest once settled, resends only what a crash lost. Its one completion slot is a ``concurrent.futures.Future``."""
+rest once settled, resends only what a crash lost. A Call is its own completion slot: a ``Future``."""
 
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import heapq
 import itertools
 import logging
@@ -42,39 +41,15 @@ class ChunkRequest(Request):
         self.segment: Optional[_shm.Segment] = None
 
 
-class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
-    """A call's Future, whose waits are on a lock of the waiter's own (see ``_connection.wait``): an exception in a
-    waiting thread cannot leave the Future's shared Condition half released."""
-
-    def result(self, timeout: Optional[float] = None) -> Any:
-        try:
-            if not wait(self, timeout):
-                raise concurrent.futures.TimeoutError()
-            return super().result(0)
-        finally:
-            del self  # no cycle: its exception -> the traceback -> this frame -> the Future
-
-    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        if not wait(self, timeout):
-            raise concurrent.futures.TimeoutError()
-        return super().exception(0)
-
-
-class Call:
-    """One caller-visible operation: its chunks, their requests, and its Future. Fields shared with the I/O threads
-    change under ``lock``; the Future is settled in one place, :meth:`settle`."""
-
-    # Slots: a small call's cost is mostly creating and reading these (bench_latency.py).
-    __slots__ = ("session", "method", "payload", "deadline", "retries_left", "future", "lock", "bounds", "parts",
-                 "errors", "requests", "taken", "settled", "pieces", "_source", "_source_encoding", "_retried",
-                 "_sending", "_send_wanted", "__weakref__")
+class Call(concurrent.futures.Future):  # type: ignore[type-arg]
+    """One caller-visible operation: its chunks, their requests, and its outcome, settled in one place
+    (:meth:`settle`). Fields shared with the I/O threads change under ``lock``. Its waits are on a lock of the
+    waiter's own (``_connection.wait``): an exception in a waiting thread leaves no shared Condition half released."""
 
     def __init__(self, session: Session, method: RpcMethod, payload: Any, deadline: Optional[float], retries: int) -> None:
+        super().__init__()  # stays PENDING until settled: cancel() works until then
         self.session, self.method, self.deadline, self.retries_left = session, method, deadline, retries
         self.payload: Any = payload  # the numbers (a NumberSequence) or the params; None once settled
-        self.future = CallFuture()  # stays PENDING until settled
-        # Held weakly: the connection holds the call while in flight, so refcounting frees a finished one.
-        self.future.add_done_callback(functools.partial(_cancel_call, weakref.ref(self)))
         self.lock = threading.Lock()
         self.bounds: List[Tuple[int, int]] = []  # chunk index -> [start, end) of the input
         self.parts: List[Any] = []  # chunk index -> its decoded result (a Part), or _MISSING
@@ -87,6 +62,26 @@ class Call:
         self._source_encoding: Optional[ArrayEncoding] = None
         self._retried: List[BaseException] = []  # the crashes already counted against retries
         self._sending = self._send_wanted = False  # a thread is in _send; another one wants it
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        try:
+            if not wait(self, timeout):
+                raise concurrent.futures.TimeoutError()
+            return super().result(0)
+        finally:
+            del self  # no cycle: its exception -> the traceback -> this frame -> the call
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        if not wait(self, timeout):
+            raise concurrent.futures.TimeoutError()
+        return super().exception(0)
+
+    def cancel(self) -> bool:
+        """Give up on the call (unless settled): its requests are withdrawn, cancelled in the worker."""
+        if not super().cancel():
+            return False
+        self.settle(concurrent.futures.CancelledError())
+        return True
 
     # -- ends -------------------------------------------------------------------------------------
 
@@ -107,11 +102,11 @@ class Call:
                 self._free(request)  # never to be written: its segment is ours
         try:
             if error is None:
-                self.future.set_result(result)
+                self.set_result(result)
             else:
-                self.future.set_exception(error)
+                self.set_exception(error)
         except concurrent.futures.InvalidStateError:
-            pass  # cancelled through its Future
+            pass  # cancelled
         return True
 
     # -- sending ----------------------------------------------------------------------------------
@@ -295,12 +290,6 @@ class Call:
         self.settle(outcome, None if outcome is not None else self.method.assemble(parts, self.pieces))
 
 
-def _cancel_call(ref: "weakref.ReferenceType[Call]", future: "concurrent.futures.Future[Any]") -> None:
-    call = ref()
-    if call is not None and future.cancelled():
-        call.settle(concurrent.futures.CancelledError())
-
-
 # -- the three ways to wait -------------------------------------------------------------------------
 
 
@@ -310,28 +299,27 @@ def run(call: Call) -> Any:
     if on_io_thread():
         raise WorkerError("a blocking my_module call from a Future callback would deadlock the reader thread; "
                           "use submit() there instead")
-    future = call.future
     try:
         call.pump()
-        if not wait(future, None if call.deadline is None else call.deadline - time.monotonic()):
+        if not wait(call, None if call.deadline is None else call.deadline - time.monotonic()):
             call.expire()
-        return future.result()
+        return call.result()
     except BaseException:
-        future.cancel()  # no-op if settled
+        call.cancel()  # no-op if settled
         raise
     finally:
-        del call, future  # no cycle through the exception's traceback
+        del call  # no cycle through the exception's traceback
 
 
 def submit(call: Call, deadlines: Deadlines) -> "concurrent.futures.Future[Any]":
-    """The call handed over, its Future returned (its deadline kept by ``deadlines``)."""
+    """The call handed over and returned, as a Future (its deadline kept by ``deadlines``)."""
     deadlines.watch(call)
     try:
         call.pump()
     except BaseException:
-        call.future.cancel()
+        call.cancel()
         raise
-    return call.future
+    return call
 
 
 async def run_async(call: Call, deadlines: Deadlines) -> Any:
@@ -341,12 +329,12 @@ async def run_async(call: Call, deadlines: Deadlines) -> Any:
     loop = asyncio.get_running_loop()
     call.pieces = True
     deadlines.watch(call)
-    waiter = asyncio.wrap_future(call.future, loop=loop)
+    waiter = asyncio.wrap_future(call, loop=loop)
     loop.run_in_executor(None, call.pump)
     try:
         return await waiter
     except BaseException:  # cancelled, or an exception raised in this task: the call is withdrawn
-        call.future.cancel()
+        call.cancel()
         raise
     finally:
         del call, waiter  # no cycle through the exception's traceback
