@@ -1,8 +1,6 @@
-"""One worker process and the two threads that alone touch its pipes. A caller hands a request over (``send``: one
-locked step, its frame queued) and is answered through the request's owner. The writer thread writes what is
-queued, small frames joined into one write; the reader thread spawns the worker, says ``initialize``, delivers every
-reply, and at the end reaps the worker and hands back what it lost. An exception in a caller can land only in its
-own bookkeeping or in its wait: nothing it leaves half done is shared."""
+"""One worker process and the threads that alone touch its pipes: a caller hands a request over in one locked step
+(``send``); the writer thread writes what is queued, joined; the reader thread spawns the worker, says ``initialize``,
+delivers every reply to the request's owner, and at the end reaps the worker and hands back what it lost."""
 
 from __future__ import annotations
 
@@ -39,14 +37,13 @@ NEW, QUEUED, WRITING, SENT = range(4)  # where a Request is (under its connectio
 _io = threading.local()
 
 
-def on_io_thread() -> bool:
-    """True on a connection's reader or writer thread (where a Future callback runs): it must never block."""
+def on_io_thread() -> bool:  # a connection's reader or writer thread (Future callbacks run there): never block
     return getattr(_io, "value", False)
 
 
 class Wakeup:
-    """Wakes one sleeping thread from any other: a held lock, released in one C call (a Condition's wait, which an
-    exception can leave half done, is never used where a caller's thread could be interrupted)."""
+    """Wakes a sleeping thread from any other: a held lock, released in one C call (unlike a Condition's wait, which
+    an exception can leave half done)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -74,8 +71,7 @@ class Owner(Protocol):  # whoever sent a request: told its outcome on the reader
     def on_lost(self, request: Request, error: WorkerError) -> bool: ...  # True: it was sent again
 
 
-class Request:
-    """One wire request (``owner`` None: a notification). ``state`` and ``withdrawn`` change under the lock."""
+class Request:  # one wire request (owner None: a notification); state and withdrawn change under the lock
 
     __slots__ = ("rid", "owner", "frame", "end", "state", "withdrawn")
 
@@ -85,8 +81,8 @@ class Request:
         self.state, self.withdrawn = NEW, False
 
 
-class ConnectionRefused(Exception):
-    """The connection takes no more requests (ending or ended)."""
+class ConnectionRefused(Exception):  # the connection takes no more requests (ending or ended)
+    pass
 
 
 State = enum.Enum("State", {"NEW": "new", "STARTING": "starting", "READY": "ready", "CLOSING": "closing", "ENDED": "ended"})
@@ -121,7 +117,8 @@ class Connection:
 
     @property
     def pid(self) -> Optional[int]:
-        return None if self.process is None else self.process.pid
+        with self._lock:
+            return None if self.process is None else self.process.pid
 
     def start(self) -> None:  # its reader thread spawns the worker and says initialize
         self._reader.start()
@@ -142,9 +139,8 @@ class Connection:
 
     def send(self, request: Request, body: Sequence[bytes], weight: int = 0, *, deadline: Optional[float] = None,
              room: bool = True, force: bool = False) -> None:
-        """Queue ``body`` as ``request``'s frame (nothing if it was withdrawn). ``weight``: memory it holds beyond its
-        frame; ``room``: wait while the backlog is over ``BACKLOG_BYTES`` (``TimeoutError`` past ``deadline``).
-        Raises ``ConnectionRefused`` unless READY (``force``: unless ENDED)."""
+        """Queue ``body`` as ``request``'s frame (``weight``: what else it holds); ``room``: first wait while the backlog
+        is over BACKLOG_BYTES (``TimeoutError`` past ``deadline``). ``ConnectionRefused`` unless READY (``force``: ENDED)."""
         frame = b"".join([frame_header(sum(map(len, body))), *body])
         while True:
             with self._lock:
@@ -166,9 +162,8 @@ class Connection:
         self._work.set()
 
     def _write_now(self, request: Request, frame: bytes) -> bool:
-        """With the lock: write a small frame at once if nothing else is in flight (one write of at most PIPE_BUF bytes
-        is whole or nothing: a lone call saves a thread handoff; concurrent ones are batched by the writer). If an exception lands between the write and the
-        table, the id stays in ``_unlisted``, whose late reply is dropped."""
+        """With the lock: a lone small frame written at once, whole or not at all (at most PIPE_BUF bytes), saving a
+        thread handoff. Should an exception land between the write and the table, the reply of ``_unlisted`` is dropped."""
         if self._queue or self._writing or self._pending or self.process is None or self.state is not State.READY:
             return False
         self._unlisted.add(request.rid)
@@ -186,8 +181,7 @@ class Connection:
         self._queue.append(request)
 
     def withdraw(self, request: Request) -> bool:
-        """Give ``request`` up: True if it will never be written; else it is cancelled in the worker once written,
-        and its reply (late, or -32800) comes to its owner as usual."""
+        """Give ``request`` up: True if never to be written; else cancelled once written (its reply still comes)."""
         with self._lock:
             request.withdrawn = True
             if request.state is SENT and self.state is not State.ENDED:
@@ -229,8 +223,7 @@ class Connection:
                 self._writing = True
             process.close_stdin()
 
-    def _take(self) -> List[Request]:
-        """The next frames to write, joined up to BATCH_BYTES (a big one alone); [] once there is no more input."""
+    def _take(self) -> List[Request]:  # the next frames to write, up to BATCH_BYTES (a big one alone); [] at the end
         while True:
             with self._lock:
                 queue, batch, size = self._queue, [], 0  # type: Deque[Request], List[Request], int
@@ -289,8 +282,7 @@ class Connection:
             end = (ProtocolError(f"internal error in the reader thread: {exc!r}"), "")
         self._finish(*end)
 
-    def _read_frames(self, process: WorkerProcess) -> Tuple[Optional[WorkerError], str]:
-        """Deliver replies until the end: (a protocol error, or None; a note on how the stream ended)."""
+    def _read_frames(self, process: WorkerProcess) -> Tuple[Optional[WorkerError], str]:  # (protocol error, note)
         frames = FrameReader(process.stdout_fd, self.max_frame_bytes)
         try:
             while True:
@@ -359,47 +351,43 @@ class Connection:
     # -- the end ----------------------------------------------------------------------------------
 
     def kill(self, reason: str) -> None:
-        """SIGKILL the worker, which ends with ``reason``."""
-        if self.process is not None:
-            self.process.kill(reason)
+        with self._lock:
+            process = self.process
+        if process is not None:
+            process.kill(reason)
 
     def close(self, grace: float) -> None:
         """``shutdown`` after what is in flight, end of input, then SIGTERM and SIGKILL ``grace`` s apart; reaped."""
         with self._lock:
-            running = self.state is not State.ENDED and self.process is not None
-        self._stop()
-        if running:
+            process = self.process if self.state is not State.ENDED else None
+            self.state = State.CLOSING if process is not None else self.state  # no new requests behind shutdown
+        if process is not None:
             rid = self.new_id()
             with contextlib.suppress(ConnectionRefused):
                 self.send(Request(rid, self), [_jsonrpc.request(rid, SHUTDOWN.name)], force=True)
-            self.abandon()
+        self.abandon()
         if threading.current_thread() is self._reader or self._reader.ident is None:
             return
         self._reader.join(timeout=grace)
-        if self._reader.is_alive() and self.process is not None:
-            logger.warning("worker pid %d ignored shutdown; sending SIGTERM", self.process.pid)
-            self.process.signal(signal.SIGTERM)
+        if self._reader.is_alive() and process is not None:
+            logger.warning("worker pid %d ignored shutdown; sending SIGTERM", process.pid)
+            process.signal(signal.SIGTERM)
             self._reader.join(timeout=grace)
             if self._reader.is_alive():
-                logger.warning("worker pid %d ignored SIGTERM; killing it", self.process.pid)
-                self.process.kill("it ignored shutdown and SIGTERM")
+                logger.warning("worker pid %d ignored SIGTERM; killing it", process.pid)
+                process.kill("it ignored shutdown and SIGTERM")
         self._reader.join(timeout=2 * REAP_GRACE)
 
     def abandon(self) -> None:
-        """Quietly end its input once what is queued is written (never blocks): it finishes and exits."""
-        self._stop()
-        with self._lock:
-            self._input_done = True
-        self._work.set()
-
-    def _stop(self) -> None:  # closing, quietly (unless it ended already)
+        """Closing, quietly: its input ends once what is queued is written, so it finishes and exits (never blocks)."""
         with self._lock:
             if self.state is not State.ENDED:
                 self.state = State.CLOSING
+            self._input_done = True
+        self._work.set()
         self._set_ready()
 
-    def forget_after_fork(self) -> None:
-        """In a fork child: drop the parent's worker with no I/O on its pipes."""
+    def forget_after_fork(self) -> None:  # in a fork child: the parent's worker dropped, no I/O on its pipes
         if self.process is not None:
             self.process.forget_after_fork()
 

@@ -341,55 +341,46 @@ async def run_async(call: Call, deadlines: Deadlines) -> Any:
 
 
 class Deadlines:
-    """Expires calls nobody may wait on (``submit``, async) at their deadline, from one daemon thread. Calls are held
-    weakly: a finished one in the heap must not pin its result."""
+    """Expires calls nobody may wait on (``submit``, async) at their deadline, from one daemon thread; held weakly,
+    so that a finished call is not pinned by the heap."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._heap: List[Tuple[float, int, "weakref.ReferenceType[Call]"]] = []
-        self._order = itertools.count()
-        self._compact_at = 256
-        self._wakeup = Wakeup()
+        self._lock, self._wakeup, self._order = threading.Lock(), Wakeup(), itertools.count()
+        self._heap: Optional[List[Tuple[float, int, "weakref.ReferenceType[Call]"]]] = []  # None once stopped
         self._thread: Optional[threading.Thread] = None
-        self._stopped = False
 
     def watch(self, call: Call) -> None:
-        if call.deadline is None:
-            return
         with self._lock:
-            if self._stopped:
+            heap = self._heap
+            if call.deadline is None or heap is None:
                 return
-            if len(self._heap) >= self._compact_at:  # drop the settled and the freed
-                self._heap = [e for e in self._heap if not getattr(e[2](), "settled", True)]
-                heapq.heapify(self._heap)
-                self._compact_at = max(256, 2 * len(self._heap))
-            heapq.heappush(self._heap, (call.deadline, next(self._order), weakref.ref(call)))
-            first, start = self._heap[0][2]() is call, self._thread is None
+            if len(heap) >= 256 and not len(heap) & (len(heap) - 1):  # at each power of two: drop the finished
+                heap[:] = [e for e in heap if not getattr(e[2](), "done", lambda: True)()]
+                heapq.heapify(heap)
+            heapq.heappush(heap, (call.deadline, next(self._order), weakref.ref(call)))
+            thread, start = self._thread, self._thread is None
             if start:
-                self._thread = threading.Thread(target=self._run, name="my_module-deadlines", daemon=True)
+                thread = self._thread = threading.Thread(target=self._run, name="my_module-deadlines", daemon=True)
         if start:
-            self._thread.start()  # type: ignore[union-attr]
-        elif first:
+            thread.start()  # type: ignore[union-attr]
+        else:
             self._wakeup.set()
 
-    def stop(self) -> None:
-        """Stop the thread; calls still watched are left to their owners."""
+    def stop(self) -> None:  # calls still watched are left to their owners
         with self._lock:
-            self._stopped = True
-            self._heap.clear()
+            self._heap = None
         self._wakeup.set()
 
     def _run(self) -> None:
         while True:
             with self._lock:
-                if self._stopped:
+                heap, now = self._heap, time.monotonic()
+                if heap is None:
                     return
-                now = time.monotonic()
-                due = self._heap and self._heap[0][0] <= now
-                call = heapq.heappop(self._heap)[2]() if due else None
-                sleep = None if due or not self._heap else self._heap[0][0] - now
+                call = heapq.heappop(heap)[2]() if heap and heap[0][0] <= now else None
+                sleep = heap[0][0] - now if heap else None
             if call is not None:
                 call.expire()
                 del call
-            elif not due:
+            else:
                 self._wakeup.wait(sleep)
