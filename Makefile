@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 WORKER := .build/release/squares-worker
 
-.PHONY: demo test worker venv test-swift test-protocol test-python test-wheel bench bench-e2e bench-e2e-quick clean test-long \
+.PHONY: demo test worker venv typecheck test-swift test-protocol test-python test-wheel bench bench-e2e bench-e2e-quick clean test-long \
 	fuzz tsan asan venv-dask bench-dask bench-dask-quick
 
 ## Build the worker (release) and run the demo.
@@ -14,7 +14,7 @@ demo: worker venv
 ## Build everything and run every test: Swift, protocol conformance, Python, the wheel and the
 ## sdist, and smoke runs of the end-to-end and dask benchmarks; then a minute of fuzzing and the Swift
 ## tests under TSan and ASan.
-test: worker venv test-swift test-protocol test-python test-wheel bench-e2e-quick bench-dask-quick fuzz tsan asan
+test: worker venv typecheck test-swift test-protocol test-python test-wheel bench-e2e-quick bench-dask-quick fuzz tsan asan
 
 # The wheel's build too (python_client/hatch_build.py), so that make and pip share one build in
 # .build/: release, the Swift standard library linked in (the binary needs no toolchain to run).
@@ -28,16 +28,20 @@ venv: $(VENV)/.stamp
 $(VENV)/.stamp: python_client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet "pytest>=7" "hypothesis>=6" "auditwheel>=6" "build>=1" -e ./python_client
+	$(VPY) -m pip install --quiet "pytest>=7" "hypothesis>=6" "auditwheel>=6" "build>=1" "mypy>=1.8" -e ./python_client
 	touch $@
 
-# dask.distributed (a real LocalCluster) and numpy (dask.array) for python_client/tests/test_dask.py:
+# dask.distributed (a real LocalCluster) and numpy (dask.array) for python_client/tests/integration/test_dask.py:
 # test tools like pytest, never dependencies of the package. A stamp of their own, so that the
 # venv target's list stays the package's, and a remade venv gets them again.
 venv-dask: $(VENV)/.stamp-dask
 $(VENV)/.stamp-dask: $(VENV)/.stamp
 	$(VPY) -m pip install --quiet "dask[distributed]>=2024.1" "numpy>=1.24"
 	touch $@
+
+## The client's types, strictly (it ships py.typed).
+typecheck: venv
+	$(VPY) -m mypy --strict python_client/src/my_module
 
 test-swift:
 	swift build --build-tests
@@ -63,8 +67,8 @@ SOAK_SECONDS ?= 600
 FAULT_SECONDS ?= 120
 test-long: worker venv
 	MY_MODULE_LONG=1 SOAK_SECONDS=$(SOAK_SECONDS) FAULT_SECONDS=$(FAULT_SECONDS) $(VPY) -m pytest -q -s -rs \
-		python_client/tests/test_limits.py python_client/tests/test_soak.py \
-		python_client/tests/test_reliability.py::test_sigkill_at_random_moments_under_load_from_16_threads
+		python_client/tests/integration/test_limits.py python_client/tests/long/test_soak.py \
+		python_client/tests/faults/test_reliability.py::test_sigkill_at_random_moments_under_load_from_16_threads
 
 ## Release benchmark of the codec and the core against Foundation's Codable.
 bench:

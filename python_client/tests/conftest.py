@@ -1,5 +1,9 @@
 """Shared fixtures: the worker under test, fake workers, and a hard time bound per test.
 
+Tests sit in folders by kind: ``unit/`` (no worker process), ``integration/`` (the real worker,
+every way a user calls it), ``faults/`` (crashes, kills, stalls, interrupts), ``long/`` (minutes
+long; ``make test-long``), and ``support/`` (helpers they import, not tests).
+
 The real-worker tests run against whatever the normal lookup finds (``$MY_MODULE_WORKER``,
 then ``squares-worker`` on PATH, then this repository's ``.build`` output), so the same suite
 checks the Swift worker or the Python reference worker
@@ -23,7 +27,9 @@ from my_module._locate import find_worker
 from my_module._methods import RpcMethod
 
 TESTS = Path(__file__).resolve().parent
-FAKE_WORKER = TESTS / "fake_worker.py"
+SUPPORT = TESTS / "support"  # what tests use: fake workers, load drivers, /proc counters (imported by name)
+sys.path.insert(0, str(SUPPORT))
+FAKE_WORKER = SUPPORT / "fake_worker.py"
 
 HARD_TIMEOUT = 60.0
 """No single test may take longer: past it, every thread's traceback is dumped and the run

@@ -18,7 +18,7 @@ import my_module
 from my_module import _methods
 from my_module._protocol import MAX_NUMBER
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def test_seed_example_squares_one_to_ten(any_encoding_worker: my_module.Worker) -> None:

@@ -21,10 +21,10 @@ import pytest
 
 import my_module
 
-from conftest import in_flight, wait_until
+from conftest import SUPPORT, TESTS, in_flight, wait_until
 from resources import Snapshot, assert_no_leaks
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer (POSIX)"),
@@ -65,7 +65,7 @@ def test_interrupts_at_many_moments_of_a_20_million_number_call() -> None:
     # In a process of its own: 20,000,000 ints and their squares would leave this one's RSS
     # high (freed small objects are not all given back), which later memory bounds would see.
     out = subprocess.run([sys.executable, __file__, "big-call"], capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "PYTHONPATH": str(SRC)})
+                         timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (SRC, TESTS, SUPPORT)))})
     assert out.returncode == 0, out.stderr[-3000:]
     # A worker killed because the caller's own interrupt cut a frame is no crash: no warning
     # (logging's last-resort handler would print one to stderr).

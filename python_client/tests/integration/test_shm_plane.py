@@ -13,7 +13,7 @@ import pytest
 import my_module
 from my_module import _shm
 
-REFERENCE = Path(__file__).resolve().parents[2] / "protocol" / "tests" / "reference_worker.py"
+REFERENCE = Path(__file__).resolve().parents[3] / "protocol" / "tests" / "reference_worker.py"
 pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="no memfd_create here")
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from my_module import _protocol
 
-CONSTANTS = Path(__file__).resolve().parents[2] / "protocol" / "constants.json"
+CONSTANTS = Path(__file__).resolve().parents[3] / "protocol" / "constants.json"
 
 
 @pytest.fixture(scope="module")

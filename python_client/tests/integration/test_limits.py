@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from conftest import TESTS
+from conftest import SUPPORT, TESTS
 from resources import vm_kib
 
 pytestmark = pytest.mark.skipif(
@@ -44,7 +44,7 @@ def run_probe(n: int, timeout: float) -> Dict[str, Any]:
     # the many-threaded fault tests peaked 15-90% higher (2.06x the input -> 2.4-3.8x, with this package and with
     # the one before the I/O-thread redesign alike; never when started by fork or from a shell).
     out = subprocess.run(
-        [sys.executable, str(TESTS / "limits_probe.py"), str(n)],
+        [sys.executable, str(SUPPORT / "limits_probe.py"), str(n)],
         capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(SRC)}, preexec_fn=lambda: None,
     )

@@ -174,7 +174,13 @@ def test_task_threads_of_a_process_share_its_one_squares_worker_concurrently(cli
     note_processes(client, seen)
 
 
-def test_each_dask_process_has_exactly_one_squares_worker_child(client, seen) -> None:
+@pytest.fixture(scope="module", autouse=True)
+def children_before() -> set:
+    """This process's children before this module's first test (an earlier test's Worker may still run one)."""
+    return {k[0] for k in dask_tasks.children_of_this_process()}
+
+
+def test_each_dask_process_has_exactly_one_squares_worker_child(children_before, client, seen) -> None:
     started = client.run(dask_tasks.default_worker_pid)
     kids = client.run(dask_tasks.children_of_this_process)
     assert set(kids) == set(started) and len(started) == PROCESSES
@@ -186,7 +192,7 @@ def test_each_dask_process_has_exactly_one_squares_worker_child(client, seen) ->
         assert runs(live[0][1], argv), f"{address}: its child runs {live[0][1]}, not {argv}"
     note_processes(client, seen)
     # The test process itself never needed one: nothing was computed here.
-    assert not [k for k in dask_tasks.children_of_this_process() if runs(k[1], argv)]
+    assert not [k for k in dask_tasks.children_of_this_process() if runs(k[1], argv) and k[0] not in children_before]
 
 
 def runs(cmdline, argv) -> bool:

@@ -22,7 +22,7 @@ from my_module._protocol import Method
 
 from conftest import assert_reaped, in_flight, request, submit_request, wait_until
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 # -- the worker dies ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Tuple
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def cli(*args: str, stdin: str = "") -> Tuple[int, str, str]:

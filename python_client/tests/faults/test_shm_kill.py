@@ -33,7 +33,7 @@ from conftest import in_flight, wait_until
 from load import log_uniform_size, run_threads
 from resources import Snapshot, assert_no_leaks, kill_child
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 MEMFD = re.compile(r"/memfd:(my_module-[0-9a-f]+-)(\d+) \(deleted\)")
 
 pytestmark = [
