@@ -94,7 +94,7 @@ def test_pieces_cut_inside_a_line_join_up_again(worker: my_module.Worker) -> Non
 def test_a_bad_number_on_stdin_names_its_line(stdin: str, line: int, token: str) -> None:
     code, _, err = cli(stdin=stdin)
     assert code == 1
-    assert one_error_line(err) == f"python -m my_module: error: line {line}: {token} is not a u32 (an integer 0 <= n <= 4294967295)"
+    assert one_error_line(err) == f"python -m my_module: error: line {line}: {token} is not a u32 (0 <= n <= 4294967295)"
 
 
 def test_squares_before_a_bad_piece_are_written_first(worker: my_module.Worker) -> None:
@@ -106,7 +106,7 @@ def test_squares_before_a_bad_piece_are_written_first(worker: my_module.Worker) 
 
 def test_a_bad_number_on_the_command_line_is_named() -> None:
     code, _, err = cli("1", "-2")
-    assert code == 1 and one_error_line(err).endswith("error: '-2' is not a u32 (an integer 0 <= n <= 4294967295)")
+    assert code == 1 and one_error_line(err).endswith("error: '-2' is not a u32 (0 <= n <= 4294967295)")
     code, _, err = cli("x")
     assert code == 1 and "'x' is not a u32" in one_error_line(err)
 

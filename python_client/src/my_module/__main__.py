@@ -32,14 +32,6 @@ def pieces(stream: BinaryIO) -> Iterator[bytes]:
     yield rest
 
 
-def bad_number(rows: List[List[bytes]], line: Optional[int]) -> str:
-    """The first token of ``rows`` that is not a u32, and its line (``line``: the first row's; None: none)."""
-    offset, token = next((i, token) for i, row in enumerate(rows) for token in row
-                         if not (token.isdigit() and int(token) <= MAX_NUMBER))
-    where = "" if line is None else f"line {line + offset}: "
-    return f"{where}{token.decode(errors='replace')!r} is not a u32 (an integer 0 <= n <= {MAX_NUMBER})"
-
-
 def square_lines(worker: Worker, source: Iterable[bytes], out: TextIO, line: Optional[int]) -> None:
     """Write the squares of ``source``'s numbers to ``out`` as they were laid out, ``WINDOW`` pieces in flight."""
     window: list = []  # (a Future, None for a piece with a bad number; the piece's rows; its first line)
@@ -52,8 +44,11 @@ def square_lines(worker: Worker, source: Iterable[bytes], out: TextIO, line: Opt
             line = None if line is None else line + len(rows) - 1
         while window and (piece is None or len(window) >= WINDOW):
             future, rows, at = window.pop(0)
-            if future is None:
-                raise ValueError(bad_number(rows, at))
+            if future is None:  # name the first token that is not a u32, and its line
+                i, token = next((i, token) for i, row in enumerate(rows) for token in row
+                                if not (token.isdigit() and int(token) <= MAX_NUMBER))
+                where = "" if at is None else f"line {at + i}: "
+                raise ValueError(f"{where}{token.decode(errors='replace')!r} is not a u32 (0 <= n <= {MAX_NUMBER})")
             squares = map(str, future.result())
             text = "\n".join(" ".join(islice(squares, len(row))) for row in rows)
             text = " " + text if mid_line and text[:1] not in ("", "\n") else text
@@ -69,7 +64,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.error = lambda message: parser.exit(2, f"{parser.prog}: error: {message} (see --help)\n")  # type: ignore
     parser.add_argument("numbers", nargs="*", help="decimal numbers (none: read stdin, a line of squares per line)")
     parser.add_argument("--info", action="store_true", help="print the worker's initialize result (JSON) and exit")
-    parser.add_argument("--worker", metavar="COMMAND", help="the worker's path or command line (default: see README)")
+    parser.add_argument("--worker", metavar="COMMAND", help="the worker's path or command line (default: "
+                        "$MY_MODULE_WORKER, else the package's own, else squares-worker on PATH)")
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="limit per call (each piece of stdin is one)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show my_module's and the worker's logs")
     args = parser.parse_args(argv)
