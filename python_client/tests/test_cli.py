@@ -56,10 +56,20 @@ def test_a_line_longer_than_a_piece_is_cut_between_numbers_and_printed_whole() -
 
 
 class Trickle(io.RawIOBase):
-    """A stream that hands out ``step`` bytes per read, like a slow pipe."""
+    """A stream that hands out ``step`` bytes per read, like a slow pipe (always ready to ``select``)."""
 
     def __init__(self, data: bytes, step: int) -> None:
         self.data, self.step = data, step
+        self.ready, writer = os.pipe()
+        os.write(writer, b"x")
+        os.close(writer)
+
+    def fileno(self) -> int:
+        return self.ready
+
+    def close(self) -> None:
+        os.close(self.ready)
+        super().close()
 
     def readable(self) -> bool:
         return True
@@ -72,7 +82,9 @@ class Trickle(io.RawIOBase):
 @pytest.mark.parametrize("step", [1, 3, 7, 1000])
 def test_pieces_never_cut_a_number(step: int) -> None:
     data = b"12 345\n6789\t0 1\n\n22 333 4444"
-    pieces = list(cli_module.pieces(Trickle(data, step)))  # type: ignore[arg-type]
+    with Trickle(data, step) as stream:
+        pieces = list(cli_module.pieces(stream))  # type: ignore[arg-type]
+    assert None not in pieces, "a stream with more to read at once is read on"
     assert b"".join(pieces) == data
     assert all(piece[-1:].isspace() for piece in pieces[:-1] if piece)
     assert [n for piece in pieces for n in piece.split()] == data.split()
@@ -80,8 +92,24 @@ def test_pieces_never_cut_a_number(step: int) -> None:
 
 def test_pieces_cut_inside_a_line_join_up_again(worker: my_module.Worker) -> None:
     out = io.StringIO()
-    cli_module.square_lines(worker, [b"1 2 ", b"3\n4", b" ", b"\n", b"", b"5 ", b"6"], out, 1)
+    cli_module.square_lines(worker, [b"1 2 ", b"3\n4", None, b" ", b"\n", b"", b"5 ", None, b"6"], out, 1)
     assert out.getvalue() == "1 4 9\n16\n25 36\n"
+
+
+def test_squares_come_as_soon_as_their_line_is_typed() -> None:
+    """No waiting for a full window or the end of stdin when nothing more is there yet."""
+    squares = subprocess.Popen(CLI, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=ENV)
+    assert squares.stdin and squares.stdout
+    try:
+        for number in (3, 4294967295, 12):
+            squares.stdin.write(f"{number}\n".encode())
+            squares.stdin.flush()
+            assert squares.stdout.readline() == f"{number * number}\n".encode()
+        squares.stdin.close()
+        assert squares.wait(timeout=30) == 0 and squares.stdout.read() == b""
+    finally:
+        squares.kill()
+        squares.wait()
 
 
 @pytest.mark.parametrize(("stdin", "line", "token"), [
@@ -202,3 +230,18 @@ def test_stdin_is_streamed_in_bounded_memory(tmp_path: Path) -> None:
             expected = "".join(f"{n * n}\n" for n in range(start, min(start + 100_000, count + 1)))
             assert squares.read(len(expected)) == expected, f"squares of lines {start}.."
         assert squares.read() == ""
+
+
+def test_ctrl_c_exits_130_quietly() -> None:
+    squares = subprocess.Popen(CLI, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    assert squares.stdin and squares.stdout and squares.stderr
+    squares.stdin.write(b"7\n")
+    squares.stdin.flush()
+    try:
+        assert squares.stdout.readline() == b"49\n"  # the worker runs, and the CLI waits for more stdin
+        squares.send_signal(signal.SIGINT)
+        assert squares.wait(timeout=30) == 130
+        assert squares.stderr.read() == b""
+    finally:
+        squares.kill()
+        squares.wait()

@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import os
+import select
 import sys
 from itertools import chain, islice
 from typing import BinaryIO, Iterable, Iterator, List, Optional, TextIO
@@ -21,10 +22,16 @@ WINDOW = 4  # calls in flight: the next piece is read and converted while the wo
 NOT_DIGITS = b"0123456789 \t\n\r\x0b\x0c"  # what bytes.translate deletes from a piece of decimal numbers
 
 
-def pieces(stream: BinaryIO) -> Iterator[bytes]:
-    """``stream`` as it arrives, in pieces of at most ~``PIECE_BYTES`` that end after whitespace (never in a number)."""
+def pieces(stream: BinaryIO) -> Iterator[Optional[bytes]]:
+    """``stream`` as it arrives, in pieces of at most ~``PIECE_BYTES`` that end after whitespace (never in a number),
+    and None whenever it has nothing more at once (a person typing, a slow producer): the squares so far are due."""
     rest = b""
-    for data in iter(lambda: stream.read1(PIECE_BYTES), b""):
+    while True:
+        if not select.select([stream], [], [], 0)[0]:
+            yield None
+        data = stream.read1(PIECE_BYTES)
+        if not data:
+            break
         data = rest + data
         cut = max(data.rfind(b"\n"), data.rfind(b" "), data.rfind(b"\t")) + 1
         rest = data[cut:]
@@ -32,8 +39,9 @@ def pieces(stream: BinaryIO) -> Iterator[bytes]:
     yield rest
 
 
-def square_lines(worker: Worker, source: Iterable[bytes], out: TextIO, line: Optional[int]) -> None:
-    """Write the squares of ``source``'s numbers to ``out`` as they were laid out, ``WINDOW`` pieces in flight."""
+def square_lines(worker: Worker, source: Iterable[Optional[bytes]], out: TextIO, line: Optional[int]) -> None:
+    """Write the squares of ``source``'s numbers to ``out`` as they were laid out, ``WINDOW`` pieces in flight and all
+    of them written at each None."""
     window: list = []  # (a Future, None for a piece with a bad number; the piece's rows; its first line)
     mid_line = False  # out's last line is unfinished: a piece ended inside a line
     for piece in chain(source, [None]):
