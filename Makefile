@@ -1,10 +1,11 @@
-# The two commands of README: `make demo` and `make test`. Each does its own set-up.
+# The two commands of README: `make demo` and `make test`. Each does its own set-up. While editing,
+# `make check` (CONTRIBUTING.md) is the quick loop. Every pytest run says why a test was skipped (-rs).
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 WORKER := .build/release/squares-worker
 
-.PHONY: demo test worker venv typecheck test-swift test-protocol test-python test-wheel bench bench-e2e bench-e2e-quick clean test-long \
+.PHONY: demo test check worker venv typecheck test-swift test-protocol test-python test-wheel bench bench-e2e bench-e2e-quick clean test-long \
 	fuzz tsan asan venv-dask bench-dask bench-dask-quick
 
 ## Build the worker (release) and run the demo.
@@ -15,6 +16,14 @@ demo: worker venv
 ## sdist, and smoke runs of the end-to-end and dask benchmarks; then a minute of fuzzing and the Swift
 ## tests under TSan and ASan.
 test: worker venv typecheck test-swift test-protocol test-python test-wheel bench-e2e-quick bench-dask-quick fuzz tsan asan
+
+## The quick loop while editing (CONTRIBUTING.md; under 3 minutes once the worker is built): the
+## client's unit tests, the Swift tests (debug build) and the conformance suite against the release worker.
+check: worker venv
+	$(VPY) -m pytest -q -rs python_client/tests/unit
+	swift build --build-tests
+	swift test --skip-build
+	$(VPY) protocol/conformance.py --no-skip -- $(WORKER)
 
 # The wheel's build too (python_client/hatch_build.py), so that make and pip share one build in
 # .build/: release, the Swift standard library linked in (the binary needs no toolchain to run).
@@ -49,18 +58,18 @@ test-swift:
 
 ## --no-skip: the Swift worker serves every encoding here (shm included), so a skipped case is a failure.
 test-protocol: worker venv
-	$(VPY) -m pytest -q protocol/tests
+	$(VPY) -m pytest -q -rs protocol/tests
 	$(VPY) protocol/conformance.py --no-skip -- $(WORKER)
 
 test-python: worker venv venv-dask
-	$(VPY) -m pytest -q python_client/tests
+	$(VPY) -m pytest -q -rs python_client/tests
 
 ## The wheel and the sdist as a user gets them (python_client/packaging_tests): built by pip, the
 ## wheel installed into a fresh venv per Python, called from outside the checkout, uninstalled.
 test-wheel: worker venv
 	$(VPY) -m pytest -q -rs python_client/packaging_tests
 
-## The long versions of the client's reliability tests (README.md, Reliability): a
+## The long versions of the client's reliability tests (docs/reliability.md): a
 ## 50,000,000-number call (~5 GB of RAM), a SOAK_SECONDS soak (default 600) and FAULT_SECONDS of
 ## SIGKILLs under load (default 120).
 SOAK_SECONDS ?= 600
@@ -86,7 +95,7 @@ bench-e2e: worker venv pyo3-seed
 pyo3-seed: venv
 	$(VPY) python_client/benchmarks/pyo3_seed/build.py --install-deps
 
-## Scaling out (README.md): one job (20,000,000 numbers in 40 partitions) on a dask LocalCluster
+## Scaling out (docs/scaling-out.md): one job (20,000,000 numbers in 40 partitions) on a dask LocalCluster
 ## of 1 and 2 processes x 1, 2, 4 threads, my_module against pure Python; writes
 ## python_client/benchmarks/bench_dask.png (~6 min; BENCH_ARGS="--json FILE"). Its own venv, so
 ## that matplotlib never meets the test venv; the client comes from the source tree.

@@ -4,8 +4,10 @@ A wheel of my_module carries ``squares-worker`` as ``my_module/bin/squares-worke
 maturin or setuptools-rust wheel carries its compiled code, so that one ``pip install`` gives an
 ``import my_module`` that works anywhere. The hook runs the same build as ``make worker``
 (release, Swift standard library linked statically, so the binary needs nothing from the
-toolchain at run time) and tags the wheel for the platform the binary needs: the worker does not
-load into Python, so one ``py3-none-<platform>`` wheel serves every supported Python.
+toolchain at run time), ships a stripped copy of it (no symbol table, no debug information: about
+half the size; ``make worker``'s own binary keeps both, for backtraces with names), and tags the
+wheel for the platform the binary needs: the worker does not load into Python, so one
+``py3-none-<platform>`` wheel serves every supported Python.
 
 The Swift package is the repository root, one level above this file, in a checkout; an sdist
 carries it in ``swift/`` (pyproject.toml's sdist ``force-include``). An editable install builds
@@ -20,6 +22,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -49,9 +52,14 @@ class SquaresWorkerBuildHook(BuildHookInterface):
             return
         package = swift_package(Path(self.root))
         binary = build_worker(package)
+        self._scratch = tempfile.mkdtemp(prefix="my_module-wheel-")
         build_data["pure_python"] = False
         build_data["tag"] = f"py3-none-{platform_tag(binary)}"
-        build_data["force_include"][str(binary)] = WHEEL_PATH
+        build_data["force_include"][str(stripped_copy(binary, Path(self._scratch)))] = WHEEL_PATH
+
+    def finalize(self, version: str, build_data: Dict[str, Any], artifact_path: str) -> None:
+        if getattr(self, "_scratch", None):
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
 
 def swift_package(root: Path) -> Path:
@@ -88,6 +96,28 @@ def build_worker(package: Path) -> Path:
     if not os.access(binary, os.X_OK):
         raise RuntimeError(f"swift build succeeded but left no executable at {binary}")
     return binary
+
+
+def stripped_copy(binary: Path, directory: Path) -> Path:
+    """``binary`` without its symbol table and debug information, copied into ``directory``.
+
+    The build's own binary stays as it is: ``make worker`` shares it, and its symbols name the
+    frames of a crash's backtrace. The toolchain's ``llvm-objcopy`` (next to ``swift``) does it,
+    else ``strip`` from PATH; with neither, the worker ships unstripped, with a note saying so.
+    """
+    out = directory / binary.name
+    objcopy = Path(shutil.which("swift") or "swift").resolve().with_name("llvm-objcopy")
+    strip = shutil.which("strip")
+    if objcopy.is_file():
+        command = [str(objcopy), "--strip-all", str(binary), str(out)]
+    elif strip:
+        command = [strip, "-o", str(out), str(binary)]
+    else:
+        print(f"my_module: neither llvm-objcopy nor strip found: the wheel's worker keeps its symbols "
+              f"({binary.stat().st_size:,} bytes)", file=sys.stderr, flush=True)
+        return binary
+    subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr, check=True)
+    return out
 
 
 def platform_tag(binary: Path) -> str:

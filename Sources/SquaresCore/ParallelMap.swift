@@ -9,7 +9,7 @@
 /// `map` is inlinable so that each map's loop is specialised where it is called, as the codecs'
 /// are: unspecialised, every element would be a call through the map's witness table.
 public struct ParallelMap: Sendable {
-    /// Below this many elements the map runs inline. Measured with `squares-bench` (README): on
+    /// Below this many elements the map runs inline. Measured with `squares-bench` (`make bench`): on
     /// 2 cores the group's spawn and join cost about as much as squaring ~32K numbers.
     public static let defaultParallelThreshold = 32_768
     /// Elements mapped between two cancellation checks (~20 µs of squaring).

@@ -32,9 +32,9 @@ public struct IntegerArray: Sendable, Equatable {
 
 /// The hand-written codec for the two big arrays on the wire: a request's array of `UInt32`s and
 /// the reply's array of `UInt64`s, mapped element by element (`ElementMap`) as they are written.
-/// `squares-bench` (`make bench`, figures in README) measures it against Foundation's `Codable`
-/// in the same run: 40–60 times less time per number, and well under Python's own json codec on
-/// the other side of the pipe.
+/// `squares-bench` (`make bench`; figures in docs/performance.md) measures it against Foundation's
+/// `Codable` in the same run: tens of times less time per number, and well under Python's own
+/// json codec on the other side of the pipe.
 public enum IntegerArrayCodec {
     // MARK: - Scanning
 

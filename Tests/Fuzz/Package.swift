@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // The libFuzzer target of the worker's input path, kept out of the main package so that its
-// builds, flags and products are unaffected. Build and run it with `make fuzz` (README), which
+// builds, flags and products are unaffected. Build and run it with `make fuzz` (docs/reliability.md), which
 // passes the sanitizer flags on the command line so that every module it links, the root
 // package's included, is instrumented for coverage and checked by AddressSanitizer.
 import PackageDescription

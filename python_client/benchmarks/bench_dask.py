@@ -8,8 +8,8 @@ own venv ``.venv-bench`` from ``requirements-dask.txt`` and runs this in it)::
 
 The job: the squares of N u32 numbers (default 20,000,000, the top of the u32 range so that
 every square is past 2**53) in P partitions (default 40). Each task gets a ``range`` (a few
-bytes pickled) and returns its squares as one ``array('Q')``, the task shape README
-recommends; the client gathers all of them. ``my_module`` squares a partition with
+bytes pickled) and returns its squares as one ``array('Q')``, the task shape
+docs/scaling-out.md recommends; the client gathers all of them. ``my_module`` squares a partition with
 ``calculate_squares`` in the dask worker process (each process starts its own squares-worker
 on first use, its threads share it); ``pure Python`` with ``array('Q', (x * x for x in r))``,
 the same job with no worker. Both run on the same cluster, alternating, R rounds each (default

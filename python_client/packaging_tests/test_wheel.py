@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
@@ -30,6 +31,9 @@ import pytest
 CHECKOUT = Path(__file__).resolve().parents[2]
 PROJECT = CHECKOUT / "python_client"
 WORKER_IN_WHEEL = "my_module/bin/squares-worker"
+# Size limits (issue 21): the worker ships stripped (27 MB with its symbols and debug information).
+MAX_WHEEL_BYTES = 6_000_000
+MAX_WORKER_BYTES = 16 * 2**20
 # Every supported minor version (requires-python >= 3.9) that a newer release may add to.
 SUPPORTED_MINORS = range(9, 20)
 
@@ -125,6 +129,9 @@ def assert_squares_from_the_installed_package(venv_python: Path, cwd: Path) -> P
     assert result["worker"] == str(package / "bin" / "squares-worker"), "the packaged worker runs"
     assert result["squares"][:6] == [0, 1, 4, 4294836225, 4294967296, 18446744065119617025]
     assert result["squares"] == [n * n for n in PROBE_NUMBERS]
+    script = venv_python.parent / "squares"  # the console script: python -m my_module's command line
+    done = run([str(script), "3", "4294967295"], cwd=cwd, env=clean_env(), timeout=120)
+    assert done.stdout == "9 18446744065119617025\n"
     return package
 
 
@@ -150,6 +157,36 @@ def test_the_wheel_carries_an_executable_worker(wheel: Path) -> None:
     assert info.file_size > 0
     assert "Root-Is-Purelib: false" in metadata
     assert f"Tag: {wheel_tag(wheel)}" in metadata
+
+
+def elf_section_names(binary: bytes) -> List[str]:
+    """The names of an ELF64 little-endian file's sections, read from its section headers."""
+    assert binary[:6] == b"\x7fELF\x02\x01", "an ELF64 little-endian executable"
+    shoff, = struct.unpack_from("<Q", binary, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", binary, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQ", binary, shoff + i * shentsize) for i in range(shnum)]
+    names_at, names_size = headers[shstrndx][4], headers[shstrndx][5]
+    names = binary[names_at : names_at + names_size]
+    return [names[h[0] : names.index(b"\0", h[0])].decode() for h in headers]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the worker's ELF section headers")
+def test_the_wheel_is_small_and_its_worker_stripped(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        worker = archive.read(WORKER_IN_WHEEL)
+    sections = elf_section_names(worker)
+    assert ".text" in sections and ".dynsym" in sections, sections  # the reader reads real headers
+    assert not [s for s in sections if s == ".symtab" or s.startswith(".debug")], f"not stripped: {sections}"
+    assert len(worker) <= MAX_WORKER_BYTES, f"the worker is {len(worker):,} bytes"
+    assert wheel.stat().st_size <= MAX_WHEEL_BYTES, f"the wheel is {wheel.stat().st_size:,} bytes"
+
+
+def test_the_build_leaves_the_checkout_worker_its_symbols(wheel: Path) -> None:
+    """``make worker``'s binary, the one the wheel's was stripped from, keeps them for backtraces."""
+    built = CHECKOUT / ".build" / "release" / "squares-worker"
+    if not built.is_file() or not sys.platform.startswith("linux"):
+        pytest.skip("no ELF .build/release/squares-worker here (an sdist or non-Linux build)")
+    assert ".symtab" in elf_section_names(built.read_bytes())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="auditwheel reads Linux ELF wheels")

@@ -296,7 +296,7 @@ class Connection:
         except (OversizedFrameError, ProtocolError) as exc:
             error = exc if isinstance(exc, ProtocolError) else ProtocolError(f"worker wrote garbage on stdout: {exc}")
             if self.state is State.STARTING and not self.info:
-                error = ProtocolError(f"{self.argv[0]!r} is not a squares-worker: it did not answer initialize "
+                error = ProtocolError(f"{self.argv[0]} is not a squares-worker: it did not answer initialize "
                                       f"as one ({error})")
             return error, ""
 
@@ -411,8 +411,8 @@ class Connection:
         if process is None:  # a bug before the spawn: nothing was sent
             self._end(self.refusal())
             return
-        if error is not None:
-            logger.error("worker pid %d broke the protocol: %s", process.pid, error)
+        if error is not None:  # (one that never started is reported once, by its callers' exception)
+            logger.log(logging.ERROR if self.info else logging.DEBUG, "worker pid %d broke the protocol: %s", process.pid, error)
             process.kill(f"it broke the protocol: {error}")
         returncode = process.reap(REAP_GRACE)
         process.close_stdout(REAP_GRACE)

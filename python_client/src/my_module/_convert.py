@@ -130,8 +130,8 @@ _INT_LIST_BYTES = b"0123456789-, []"
 def encode_chunk(chunk: Sequence[Any], max_bytes: int) -> bytes:
     """A chunk as a JSON array of at most ``max_bytes`` bytes, or :class:`ElementError` for a bad element found."""
     if type(chunk) is list:
-        # Fast path: repr() of a list of ints beats the JSON encoder by ~40% (1,000,000 u32:
-        # 90 ms against 150 ms on the 2-core reference machine; see benchmarks/README.md),
+        # Fast path: repr() of a list of ints, faster than the JSON encoder on Python 3.9 and slower
+        # on 3.13 (1,000,000 u32: docs/design.md, Encodings, has the timeit command),
         # and its ", " separators cost the worker nothing measurable. One C-level pass
         # checks that the text holds nothing but digits, '-', ', ' and brackets: anything
         # else (True, 1.5, 'x', None, np.int64(5), <Color.RED: 7>, [...]) takes the JSON

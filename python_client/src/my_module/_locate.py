@@ -17,32 +17,33 @@ ENV_VAR = "MY_MODULE_WORKER"
 EXECUTABLE_NAME = "squares-worker"
 # Where a wheel puts the worker (python_client/hatch_build.py's WHEEL_PATH names the same place).
 PACKAGED_WORKER = Path(__file__).resolve().with_name("bin") / EXECUTABLE_NAME
-BUILD_COMMAND = f"swift build -c release --product {EXECUTABLE_NAME}"
 
 Command = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 
-_PIP_INSTALL = ("install my_module with `pip install ./python_client` from the repository root (that "
-                "builds the worker and installs it inside the package)")
-_POINT_AT = f"put {EXECUTABLE_NAME} on PATH, set {ENV_VAR} to its path or to a command line, or pass Worker(command=...)"
-_HOW_TO_PROVIDE = (f"{_PIP_INSTALL}, or build it at the repository root with `{BUILD_COMMAND}` (output: "
-                   f".build/release/{EXECUTABLE_NAME}) and {_POINT_AT}")
+# What to do, by where the lookup failed: a wheel (or sdist) build puts the worker inside the package, so an
+# installed package without it is a broken install; a checkout has `make worker`.
+_REINSTALL = "reinstall my_module (`pip install --force-reinstall` its wheel or sdist: their build puts the worker inside)"
+_OR_POINT_AT = f"or set {ENV_VAR} to a worker's path or command line"
+_FIX = {"Worker(command=...)": "pass the path or command line of a squares-worker",
+        f"${ENV_VAR}": f"set {ENV_VAR} to a squares-worker's path or command line, or unset it"}
 
 
 def checked_argv(command: Command, origin: str) -> Tuple[str, ...]:
-    """A path, a command line (split like a shell unless it names a file) or an argv, as a runnable argv tuple."""
+    """A path, a command line (split like a shell unless it names a file) or an argv, as a runnable argv tuple;
+    ``origin`` (``"$MY_MODULE_WORKER"`` or ``"Worker(command=...)"``) is where it came from, named in the error."""
     if isinstance(command, (str, os.PathLike)):
         text = os.fspath(command)
         argv: Tuple[str, ...] = (text,) if os.path.isfile(text) else tuple(shlex.split(text))
     else:
         argv = tuple(os.fspath(part) for part in command)
     if not argv:
-        raise WorkerNotFoundError(f"empty worker command {command!r}")
+        raise WorkerNotFoundError(f"{origin}: empty worker command {command!r}; {_FIX[origin]}")
     program = argv[0]
     if shutil.which(program):  # a name is looked up on PATH, a path (with a directory part) checked as it is
         return argv
     problem = ("is not on PATH" if not os.path.dirname(program) else
                "is not an executable file" if os.path.exists(program) else "does not exist")
-    raise WorkerNotFoundError(f"{origin}: {program!r} {problem}; {_HOW_TO_PROVIDE}")
+    raise WorkerNotFoundError(f"{origin}: {program!r} {problem}; {_FIX[origin]}")
 
 
 def repository_build_outputs(start: Optional[Path] = None) -> Tuple[Path, ...]:
@@ -60,16 +61,12 @@ def find_worker(command: Optional[Command] = None) -> Tuple[str, ...]:
         return checked_argv(command, "Worker(command=...)")
     configured = os.environ.get(ENV_VAR, "")
     if configured.strip():
-        return checked_argv(configured, f"${ENV_VAR}={configured!r}")
+        return checked_argv(configured, f"${ENV_VAR}")
     candidates = repository_build_outputs()
     for place in map(str, (PACKAGED_WORKER, EXECUTABLE_NAME, *candidates)):  # a path checked as it is, the name on PATH
         found = shutil.which(place)
         if found:
             return (found,)
-    tried = [f"${ENV_VAR} (unset)", f"the package's own worker ({PACKAGED_WORKER})", f"{EXECUTABLE_NAME} on PATH"]
-    how = _HOW_TO_PROVIDE
-    if candidates:
-        tried.append(f"the checkout's build output ({', '.join(map(str, candidates))})")
-        how = (f"build it with `{BUILD_COMMAND}` in {candidates[0].parents[2]} (output: {candidates[0]}, "
-               f"found there by itself), or {_PIP_INSTALL}, or {_POINT_AT}")
-    raise WorkerNotFoundError(f"cannot find the {EXECUTABLE_NAME} worker; tried {', '.join(tried)}; {how}")
+    looked = ", ".join([f"${ENV_VAR} (unset)", str(PACKAGED_WORKER), "PATH", *map(str, candidates)])
+    fix = f"run `make worker` in {candidates[0].parents[2]}" if candidates else _REINSTALL
+    raise WorkerNotFoundError(f"no {EXECUTABLE_NAME} found; looked at {looked}\nto fix: {fix}, {_OR_POINT_AT}")

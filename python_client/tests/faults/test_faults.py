@@ -316,7 +316,7 @@ def test_worker_not_found(monkeypatch, tmp_path) -> None:
     with pytest.raises(my_module.WorkerNotFoundError) as info:
         my_module.Worker()
     message = str(info.value)
-    assert str(missing) in message and "swift build -c release" in message
+    assert str(missing) in message and "set MY_MODULE_WORKER to a squares-worker's path" in message
 
 
 # -- fork -----------------------------------------------------------------------------------------

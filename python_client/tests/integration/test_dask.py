@@ -209,7 +209,7 @@ def runs(cmdline, argv) -> bool:
 def test_dask_bag_over_2m_numbers_gives_the_exact_squares_in_order(client) -> None:
     # A bag of the numbers themselves (shipped in the graph as lists), squared a partition per
     # call; each partition comes back as a u64 array (dask serializes a list result element by
-    # element, ~100× slower: README, Scaling out).
+    # element, ~100× slower: docs/scaling-out.md).
     bag = db.from_sequence(NUMBERS, npartitions=20)
     squared = bag.map_partitions(dask_tasks.squares_u64)
     arrays = client.gather(client.compute(squared.to_delayed()))

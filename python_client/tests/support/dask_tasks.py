@@ -21,11 +21,11 @@ _barriers_lock = threading.Lock()
 
 
 def squares_u64(numbers) -> array:
-    """The task shape README recommends: squares back as one ``array('Q')``, not a list.
+    """The task shape docs/scaling-out.md recommends: squares back as one ``array('Q')``, not a list.
 
     dask.distributed serializes a list result element by element (dask/distributed#6368): ~100×
-    the cost of an array, which travels as one buffer (bench_dask.py measures both; README,
-    Scaling out, has the figures). The squares of u32 numbers always fit a u64.
+    the cost of an array, which travels as one buffer (bench_dask.py measures both;
+    docs/scaling-out.md has the figures). The squares of u32 numbers always fit a u64.
     """
     return array("Q", my_module.calculate_squares(numbers))
 
@@ -54,7 +54,7 @@ def square_block_u64(block):
 
     ``calculate_squares`` takes the ndarray (``.tolist()`` in C) and returns a list of ints,
     which ``np.fromiter`` packs back into a uint64 block: one Python int per element each way
-    (README, Scaling out, says what that costs per block).
+    (docs/scaling-out.md says what that costs per block).
     """
     import numpy as np
 

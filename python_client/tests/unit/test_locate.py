@@ -120,37 +120,3 @@ def test_explicit_command_is_checked(tmp_path) -> None:
         my_module.Worker([str(not_executable)])
     with pytest.raises(my_module.WorkerNotFoundError, match="not on PATH"):
         my_module.Worker("no-such-program-anywhere --flag")
-
-
-def test_not_found_says_how_to_build_or_point_at_the_worker(clean_env, monkeypatch) -> None:
-    monkeypatch.setattr(_locate, "repository_build_outputs", lambda start=None: ())
-    with pytest.raises(my_module.WorkerNotFoundError) as info:
-        _locate.find_worker()
-    message = str(info.value)
-    for hint in (
-        "pip install ./python_client",
-        "swift build -c release --product squares-worker",
-        ".build/release/squares-worker",
-        "PATH",
-        _locate.ENV_VAR,
-        "Worker(command=...)",
-    ):
-        assert hint in message
-
-
-def test_not_found_names_every_place_tried_and_the_checkout_build(
-    clean_env, monkeypatch, tmp_path
-) -> None:
-    outputs = (
-        tmp_path / ".build" / "release" / _locate.EXECUTABLE_NAME,
-        tmp_path / ".build" / "debug" / _locate.EXECUTABLE_NAME,
-    )
-    monkeypatch.setattr(_locate, "repository_build_outputs", lambda start=None: outputs)
-    with pytest.raises(my_module.WorkerNotFoundError) as info:
-        _locate.find_worker()
-    message = str(info.value)
-    places = (f"${_locate.ENV_VAR} (unset)", str(_locate.PACKAGED_WORKER), "on PATH", *map(str, outputs))
-    for tried in places:
-        assert tried in message
-    build = f"`swift build -c release --product squares-worker` in {tmp_path} (output: {outputs[0]},"
-    assert build in message
