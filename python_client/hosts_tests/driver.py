@@ -96,7 +96,7 @@ def square_until_released(numbers, name, index):
 
 
 def squares_pure_python(numbers):
-    return array("Q", [x * x for x in numbers])
+    return array("Q", (x * x for x in numbers))
 
 
 def squares_my_module(numbers):
@@ -225,26 +225,51 @@ class Session:
                  for a, p, w, n, s in results]
         return {**mismatches(u64([r[4] for r in results]), numbers), "tasks": tasks}
 
-    def op_bench(self, count: int, parts: int, rounds: int):
-        """The same job as bench_dask.py: ``count`` numbers in ``parts`` ranges, squares back as
-        array('Q'), gathered here; my_module and pure Python alternating, median of ``rounds``."""
-        numbers = range(count)
+    def op_bench(self, count: int, parts: int, rounds: int, timeout: float, local_processes: int = 0,
+                 local_threads: int = 0):
+        """bench_dask.py's job: the top ``count`` numbers of the u32 range in ``parts`` ranges,
+        squares back as array('Q'), gathered here; my_module and pure Python alternating,
+        ``rounds`` rounds each. On the cluster of the lab's hosts, or, with ``local_processes``, on
+        a LocalCluster started here on the client host (loopback), for comparison."""
+        if not local_processes:
+            return self._bench(self.client, count, parts, rounds, timeout)
+        cluster = distributed.LocalCluster(
+            n_workers=local_processes, threads_per_worker=local_threads, processes=True,
+            host="127.0.0.1", scheduler_port=0, dashboard_address=None)
+        try:
+            with distributed.Client(cluster) as client:
+                return self._bench(client, count, parts, rounds, timeout)
+        finally:
+            cluster.close(timeout=30)
+
+    @staticmethod
+    def _bench(client, count: int, parts: int, rounds: int, timeout: float):
+        deadline = time.monotonic() + timeout
+        numbers = top_numbers(count)
         step = -(-count // parts)
         chunks = [numbers[i:i + step] for i in range(0, count, step)]
-        times: Dict[str, List[float]] = {"my_module": [], "pure_python": []}
-        # A warm-up round of each: every process imports my_module and starts its squares-worker.
-        for func in (squares_my_module, squares_pure_python):
-            self.client.gather(self.client.map(func, chunks[: len(self.op_workers()) * 4], pure=False))
+        expected_last = numbers[-1] ** 2
+        variants = {"my_module": squares_my_module, "pure_python": squares_pure_python}
+        times: Dict[str, List[float]] = {label: [] for label in variants}
+        workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        # Not timed: every process imports my_module and starts its squares-worker.
+        for func in variants.values():
+            client.gather(client.map(func, chunks[: workers * 4], pure=False))
+        loads = [os.getloadavg()[0]]
         for _ in range(rounds):
-            for label, func in (("my_module", squares_my_module), ("pure_python", squares_pure_python)):
+            for label, func in variants.items():
                 started = time.perf_counter()
-                results = self.client.gather(self.client.map(func, chunks, pure=False))
+                futures = client.map(func, chunks, pure=False)
+                distributed.wait(futures, timeout=max(1.0, deadline - time.monotonic()))
+                results = client.gather(futures)
                 times[label].append(time.perf_counter() - started)
                 got = u64(results)
-                if got.size != count or got[-1] != (count - 1) ** 2 or got[12345] != 12345**2:
+                if got.size != count or int(got[-1]) != expected_last or int(got[0]) != numbers[0] ** 2:
                     raise AssertionError(f"{label}: wrong squares")
-                del results, got
-        return {label: {"median": statistics.median(t), "all": t} for label, t in times.items()}
+                del futures, results, got
+            loads.append(os.getloadavg()[0])
+        return {"workers": workers, "times": times, "load_average": loads,
+                "median": {label: statistics.median(t) for label, t in times.items()}}
 
     def op_quit(self):
         if self.client is not None:

@@ -299,7 +299,11 @@ class Lab:
     """Namespaces, venvs and processes of one run; :meth:`destroy` removes them all and
     :meth:`leftovers` says what is left (nothing, when all went well)."""
 
-    def __init__(self, worker_roles: Sequence[str] = ("w1", "w2")) -> None:
+    def __init__(self, worker_roles: Sequence[str] = ("w1", "w2"), budget: float = 1200) -> None:
+        # Every wait of the run is bounded by its own timeout and by this budget: past it, the
+        # next wait fails at once (the teardown has a bound of its own).
+        self.budget = budget
+        self.deadline = time.monotonic() + budget
         self.tag = f"{TAG_PREFIX}{os.getpid()}"
         self.root = Path(tempfile.mkdtemp(prefix=f"{self.tag}-"))
         self.hosts: Dict[str, Host] = {}
@@ -314,6 +318,13 @@ class Lab:
         self.logs: Dict[str, Path] = {}
         self.watched = Watched()
         self.made_netns: List[str] = []
+
+    def bounded(self, timeout: float) -> float:
+        """``timeout``, or what is left of the run's budget if that is less."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise LabError(f"the run's time budget of {self.budget:.0f} s is spent")
+        return min(timeout, left)
 
     @property
     def workers(self) -> List[Host]:
@@ -357,7 +368,7 @@ class Lab:
         """``pip wheel ./python_client``: the wheel a user builds, with its squares-worker."""
         out = self.root / "wheelhouse"
         run([python, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", out, PROJECT],
-            timeout=1800, what="pip wheel", cwd=self.root, env=clean_environment())
+            timeout=self.bounded(900), what="pip wheel", cwd=self.root, env=clean_environment())
         (wheel,) = out.glob("my_module-*.whl")
         return wheel
 
@@ -368,14 +379,14 @@ class Lab:
         constraints = self.root / "constraints.txt"
         for host in self.hosts.values():
             venv = self.root / "venvs" / host.role
-            run([python, "-m", "venv", venv], timeout=300, what=f"venv for {host.role}", env=clean_environment())
+            run([python, "-m", "venv", venv], timeout=self.bounded(120), what=f"venv for {host.role}", env=clean_environment())
             host.venv = venv
             install = [host.python, "-m", "pip", "install", "--quiet", *HOST_REQUIREMENTS, wheel]
             if constraints.exists():
                 install += ["--constraint", constraints]
-            run(install, timeout=900, what=f"pip install on {host.role}", cwd=host.home, env=clean_environment())
+            run(install, timeout=self.bounded(300), what=f"pip install on {host.role}", cwd=host.home, env=clean_environment())
             if not constraints.exists():
-                frozen = run([host.python, "-m", "pip", "freeze", "--exclude", "my_module"], timeout=120,
+                frozen = run([host.python, "-m", "pip", "freeze", "--exclude", "my_module"], timeout=self.bounded(60),
                              what="pip freeze", env=clean_environment()).stdout
                 constraints.write_text(frozen)
 
@@ -415,6 +426,7 @@ class Lab:
         ])
 
     def wait_for_log(self, name: str, text: str, timeout: float) -> None:
+        timeout = self.bounded(timeout)
         deadline = time.monotonic() + timeout
         while text not in self.logs[name].read_text(errors="replace"):
             if self.processes[name].poll() is not None:
@@ -486,6 +498,10 @@ class Lab:
             else:
                 errors.append(f"ip netns del {name}: {done.stderr.strip()}")
         log(f"teardown: namespaces deleted after {time.monotonic() - started:.1f} s")
+        keep = os.environ.get("HOSTS_LOG_DIR")
+        if keep and (self.root / "logs").is_dir():
+            shutil.copytree(self.root / "logs", Path(keep) / self.tag, dirs_exist_ok=True)
+            log(f"the processes' logs are in {Path(keep) / self.tag}")
         shutil.rmtree(self.root, ignore_errors=True)
         log(f"teardown: {self.root} removed after {time.monotonic() - started:.1f} s")
         if errors:
@@ -568,6 +584,7 @@ class Driver:
         """Send one command; its reply within ``timeout`` s, or a LabError with the logs. The
         driver's own waits get a little less, so that they fail first and say what they waited
         for."""
+        timeout = self.lab.bounded(timeout)
         args["timeout"] = max(1.0, timeout * 0.9 - 5)
         try:
             self.stdin.write(json.dumps({"op": op, **args}).encode() + b"\n")
