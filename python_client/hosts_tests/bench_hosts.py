@@ -42,7 +42,8 @@ def row(label: str, result: dict, count: int) -> Dict:
     mm, pp = result["median"]["my_module"], result["median"]["pure_python"]
     return {"cluster": label, "my_module_s": mm, "pure_python_s": pp,
             "my_module_mnum_s": count / mm / 1e6, "pure_python_mnum_s": count / pp / 1e6,
-            "ratio": pp / mm, "load_average": result["load_average"], "times": result["times"]}
+            "ratio": pp / mm, "load_average": result["load_average"], "times": result["times"],
+            "tasks_by_worker": result["tasks_by_worker"]}
 
 
 def main() -> int:
@@ -84,10 +85,12 @@ def main() -> int:
         for n, host in enumerate(lab.workers, start=1):
             lab.start_workers(host, 1, t)
             driver.call("wait_workers", count=n, timeout=120)
-            hosts.log(f"{n} worker host{'s' if n > 1 else ''} x 1 process x {t} threads")
-            result = driver.call("bench", **job, timeout=per_round * (args.rounds + 1))
-            rows.append(row(f"{n} worker host{'s' if n > 1 else ''}, 1 process x {t} threads each", result,
-                            args.numbers))
+            for direct in (False, True):
+                label = (f"{n} worker host{'s' if n > 1 else ''}, 1 process x {t} threads each, gathered "
+                         + ("from the workers (`direct=True`)" if direct else "through the scheduler (default)"))
+                hosts.log(label)
+                result = driver.call("bench", **job, direct=direct, timeout=per_round * (args.rounds + 1))
+                rows.append(row(label, result, args.numbers))
     finally:
         if driver is not None:
             driver.close()
@@ -105,7 +108,7 @@ def main() -> int:
     print("| --- | --- | --- | --- | --- |")
     for r in rows:
         load = f"{min(r['load_average']):.1f}–{max(r['load_average']):.1f}"
-        print(f"| {r['cluster']} | {r['my_module_s']:.2f} s ({r['my_module_mnum_s']:.1f} M/s) | "
+        print(f"| {r['cluster']} ({len(r['tasks_by_worker'])} workers ran tasks) | {r['my_module_s']:.2f} s ({r['my_module_mnum_s']:.1f} M/s) | "
               f"{r['pure_python_s']:.2f} s ({r['pure_python_mnum_s']:.1f} M/s) | {r['ratio']:.2f} | {load} |")
     if args.json:
         with open(args.json, "w") as f:

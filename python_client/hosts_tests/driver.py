@@ -96,13 +96,13 @@ def square_until_released(numbers, name, index):
 
 
 def squares_pure_python(numbers):
-    return array("Q", (x * x for x in numbers))
+    return distributed.get_worker().address, array("Q", (x * x for x in numbers))
 
 
 def squares_my_module(numbers):
     import my_module
 
-    return array("Q", my_module.calculate_squares(numbers))
+    return distributed.get_worker().address, array("Q", my_module.calculate_squares(numbers))
 
 
 # --- checks (here, on the client host)
@@ -135,7 +135,8 @@ class Session:
 
     def op_connect(self, workers: int, timeout: float):
         self.client = distributed.Client(self.address, timeout=timeout)
-        self.client.wait_for_workers(workers, timeout=timeout)
+        if workers:
+            self.client.wait_for_workers(workers, timeout=timeout)
         return self.op_workers()
 
     def op_workers(self):
@@ -226,24 +227,26 @@ class Session:
         return {**mismatches(u64([r[4] for r in results]), numbers), "tasks": tasks}
 
     def op_bench(self, count: int, parts: int, rounds: int, timeout: float, local_processes: int = 0,
-                 local_threads: int = 0):
+                 local_threads: int = 0, direct: bool = False):
         """bench_dask.py's job: the top ``count`` numbers of the u32 range in ``parts`` ranges,
         squares back as array('Q'), gathered here; my_module and pure Python alternating,
         ``rounds`` rounds each. On the cluster of the lab's hosts, or, with ``local_processes``, on
-        a LocalCluster started here on the client host (loopback), for comparison."""
+        a LocalCluster started here on the client host (loopback), for comparison. ``direct``:
+        the client gathers the results from the workers themselves, not through the scheduler
+        (dask's default for a client outside the cluster)."""
         if not local_processes:
-            return self._bench(self.client, count, parts, rounds, timeout)
+            return self._bench(self.client, count, parts, rounds, timeout, direct)
         cluster = distributed.LocalCluster(
             n_workers=local_processes, threads_per_worker=local_threads, processes=True,
             host="127.0.0.1", scheduler_port=0, dashboard_address=None)
         try:
             with distributed.Client(cluster) as client:
-                return self._bench(client, count, parts, rounds, timeout)
+                return self._bench(client, count, parts, rounds, timeout, direct)
         finally:
             cluster.close(timeout=30)
 
     @staticmethod
-    def _bench(client, count: int, parts: int, rounds: int, timeout: float):
+    def _bench(client, count: int, parts: int, rounds: int, timeout: float, direct: bool):
         deadline = time.monotonic() + timeout
         numbers = top_numbers(count)
         step = -(-count // parts)
@@ -256,19 +259,22 @@ class Session:
         for func in variants.values():
             client.gather(client.map(func, chunks[: workers * 4], pure=False))
         loads = [os.getloadavg()[0]]
+        tasks: Dict[str, int] = {}
         for _ in range(rounds):
             for label, func in variants.items():
                 started = time.perf_counter()
                 futures = client.map(func, chunks, pure=False)
                 distributed.wait(futures, timeout=max(1.0, deadline - time.monotonic()))
-                results = client.gather(futures)
+                results = client.gather(futures, direct=direct)
                 times[label].append(time.perf_counter() - started)
-                got = u64(results)
+                got = u64([r[1] for r in results])
+                for address, _ in results:
+                    tasks[address] = tasks.get(address, 0) + 1
                 if got.size != count or int(got[-1]) != expected_last or int(got[0]) != numbers[0] ** 2:
                     raise AssertionError(f"{label}: wrong squares")
                 del futures, results, got
             loads.append(os.getloadavg()[0])
-        return {"workers": workers, "times": times, "load_average": loads,
+        return {"workers": workers, "times": times, "load_average": loads, "tasks_by_worker": tasks,
                 "median": {label: statistics.median(t) for label, t in times.items()}}
 
     def op_quit(self):
