@@ -5,12 +5,13 @@ Usage, as root, from the repository root (``make bench-hosts`` builds the worker
 venv first)::
 
     python python_client/hosts_tests/bench_hosts.py [--numbers N] [--parts P] [--rounds R]
-                                                     [--threads T] [--json FILE]
+                                                     [--threads T] [--direct] [--json FILE]
 
 The job is bench_dask.py's: the top N numbers of the u32 range (default 20,000,000) in P
 ranges (default 40), each task returning its squares as one ``array('Q')``, gathered by the
 client; ``my_module`` (``calculate_squares``) and pure Python (``x * x``) alternate, R rounds
-each (default 3), and the table gives the medians. The clusters, each in turn on the same lab:
+each (default 5), and the table gives the medians and the spread of the rounds. The clusters,
+each in turn on the same lab:
 
 - LocalCluster, 1 and 2 processes x T threads (default 2), started by the client on the client
   host (loopback), from its venv;
@@ -20,7 +21,9 @@ each (default 3), and the table gives the medians. The clusters, each in turn on
 Every host's squares-workers are started as docs/scaling-out.md says,
 ``MY_MODULE_WORKER="<site-packages>/my_module/bin/squares-worker --parallelism 1"``. All the
 hosts share this machine's cores (and the client and the scheduler run beside them): a second
-host adds a process, not cores. ~6 min on 2 cores, most of it the venvs and the rounds.
+host adds a process, not cores. ~4 min on 2 cores, most of it the venvs and the rounds. The client
+gathers the results through the scheduler, dask's default for a client outside the cluster;
+``--direct`` gathers them from the workers themselves.
 """
 
 from __future__ import annotations
@@ -50,8 +53,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--numbers", type=int, default=20_000_000)
     parser.add_argument("--parts", type=int, default=40)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--direct", action="store_true",
+                        help="on the hosts, gather the results from the workers themselves (Client.gather(direct=True)), "
+                             "not through the scheduler (dask's default for a client outside the cluster)")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
 
@@ -85,12 +91,10 @@ def main() -> int:
         for n, host in enumerate(lab.workers, start=1):
             lab.start_workers(host, 1, t)
             driver.call("wait_workers", count=n, timeout=120)
-            for direct in (False, True):
-                label = (f"{n} worker host{'s' if n > 1 else ''}, 1 process x {t} threads each, gathered "
-                         + ("from the workers (`direct=True`)" if direct else "through the scheduler (default)"))
-                hosts.log(label)
-                result = driver.call("bench", **job, direct=direct, timeout=per_round * (args.rounds + 1))
-                rows.append(row(label, result, args.numbers))
+            label = f"{n} worker host{'s' if n > 1 else ''} x 1 process x {t} threads"
+            hosts.log(label)
+            result = driver.call("bench", **job, direct=args.direct, timeout=per_round * (args.rounds + 1))
+            rows.append(row(label, result, args.numbers))
     finally:
         if driver is not None:
             driver.close()
@@ -108,8 +112,12 @@ def main() -> int:
     print("| --- | --- | --- | --- | --- |")
     for r in rows:
         load = f"{min(r['load_average']):.1f}–{max(r['load_average']):.1f}"
-        print(f"| {r['cluster']} ({len(r['tasks_by_worker'])} workers ran tasks) | {r['my_module_s']:.2f} s ({r['my_module_mnum_s']:.1f} M/s) | "
-              f"{r['pure_python_s']:.2f} s ({r['pure_python_mnum_s']:.1f} M/s) | {r['ratio']:.2f} | {load} |")
+        spread = {k: f"{min(v):.2f}–{max(v):.2f}" for k, v in r["times"].items()}
+        print(f"| {r['cluster']} | {r['my_module_s']:.2f} s ({r['my_module_mnum_s']:.1f} M/s; {spread['my_module']}) | "
+              f"{r['pure_python_s']:.2f} s ({r['pure_python_mnum_s']:.1f} M/s; {spread['pure_python']}) | "
+              f"{r['ratio']:.2f} | {load} |")
+    print("\n(median; the fastest and slowest round in brackets. Tasks per dask worker: "
+          + "; ".join(f"{r['cluster']}: {sorted(r['tasks_by_worker'].values())}" for r in rows) + ")")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "commit": commit, "time": time.time(), "rows": rows}, f, indent=1)
