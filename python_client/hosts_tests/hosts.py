@@ -21,6 +21,7 @@ is the venv's bin and the system directories (no Swift), no PYTHONPATH, nothing 
 Processes are started with ``ip netns exec`` and die with the process that started them
 (PR_SET_PDEATHSIG), so a test killed outright leaves no dask process running; its namespaces and
 temporary directory are removed by the next run (:func:`remove_leftovers_of_dead_runs`).
+``HOSTS_LOG_DIR=DIR`` keeps a copy of the processes' logs (dask's and the driver's) in DIR.
 """
 
 from __future__ import annotations
