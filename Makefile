@@ -6,16 +6,17 @@ VPY := $(VENV)/bin/python
 WORKER := .build/release/squares-worker
 
 .PHONY: demo test check worker venv typecheck test-swift test-protocol test-python test-wheel bench bench-e2e bench-e2e-quick clean test-long \
-	fuzz tsan asan venv-dask bench-dask bench-dask-quick
+	fuzz tsan asan venv-dask bench-dask bench-dask-quick test-hosts bench-hosts
 
 ## Build the worker (release) and run the demo.
 demo: worker venv
 	$(VPY) python_client/examples/demo.py
 
 ## Build everything and run every test: Swift, protocol conformance, Python, the wheel and the
-## sdist, and smoke runs of the end-to-end and dask benchmarks; then a minute of fuzzing and the Swift
-## tests under TSan and ASan.
-test: worker venv typecheck test-swift test-protocol test-python test-wheel bench-e2e-quick bench-dask-quick fuzz tsan asan
+## sdist, dask on separate hosts (as root), and smoke runs of the end-to-end and dask benchmarks;
+## then a minute of fuzzing and the Swift tests under TSan and ASan.
+test: worker venv typecheck test-swift test-protocol test-python test-wheel test-hosts bench-e2e-quick bench-dask-quick \
+	fuzz tsan asan
 
 ## The quick loop while editing (CONTRIBUTING.md; under 3 minutes once the worker is built): the
 ## client's unit tests, the Swift tests (debug build) and the conformance suite against the release worker.
@@ -68,6 +69,19 @@ test-python: worker venv venv-dask
 ## wheel installed into a fresh venv per Python, called from outside the checkout, uninstalled.
 test-wheel: worker venv
 	$(VPY) -m pytest -q -rs python_client/packaging_tests
+
+## my_module as deployed on a cluster (docs/scaling-out.md, On separate hosts): dask's own scheduler
+## and workers on separate hosts (network namespaces of this machine joined by a bridge), the wheel
+## built by pip and installed from the package index into a venv per host. Needs root and `ip netns`
+## (skipped otherwise, saying why); ~2-3 min, 20 min at most (the test's own time budget).
+## HOSTS_LOG_DIR=DIR keeps the dask processes' logs.
+test-hosts: worker venv
+	$(VPY) -m pytest -q -s -rs python_client/hosts_tests
+
+## The same dask job on 1 and 2 worker hosts beside a LocalCluster (docs/scaling-out.md; as root;
+## ~6 min; BENCH_ARGS="--json FILE").
+bench-hosts: worker venv
+	$(VPY) python_client/hosts_tests/bench_hosts.py $(BENCH_ARGS)
 
 ## The long versions of the client's reliability tests (docs/reliability.md): a
 ## 50,000,000-number call (~5 GB of RAM), a SOAK_SECONDS soak (default 600) and FAULT_SECONDS of
