@@ -134,7 +134,7 @@ struct MappedSegment: @unchecked Sendable {
         try checkOpened(descriptor, reference)
         guard reference.count > 0 else { return nil }
         let length = reference.byteCount
-        let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0)
+        let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, descriptor, 0)
         guard let address, address != UnsafeMutableRawPointer(bitPattern: -1) else {
             throw SharedMemory.invalid("numbersShm: cannot map the segment (\(String(cString: strerror(errno))))")
         }
