@@ -208,6 +208,33 @@ def decode_packed_bytes(text: Any, count: int) -> Optional[bytes]:
     return data if len(data) == 8 * count else None  # also catches stray characters (a2b skips them)
 
 
+def as_out(out: Any, count: int) -> memoryview:
+    """``out`` as the writable bytes of ``count`` native unsigned 64-bit integers, else why not (TypeError, ValueError)."""
+    how = f"pass numpy.empty({count}, numpy.uint64) or array('Q', bytes({8 * count}))"
+    try:
+        view = memoryview(out)
+    except TypeError:
+        raise TypeError(f"out must be a writable buffer of unsigned 64-bit integers, not '{type(out).__name__}': "
+                        f"{how}") from None
+    if view.itemsize != 8 or view.format.lstrip("@=" + ("><"[_BIG_ENDIAN])) not in ("Q", "L"):
+        raise TypeError(f"out must hold unsigned 64-bit integers, not items of format {view.format!r}: {how}")
+    if view.readonly:
+        raise TypeError(f"out is read-only (the squares are written into it): {how}")
+    if not view.c_contiguous or view.nbytes != 8 * count:
+        raise ValueError(f"out must be C-contiguous with room for the {count} squares of numbers, not "
+                         f"{view.nbytes // 8}{'' if view.c_contiguous else ' (not contiguous)'}: {how}")
+    return view.cast("B")
+
+
+def put_u64(into: memoryview, data: Any, little: bool = True) -> bool:
+    """u64s (little-endian, or native unless ``little``) copied into ``into``, the native u64 bytes of an ``out``."""
+    if _BIG_ENDIAN and little:
+        data = array("Q", data)
+        data.byteswap()
+    into[:] = memoryview(data).cast("B")
+    return True
+
+
 def squares_from_bytes(data: bytes) -> List[int]:
     """The list of ints held by ``data``, little-endian u64s (one C-level pass)."""
     squares = array("Q")

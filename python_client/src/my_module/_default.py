@@ -6,10 +6,10 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from typing import Any, Iterable, List, Optional
+from typing import Any, Iterable, List, Optional, Union
 
 from ._errors import WorkerError
-from ._worker import Worker
+from ._worker import Out, Worker
 
 _lock = threading.Lock()
 _worker: Optional[Worker] = None
@@ -31,16 +31,18 @@ def default_worker() -> Worker:
         return _worker
 
 
-def calculate_squares(numbers: Iterable[Any], *, timeout: Optional[float] = None) -> List[int]:
+def calculate_squares(numbers: Iterable[Any], *, timeout: Optional[float] = None,
+                      out: Optional[Out] = None) -> Union[List[int], Out]:
     """Return the exact squares of ``numbers``, in order, computed by the shared worker: the
     drop-in for PyO3's ``calculate_squares(numbers: Vec<u32>) -> Vec<u64>``. Parameters and
     exceptions as :meth:`Worker.calculate_squares` (``timeout`` None: no limit)."""
-    return default_worker().calculate_squares(numbers, timeout=timeout)
+    return default_worker().calculate_squares(numbers, timeout=timeout, out=out)
 
 
-async def calculate_squares_async(numbers: Iterable[Any], *, timeout: Optional[float] = None) -> List[int]:
+async def calculate_squares_async(numbers: Iterable[Any], *, timeout: Optional[float] = None,
+                                  out: Optional[Out] = None) -> Union[List[int], Out]:
     """``await``-able :func:`calculate_squares` (see :meth:`Worker.calculate_squares_async`)."""
-    return await default_worker().calculate_squares_async(numbers, timeout=timeout)
+    return await default_worker().calculate_squares_async(numbers, timeout=timeout, out=out)
 
 
 def _close_at_exit() -> None:

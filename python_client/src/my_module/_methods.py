@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from array import array
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _convert, _jsonrpc, _shm
@@ -14,8 +15,8 @@ from ._protocol import ENCODING_JSON, ENCODING_PACKED, ENCODING_SHM, ErrorCode, 
 
 logger = logging.getLogger(__name__)
 
-Part = Union[List[int], bytes]
-"""The decoded result of one chunk: a list of ints, or raw little-endian u64s (packed)."""
+Part = Union[List[int], bytes, bool]
+"""The decoded result of one chunk: a list of ints, raw little-endian u64s (packed), or True (written to out)."""
 
 _ENVELOPE_BYTES = 128  # room kept in a frame for the envelope around a chunk's array
 SHM_MIN = 8192  # shm only for chunks of at least this many numbers (below, packed: no setup cost)
@@ -41,24 +42,26 @@ class ArrayEncoding:
         elements = chunk.tolist() if type(chunk) is memoryview else chunk
         return [self.param_head, _convert.encode_chunk(elements, max_bytes), b"}}"]
 
-    def decode(self, method: str, result: Any, count: int, held: Optional[_shm.Segment] = None) -> Part:
+    def decode(self, method: str, result: Any, count: int, held: Optional[_shm.Segment] = None,
+               into: Optional[memoryview] = None) -> Part:
+        """A chunk's squares, or, given ``into`` (the caller's ``out`` bytes for them), written there (then True)."""
         if self.name == ENCODING_SHM:
             ref = result.get(self.result) if type(result) is dict else None
             if held is None or type(ref) is not dict or ref.get("count") != count \
                     or ref.get("offset") != _shm.squares_offset(count):
                 raise ProtocolError(f"worker answered an shm {method} chunk of {count} numbers with {result!r:.120}")
-            return held.squares(count)
+            return held.squares(count, into)
         if self.result is not None:
             data = _convert.decode_packed_bytes(result.get(self.result) if type(result) is dict else None, count)
             if data is None:
                 raise ProtocolError(f"worker answered a packed {method} chunk of {count} numbers without "
                                     f"{count} packed results: {result!r:.120}")
-            return data
+            return data if into is None else _convert.put_u64(into, data)
         if type(result) is not list or len(result) != count:
             length = len(result) if isinstance(result, list) else "n/a"
             raise ProtocolError(f"worker answered a {method} chunk of {count} numbers with "
                                 f"{type(result).__name__} of length {length}")
-        return result
+        return result if into is None else _convert.put_u64(into, array("Q", result), little=False)
 
 
 PACKED = ArrayEncoding(ENCODING_PACKED, "numbersPacked", "squaresPacked", 16 / 3, 32 / 3)
@@ -96,7 +99,8 @@ class RpcMethod:
              pool: Optional[_shm.Pool] = None, pieces: bool = False) -> Tuple[List[bytes], ArrayEncoding, Optional[_shm.Segment]]:
         return [_jsonrpc.request(rid, self.name, params)], encoding, None
 
-    def decode(self, encoding: ArrayEncoding, result: Any, count: int, held: Optional[_shm.Segment] = None) -> Any:
+    def decode(self, encoding: ArrayEncoding, result: Any, count: int, held: Optional[_shm.Segment] = None,
+               into: Optional[memoryview] = None) -> Any:
         return result
 
     def error(self, error: Dict[str, Any], params: Any = None, start: int = 0, end: int = 1) -> BaseException:
@@ -105,7 +109,7 @@ class RpcMethod:
             return WorkerError(f"the worker cancelled the {self.name} request")
         return _jsonrpc.error_from_reply(error, self.name)
 
-    def assemble(self, parts: Sequence[Any], pieces: bool = False) -> Any:
+    def assemble(self, parts: Sequence[Any], pieces: bool = False, out: Any = None) -> Any:
         return parts[0]
 
 
@@ -161,8 +165,9 @@ class ArrayMethod(RpcMethod):
             encoding, params = JSON, JSON.encode(chunk, room)
         return [head, *params], encoding, None  # type: ignore[misc]
 
-    def decode(self, encoding: ArrayEncoding, result: Any, count: int, held: Optional[_shm.Segment] = None) -> Part:
-        return encoding.decode(self.name, result, count, held)
+    def decode(self, encoding: ArrayEncoding, result: Any, count: int, held: Optional[_shm.Segment] = None,
+               into: Optional[memoryview] = None) -> Part:
+        return encoding.decode(self.name, result, count, held, into)
 
     def error(self, error: Dict[str, Any], numbers: Optional[Sequence[Any]] = None, start: int = 0, end: int = 1) -> BaseException:
         """The exception for an error reply to ``numbers[start:end]``: PyO3's for a bad
@@ -179,17 +184,19 @@ class ArrayMethod(RpcMethod):
         value = numbers[start + position] if numbers is not None else None
         return _convert.element_error(start + position, value, reason)
 
-    def assemble(self, parts: Sequence[Part], pieces: bool = False) -> List[int]:
+    def assemble(self, parts: Sequence[Part], pieces: bool = False, out: Any = None) -> Any:
         """All chunks' results in order as one list (packed parts joined, then converted once;
-        in ``pieces``: a part at a time)."""
+        in ``pieces``: a part at a time), or ``out``, which holds them already."""
+        if out is not None:
+            return out
         if not pieces and all(type(part) is bytes for part in parts):
             return _convert.squares_from_bytes(b"".join(parts))  # type: ignore[arg-type]  # one part: no copy
         if len(parts) == 1 and type(parts[0]) is list:
             return parts[0]
-        out: List[int] = []
+        joined: List[int] = []
         for part in parts:
-            out.extend(_convert.squares_from_bytes(part) if isinstance(part, bytes) else part)
-        return out
+            joined.extend(_convert.squares_from_bytes(part) if isinstance(part, bytes) else part)  # type: ignore[arg-type]
+        return joined
 
 
 def stop_shm(pool: Optional[_shm.Pool], why: str) -> None:

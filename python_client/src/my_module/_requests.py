@@ -46,9 +46,12 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
     (:meth:`settle`). Fields shared with the I/O threads change under ``lock``. Its waits are on a lock of the
     waiter's own (``_connection.wait``): an exception in a waiting thread leaves no shared Condition half released."""
 
-    def __init__(self, session: Session, method: RpcMethod, payload: Any, deadline: Optional[float], retries: int) -> None:
+    def __init__(self, session: Session, method: RpcMethod, payload: Any, deadline: Optional[float], retries: int,
+                 out: Any = None) -> None:
         super().__init__()  # stays PENDING until settled: cancel() works until then
         self.session, self.method, self.deadline, self.retries_left = session, method, deadline, retries
+        self.out = out  # the caller's buffer for the squares (its result), or None: a list
+        self.into = None if out is None else _convert.as_out(out, method.count(payload))  # its bytes
         self.payload: Any = payload  # the numbers (a NumberSequence) or the params; None once settled
         self.lock = threading.Lock()
         self.bounds: List[Tuple[int, int]] = []  # chunk index -> [start, end) of the input
@@ -229,6 +232,7 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
                 if self.requests.get(index) is not request:
                     return  # settled, or sent again elsewhere
                 (start, end), numbers = self.bounds[index], self.payload
+            into = None if self.into is None else self.into[8 * start:8 * end]
             if is_error and _methods.refused_shm(request.encoding, payload):  # resent packed, from here
                 _methods.stop_shm(request.conn.pool, f"the worker refused a segment: {payload}")
                 if self._drop(index, request):
@@ -236,7 +240,8 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
             elif is_error:
                 self._record(index, request, error=self.method.error(payload, numbers, start, end))
             else:
-                self._record(index, request, self.method.decode(request.encoding, payload, end - start, request.segment))
+                self._record(index, request, self.method.decode(request.encoding, payload, end - start, request.segment,
+                                                                into))
         finally:  # any reply: the worker no longer writes the segment
             self._free(request)
 
@@ -287,7 +292,7 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
             if first > self.taken or self.settled:
                 return  # undecided
             outcome = self.errors.get(first)  # None: every chunk succeeded
-        self.settle(outcome, None if outcome is not None else self.method.assemble(parts, self.pieces))
+        self.settle(outcome, None if outcome is not None else self.method.assemble(parts, self.pieces, self.out))
 
 
 # -- the three ways to wait -------------------------------------------------------------------------

@@ -87,11 +87,13 @@ class Session:
         self.deadlines = Deadlines()
         self._pid = os.getpid()
 
-    def call(self, method: Any, payload: Any, timeout: Optional[float], retries: Optional[int] = None) -> Call:
-        """A new call of ``method`` (not sent yet); raises ``WorkerError`` once closed."""
+    def call(self, method: Any, payload: Any, timeout: Optional[float], retries: Optional[int] = None,
+             out: Any = None) -> Call:
+        """A new call of ``method`` (not sent yet), its result written to ``out`` if given; ``WorkerError`` once closed."""
         if self.closed:
             raise WorkerError("this Worker is closed")
-        return Call(self, method, payload, self.deadline(timeout), self.options.retries if retries is None else retries)
+        retries = self.options.retries if retries is None else retries
+        return Call(self, method, payload, self.deadline(timeout), retries, out)
 
     def deadline(self, timeout: Optional[float]) -> Optional[float]:
         """The ``time.monotonic()`` deadline of a call with ``timeout`` (None: the default)."""

@@ -5,13 +5,15 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import weakref
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from . import _convert, _requests
 from ._locate import Command, find_worker
 from ._methods import CALCULATE_SQUARES
 from ._protocol import ENCODING_JSON, ENCODING_PACKED, ENCODING_SHM
 from ._session import Options, Session
+
+Out = TypeVar("Out")  # the caller's buffer, returned filled
 
 
 class Worker:
@@ -61,12 +63,17 @@ class Worker:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def calculate_squares(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> List[int]:
-        """Return ``[n * n for n in numbers]``, computed by the worker, exactly.
+    def calculate_squares(self, numbers: Iterable[Any], *, timeout: Optional[float] = None,
+                          out: Optional[Out] = None) -> Union[List[int], Out]:
+        """Return ``[n * n for n in numbers]``, computed by the worker, exactly; or write them into ``out``, returned.
 
         :param numbers: any iterable of ints in ``0 <= n <= 2**32 - 1`` (list, tuple, range, generator,
             ``array.array``, numpy integer array; ``bool`` is 0/1 as in PyO3).
         :param timeout: seconds (None: this Worker's ``timeout``; ``math.inf``: no limit).
+        :param out: a writable C-contiguous buffer of ``len(numbers)`` unsigned 64-bit integers (numpy uint64,
+            ``array('Q')``, a memoryview cast to ``'Q'``) that receives the squares with no Python int per element
+            (TypeError or ValueError, before anything is sent, for any other). After an error, a timeout or an
+            interrupt it may hold some squares.
         :raises TypeError: ``numbers`` is a str, bytes, mapping, None, a bool array or not iterable, or an
             element is not an integer (the message names its index).
         :raises OverflowError: an element is negative or above ``2**32 - 1`` (index named).
@@ -74,21 +81,24 @@ class Worker:
         :raises WorkerError: closed; or ``WorkerNotFoundError``, ``WorkerCrashedError`` (on every retry),
             ``ProtocolError`` (the worker broke the contract and is replaced).
         """
-        return _requests.run(self._squares(numbers, timeout))  # type: ignore[no-any-return]
+        return _requests.run(self._squares(numbers, timeout, out))  # type: ignore[no-any-return]
 
-    def submit(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> "concurrent.futures.Future[List[int]]":
+    def submit(self, numbers: Iterable[Any], *, timeout: Optional[float] = None,
+               out: Optional[Out] = None) -> "concurrent.futures.Future[Union[List[int], Out]]":
         """Start ``calculate_squares(numbers)``, blocking only while the input is written; its Future raises what
         :meth:`calculate_squares` raises (the timeout holds even if nobody waits), ``cancel()`` cancels it in the
         worker, its callbacks run on the reader thread and must not block. An unusable ``numbers`` raises here."""
-        return _requests.submit(self._squares(numbers, timeout), self._session.deadlines)
+        return _requests.submit(self._squares(numbers, timeout, out), self._session.deadlines)
 
-    async def calculate_squares_async(self, numbers: Iterable[Any], *, timeout: Optional[float] = None) -> List[int]:
+    async def calculate_squares_async(self, numbers: Iterable[Any], *, timeout: Optional[float] = None,
+                                      out: Optional[Out] = None) -> Union[List[int], Out]:
         """``await``-able :meth:`calculate_squares`, not blocking the event loop (``numbers`` is read here, written
         by the loop's default executor). Cancelling the awaiting task cancels the request in the worker."""
-        return await _requests.run_async(self._squares(numbers, timeout), self._session.deadlines)  # type: ignore[no-any-return]
+        return await _requests.run_async(self._squares(numbers, timeout, out), self._session.deadlines)  # type: ignore[no-any-return]
 
-    def _squares(self, numbers: Iterable[Any], timeout: Optional[float]) -> _requests.Call:
-        return self._session.call(CALCULATE_SQUARES, _convert.as_numbers(numbers) if not self.closed else (), timeout)
+    def _squares(self, numbers: Iterable[Any], timeout: Optional[float], out: Any) -> _requests.Call:
+        numbers = _convert.as_numbers(numbers) if not self.closed else ()
+        return self._session.call(CALCULATE_SQUARES, numbers, timeout, out=out)
 
     @property
     def info(self) -> Dict[str, Any]:
