@@ -17,12 +17,23 @@ the same job with no worker. Both run on the same cluster, alternating, R rounds
 throughput in millions of numbers per second and the ratio of the two. The first round of each
 variant is checked against the expected squares.
 
+Then a dask.array row (issue 22): the same N numbers as a uint32 ``dask.array`` in P blocks
+(``da.arange`` at the top of the u32 range, made inside the tasks), squared block by block with
+``map_blocks`` three ways: ``numpy`` (``np.square(b, dtype=np.uint64)`` inside the task),
+``my_module out=`` (``calculate_squares(b, out=np.empty(b.shape, np.uint64))``: the squares
+written straight into the block's uint64 array) and ``my_module list`` (``calculate_squares(b)``
+and ``np.array(list, np.uint64)``), each with ``meta=`` so that dask never calls them on the
+client. A round computes the array on the cluster (``persist`` + ``wait``: the blocks stay on the
+workers, so the figure is the tasks' work, not the transfer of 160 MB to the client); the
+variants alternate in a rotating order, R + 2 rounds each, on 2 processes x 1 thread, after a
+warm-up round whose results are gathered and checked against numpy's squares.
+
 Then two costs that decide the task shape: a result returned as a list against the same
 squares as an ``array('Q')`` (dask serializes a list element by element), and, for the
-dask.array test's blocks, what the list API costs per 250,000-number block against numpy.
+dask.array test's blocks, what the list API and ``out=`` cost per 250,000-number block against numpy.
 
 matplotlib (only in this benchmark's venv) draws the curve to ``--png`` (default
-``bench_dask.png`` beside this file). Timings are noisy on a shared machine: compare the
+``bench_dask.png`` beside this file): the throughput curve, and the dask.array row beside it. Timings are noisy on a shared machine: compare the
 ratios within one run.
 """
 
@@ -38,13 +49,14 @@ import sys
 import time
 from array import array
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import my_module
 
 HERE = Path(__file__).resolve().parent
 SHAPES = [(1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (2, 4)]  # (processes, threads per process)
 BLOCK = 250_000
+ARRAY_SHAPE = (2, 1)  # the dask.array row's cluster: 2 processes x 1 thread (one task per core)
 
 
 # -- the tasks (this file is __main__, so cloudpickle sends these by value) ----------------------
@@ -65,6 +77,28 @@ def start_squares_worker() -> int:
 
 def squares_as_list(part: range) -> List[int]:
     return my_module.calculate_squares(part)
+
+
+def block_numpy(block: Any) -> Any:
+    import numpy as np
+
+    return np.square(block, dtype=np.uint64)
+
+
+def block_out(block: Any) -> Any:
+    import numpy as np
+
+    return my_module.calculate_squares(block, out=np.empty(block.shape, np.uint64))
+
+
+def block_list(block: Any) -> Any:
+    import numpy as np
+
+    return np.array(my_module.calculate_squares(block), dtype=np.uint64)
+
+
+ARRAY_VARIANTS: Dict[str, Callable[[Any], Any]] = {
+    "numpy": block_numpy, "my_module out=": block_out, "my_module list": block_list}
 
 
 # -- measuring -----------------------------------------------------------------------------------
@@ -139,6 +173,57 @@ def measure_result_shapes(size: int, rounds: int) -> Dict[str, float]:
     return found
 
 
+def measure_dask_array(n: int, blocks: int, rounds: int) -> Dict[str, Any]:
+    """The dask.array row: seconds to compute ``n`` uint32 squared in ``blocks`` blocks on the
+    cluster, per variant (median of ``rounds``, rotating order), after a warm-up round that is checked."""
+    import dask.array as da
+    import numpy as np
+    from distributed import wait
+
+    processes, threads = ARRAY_SHAPE
+    x: Any = da.arange(2**32 - n, 2**32, chunks=-(-n // blocks), dtype=np.uint32)
+    expected = np.arange(2**32 - n, 2**32, dtype=np.uint64) ** 2
+    meta = np.empty(0, np.uint64)
+    times: Dict[str, List[float]] = {name: [] for name in ARRAY_VARIANTS}
+    names = list(ARRAY_VARIANTS)
+    with local_client(processes, threads) as client:
+        client.run(start_squares_worker)
+        x = x.persist()  # the numbers sit on the workers: the rounds time the squaring tasks
+        wait(x)
+        for r in range(-1, rounds):  # round -1: each variant warmed and checked, not timed
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                y = x.map_blocks(ARRAY_VARIANTS[name], dtype=np.uint64, meta=meta,
+                                 name=f"squares-{names.index(name)}-{r + 1}")  # never a cached result
+                t0 = time.perf_counter()
+                y = y.persist()
+                wait(y)
+                if r >= 0:
+                    times[name].append(time.perf_counter() - t0)
+                else:
+                    got = y.compute()
+                    if got.dtype != np.uint64 or not np.array_equal(got, expected):
+                        raise SystemExit(f"dask.array, {name}: wrong squares")
+                    del got
+                del y
+    row: Dict[str, Any] = {"numbers": n, "blocks": blocks, "processes": processes, "threads": threads}
+    for name, ts in times.items():
+        row[name] = {"median_s": statistics.median(ts), "min_s": min(ts), "all_s": ts,
+                     "mnum_per_s": n / statistics.median(ts) / 1e6}
+    row["out / numpy"] = row["my_module out="]["median_s"] / row["numpy"]["median_s"]
+    row["list / out"] = row["my_module list"]["median_s"] / row["my_module out="]["median_s"]
+    return row
+
+
+def print_array_row(row: Dict[str, Any]) -> None:
+    print(f"\ndask.array: {row['numbers']:,} uint32 in {row['blocks']} blocks, squared to uint64 with "
+          f"map_blocks on {row['processes']} x {row['threads']}; median of the rounds")
+    for name in ARRAY_VARIANTS:
+        print(f"  {name:<16} {row[name]['median_s']:8.3f} s  {row[name]['mnum_per_s']:8.1f} M numbers/s")
+    verdict = "met" if row["out / numpy"] <= 1.5 else "missed"
+    print(f"  my_module out= / numpy: {row['out / numpy']:.2f}x (target <= 1.5: {verdict}); "
+          f"list / out=: {row['list / out']:.1f}x")
+
+
 def measure_block_cost(rounds: int) -> Dict[str, float]:
     """µs per 250,000-number uint32 block: the list API's round trip and numpy's own squaring."""
     import numpy as np
@@ -151,6 +236,8 @@ def measure_block_cost(rounds: int) -> Dict[str, float]:
         "block.tolist()": block.tolist,
         "calculate_squares(block) (list out)": lambda: worker.calculate_squares(block),
         "np.fromiter(list, uint64)": None,  # filled below, needs a list of squares
+        "calculate_squares(block, out=uint64 block)": lambda: worker.calculate_squares(
+            block, out=np.empty(BLOCK, np.uint64)),
     }
     squares = worker.calculate_squares(block)
     steps["np.fromiter(list, uint64)"] = lambda: np.fromiter(squares, dtype=np.uint64, count=BLOCK)
@@ -177,13 +264,25 @@ def print_table(rows: List[Dict[str, Any]], n: int, p: int) -> None:
               f"{row['pure Python']['mnum_per_s']:>11.1f} | {row['ratio']:>5.2f}x")
 
 
-def plot(rows: List[Dict[str, Any]], n: int, p: int, path: Path) -> None:
+def plot(rows: List[Dict[str, Any]], n: int, p: int, path: Path,
+         array_row: Optional[Dict[str, Any]] = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    if array_row is None:
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    else:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110, gridspec_kw={"width_ratios": [3, 2]})
+        names = list(ARRAY_VARIANTS)
+        values = [array_row[name]["mnum_per_s"] for name in names]
+        bars = bx.bar(names, values, color=["tab:green", "tab:blue", "tab:gray"])
+        bx.bar_label(bars, [f"{v:.0f}" for v in values], fontsize=8)
+        bx.set_ylabel("millions of numbers squared per second")
+        bx.set_title(f"dask.array: {array_row['numbers']:,} uint32 in {array_row['blocks']} blocks, "
+                     f"{array_row['processes']} x {array_row['threads']}", fontsize=10)
+        bx.grid(True, axis="y", alpha=0.3)
     colors = {"my_module": "tab:blue", "pure Python": "tab:orange"}
     lines = {1: ("--", "o"), 2: ("-", "s")}  # processes -> line style, marker
     for name, color in colors.items():
@@ -222,7 +321,9 @@ def main() -> None:
     if args.replot:
         saved = json.loads(args.replot.read_text())
         print_table(saved["shapes"], saved["numbers"], saved["partitions"])
-        plot(saved["shapes"], saved["numbers"], saved["partitions"], args.png)
+        if saved.get("dask_array"):
+            print_array_row(saved["dask_array"])
+        plot(saved["shapes"], saved["numbers"], saved["partitions"], args.png, saved.get("dask_array"))
         return
     if args.quick:
         args.numbers, args.rounds = 2_000_000, 2
@@ -244,6 +345,9 @@ def main() -> None:
               f"pure Python {row['pure Python']['median_s']:.2f} s", flush=True)
     print_table(rows, args.numbers, args.partitions)
 
+    array_row = measure_dask_array(args.numbers, args.partitions, args.rounds + 2)
+    print_array_row(array_row)
+
     size = 20_000 if args.quick else 100_000
     shapes_cost = measure_result_shapes(size, args.rounds)
     print(f"\na task's {size:,} squares back to the client (1 process), µs per element:")
@@ -256,11 +360,11 @@ def main() -> None:
         print(f"  {name:<45} {us:10.0f}  ({us * 1000 / BLOCK:.1f} ns per number)")
 
     if not args.quick:
-        plot(rows, args.numbers, args.partitions, args.png)
+        plot(rows, args.numbers, args.partitions, args.png, array_row)
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"numbers": args.numbers, "partitions": args.partitions, "rounds": args.rounds,
-             "shapes": rows, "result_shapes_us_per_element": shapes_cost,
+             "shapes": rows, "dask_array": array_row, "result_shapes_us_per_element": shapes_cost,
              "block_us": block}, indent=2) + "\n")
 
 
