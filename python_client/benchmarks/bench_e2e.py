@@ -44,7 +44,20 @@ Python client of a pipe pays per call, with no JSON and no worker), the worker's
 a 10,000,000-number call (``VmHWM`` - idle ``VmRSS`` from ``/proc/<pid>/status``), and the
 event loop's worst lag while ``calculate_squares_async`` runs on 2,000,000 numbers (a ticker
 coroutine sleeping 1 ms at a time records the longest gap between two of its wake-ups; the
-same ticker on an idle loop is the baseline of the machine's own jitter). With ``--rss``,
+same ticker on an idle loop is the baseline of the machine's own jitter).
+
+Then arrays out (issue 22), when numpy is importable (``make venv-dask`` installs it; without it
+a note and no such rows): numpy uint32 -> uint64 for 1,000,000 and 10,000,000 random numbers,
+interleaved: ``my_module.calculate_squares(x, out=np.empty(n, np.uint64))`` against
+``np.square(x, dtype=np.uint64)`` and ``x.astype(np.uint64) ** 2`` (the faster of the two is
+the numpy baseline; all three allocate their result), the same with one ``out`` reused against
+``np.square(x, out=..., dtype=np.uint64)``, my_module's list API on the array (1,000,000 only),
+and the seed's PyO3 module on the same numbers as a list (``x.tolist()``, made before the
+clock); the client's peak RSS growth over a 10,000,000-number call with ``out=`` in a fresh
+process (``x`` and ``out`` resident before; ``VmHWM`` reset through ``/proc/self/clear_refs``,
+else ``ru_maxrss``; the first call, which maps the shared segments, and a second); and the event
+loop's worst gap while ``calculate_squares_async(x, out=out)`` runs on 10,000,000 numbers.
+``--quick`` uses 100,000 and 1,000,000 numbers and 2 rounds. With ``--rss``,
 ``bench_rss.py`` measures a 50,000,000-number call in a fresh process (client peak RSS growth
 against the input list's own size, worker peak against the shared bytes; see there). Last, the
 targets of issue 5, the ratios to the PyO3 anchor and the targets of issue 12 with PASS/MISS,
@@ -315,10 +328,10 @@ def throughput(call: Callable[[], Any], threads: int, calls: int) -> float:
     return per_thread * threads / (time.perf_counter() - started)
 
 
-def loop_lag(numbers: Optional[List[int]], seconds: float = 0.0) -> Tuple[float, float]:
+def loop_lag(numbers: Optional[Sequence[int]], seconds: float = 0.0, out: Any = None) -> Tuple[float, float]:
     """The longest gap (seconds) between two wake-ups of a ticker sleeping 1 ms at a time on a
-    fresh event loop while ``my_module.calculate_squares_async(numbers)`` runs (or, for None,
-    while the loop idles ``seconds``), and how long that took."""
+    fresh event loop while ``my_module.calculate_squares_async(numbers)`` (with ``out=`` when
+    given) runs (or, for None, while the loop idles ``seconds``), and how long that took."""
 
     async def run() -> Tuple[float, float]:
         worst = 0.0
@@ -340,8 +353,12 @@ def loop_lag(numbers: Optional[List[int]], seconds: float = 0.0) -> Tuple[float,
         if numbers is None:
             await asyncio.sleep(seconds)
         else:
-            result = await my_module.calculate_squares_async(numbers)
-            assert len(result) == len(numbers) and result[-1] == numbers[-1] ** 2
+            if out is None:
+                result = await my_module.calculate_squares_async(numbers)
+            else:
+                result = await my_module.calculate_squares_async(numbers, out=out)
+                assert result is out
+            assert len(result) == len(numbers) and int(result[-1]) == int(numbers[-1]) ** 2
         took = time.perf_counter() - started
         done = True
         await task
@@ -387,6 +404,182 @@ def worker_memory(command: Optional[str], n: int, packed: bool, chunk: int) -> D
         "ratio": (peak["VmHWM"] - idle["VmRSS"]) / request_bytes,
         "seconds": seconds,
     }
+
+
+# -- arrays out (issue 22): numpy uint32 -> uint64 --------------------------------------------
+
+RSS_OUT_CHILD = r"""
+import json, os, resource, sys, time
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import my_module
+
+
+def status():
+    values = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
+n = int(sys.argv[1])
+x = np.random.default_rng(n).integers(0, 2**32, size=n, dtype=np.uint32)
+out = np.empty(n, np.uint64)
+out.fill(1)  # every page of x and out resident before the clock: the growth is beyond them
+with my_module.Worker() as worker:
+    worker.calculate_squares(x[:1000], out=out[:1000])  # started, its handshake done, imports made
+    rows = []
+    for call in ("first", "second"):
+        rss_before = status()["VmRSS"]
+        maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # VmHWM := VmRSS
+            method = "VmHWM after clear_refs"
+        except OSError:
+            method = "ru_maxrss"
+        started = time.perf_counter()
+        assert worker.calculate_squares(x, out=out) is out
+        seconds = time.perf_counter() - started
+        peak = status()["VmHWM"] if method != "ru_maxrss" else \
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        rows.append({"call": call, "method": method, "rss_before": rss_before,
+                     "ru_maxrss_before": maxrss_before, "peak": peak, "growth": peak - rss_before,
+                     "valid": method != "ru_maxrss" or maxrss_before <= rss_before, "seconds": seconds})
+    exact = bool(np.array_equal(out, x.astype(np.uint64) ** 2))
+print(json.dumps({"n": n, "x_bytes": x.nbytes, "out_bytes": out.nbytes, "exact": exact, "calls": rows}))
+"""
+
+
+def rss_with_out(n: int) -> Dict[str, Any]:
+    """The client's peak RSS growth over a call of ``n`` numpy uint32 with ``out=`` (numpy uint64),
+    beyond ``x`` and ``out`` (both resident before), in a fresh process: its first such call (the
+    shared-memory segments mapped and touched for the first time) and a second one (the pool's
+    segments reused)."""
+    done = subprocess.run([sys.executable, "-c", RSS_OUT_CHILD, str(n), str(Path(__file__).resolve().parents[1] / "src")],
+                          check=True, capture_output=True, text=True)
+    found: Dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["exact"], "the squares in out are wrong"
+    return found
+
+
+def numpy_out(quick: bool, pyo3: Any) -> Optional[Dict[str, Any]]:
+    """my_module with ``out=`` on numpy uint32 against numpy's own squaring and the PyO3 seed on
+    the same numbers as a list, interleaved; then the client's RSS growth and the event loop's
+    worst gap with ``out=``. None (and a note) without numpy."""
+    try:
+        import numpy as np
+    except ImportError:
+        print("\nNOTE: no numpy here: the out= rows (issue 22) are left out (`make venv-dask` installs it)")
+        return None
+    small, big = (100_000, 1_000_000) if quick else (1_000_000, 10_000_000)
+    rounds = {small: 2, big: 2} if quick else {small: 21, big: 11}
+    found: Dict[str, Any] = {"small": small, "big": big, "sizes": {}}
+    names = {
+        "np_square": "np.square(x, dtype=np.uint64)",
+        "np_astype": "x.astype(np.uint64) ** 2",
+        "my_module_out": "my_module, out=np.empty(n, uint64)",
+        "my_module_out_reused": "my_module, out= reused",
+        "np_square_out_reused": "np.square(x, out= reused)",
+        "my_module_list": "my_module, list out (no out=)",
+        "pyo3_list": "PyO3 module on x.tolist()",
+    }
+    # The RSS first, in a child made while this process is still small.
+    rss = rss_with_out(big) if os.path.exists("/proc/self/status") else None
+    found["rss"] = rss
+    for n in (small, big):
+        x = np.random.default_rng(n).integers(0, 2**32, size=n, dtype=np.uint32)
+        x[-1] = 2**32 - 1  # the top of the range: a square past 2**63
+        expected = x.astype(np.uint64) ** 2
+        reused, reused_np = np.empty(n, np.uint64), np.empty(n, np.uint64)
+        assert my_module.calculate_squares(x, out=reused) is reused and np.array_equal(reused, expected)
+        cases: Dict[str, Callable[[], Any]] = {
+            "np_square": lambda x=x: np.square(x, dtype=np.uint64),
+            "np_astype": lambda x=x: x.astype(np.uint64) ** 2,
+            "my_module_out": lambda x=x, n=n: my_module.calculate_squares(x, out=np.empty(n, np.uint64)),
+            "my_module_out_reused": lambda x=x, o=reused: my_module.calculate_squares(x, out=o),
+            "np_square_out_reused": lambda x=x, o=reused_np: np.square(x, out=o, dtype=np.uint64),
+        }
+        assert np.array_equal(np.square(x, dtype=np.uint64), expected)
+        if n <= 1_000_000:
+            cases["my_module_list"] = lambda x=x: my_module.calculate_squares(x)
+        if pyo3 is not None:
+            xs = x.tolist()
+            assert np.array_equal(np.array(pyo3.calculate_squares(xs), np.uint64), expected)
+            cases["pyo3_list"] = lambda xs=xs: pyo3.calculate_squares(xs)
+        samples = run_interleaved(cases, rounds[n], 1)
+        medians = {name: statistics.median(v) for name, v in samples.items()}
+        numpy_best = min(medians["np_square"], medians["np_astype"])
+        found["sizes"][str(n)] = {
+            **{name: {"median_s": medians[name], "min_s": min(v), "samples": len(v)} for name, v in samples.items()},
+            "numpy_best_s": numpy_best,
+        }
+        print(f"\nnumpy uint32 -> uint64, n = {n:,} ({rounds[n]} rounds interleaved, median per call; "
+              f"numpy = the faster of its two)")
+        print(f"  {'case':<38}{'median':>11}{'/ numpy':>9}{'/ my_module out=':>18}")
+        for name in cases:
+            m = medians[name]
+            print(f"  {names[name]:<38}{fmt_time(m):>11}{m / numpy_best:>9.2f}{m / medians['my_module_out']:>18.2f}")
+        del x, expected, reused, reused_np, cases, samples
+        if pyo3 is not None:
+            del xs
+        gc.collect()
+
+    if rss is not None:
+        print(f"\nclient peak RSS growth over a call of {big:,} numbers with out= (fresh process; "
+              f"x {rss['x_bytes'] / 2**20:.0f} MiB and out {rss['out_bytes'] / 2**20:.0f} MiB resident before)")
+        for row in rss["calls"]:
+            shown = f"{row['growth'] / 2**20:7.1f} MiB" if row["valid"] else "    n/a (ru_maxrss was higher before)"
+            print(f"  {row['call']} call: {shown}  ({row['method']}; call {row['seconds'] * 1e3:.0f} ms)")
+
+    # The event loop's worst gap while calculate_squares_async fills out= with `big` numbers.
+    runs = 2 if quick else 7
+    x = np.random.default_rng(3).integers(0, 2**32, size=big, dtype=np.uint32)
+    out = np.empty(big, np.uint64)
+    loop_lag(x, out=out)  # warm
+    lags = [loop_lag(x, out=out) for _ in range(runs)]
+    idle = [loop_lag(None, t)[0] for _, t in lags]
+    assert np.array_equal(out, x.astype(np.uint64) ** 2)
+    worst = [w for w, _ in lags]
+    found["async_lag"] = {"n": big, "worst_gap_s": worst, "call_s": [t for _, t in lags], "idle_worst_gap_s": idle}
+    print(f"\nevent loop lag: calculate_squares_async on {big:,} numpy uint32 with out=, {runs} runs")
+    print(f"  during the call: median {statistics.median(worst) * 1e3:.1f} ms, range {min(worst) * 1e3:.1f}-"
+          f"{max(worst) * 1e3:.1f} ms (call median {statistics.median(t for _, t in lags) * 1e3:.0f} ms); "
+          f"idle loop, as long: median {statistics.median(idle) * 1e3:.1f} ms, max {max(idle) * 1e3:.1f} ms")
+    return found
+
+
+def numpy_out_targets(found: Dict[str, Any]) -> List[Tuple[str, Optional[float], str, float]]:
+    """The targets of issue 22 that bench_e2e measures (the dask.array one is bench_dask's)."""
+    small, big = found["small"], found["big"]
+    sz = found["sizes"]
+
+    def out_over_numpy(n: int) -> float:
+        return float(sz[str(n)]["my_module_out"]["median_s"] / sz[str(n)]["numpy_best_s"])
+
+    pyo3_ratio = None
+    if "pyo3_list" in sz[str(small)]:
+        pyo3_ratio = sz[str(small)]["pyo3_list"]["median_s"] / sz[str(small)]["my_module_out"]["median_s"]
+    rss = found["rss"]
+    growth = None
+    if rss is not None and rss["calls"][0]["valid"]:
+        growth = max(row["growth"] for row in rss["calls"] if row["valid"]) / 2**20
+    def reused(n: int) -> float:
+        return float(sz[str(n)]["my_module_out_reused"]["median_s"] / sz[str(n)]["np_square_out_reused"]["median_s"])
+
+    return [
+        (f"n={big:,}: my_module(out=) / numpy (time)", out_over_numpy(big), "<=", 1.5),
+        (f"n={small:,}: my_module(out=) / numpy (time)", out_over_numpy(small), "<=", 3.0),
+        (f"n={big:,}, out= reused: my_module / np.square(out=) (time)", reused(big), "<=", 1.5),
+        (f"n={small:,}, out= reused: my_module / np.square(out=) (time)", reused(small), "<=", 3.0),
+        (f"n={small:,}: PyO3 module on a list / my_module(out=) (time)", pyo3_ratio, ">=", 25.0),
+        (f"n={big:,} with out=: client peak RSS growth beyond x and out (MiB)", growth, "<=", 64.0),
+        (f"n={big:,} async with out=: event loop's worst gap, worst run (ms)",
+         max(found["async_lag"]["worst_gap_s"]) * 1e3, "<=", 25.0),
+    ]
 
 
 # -- reporting ---------------------------------------------------------------------------------
@@ -632,6 +825,9 @@ def main() -> None:
     print(f"  idle loop, as long: median {statistics.median(idle_lags) * 1e3:.1f} ms, "
           f"range {min(idle_lags) * 1e3:.1f}-{max(idle_lags) * 1e3:.1f} ms")
 
+    arrays_out = numpy_out(quick, pyo3)
+    results["numpy_out"] = arrays_out
+
     rss_rows: List[Dict[str, Any]] = []
     if args.rss:
         rss = bench_rss.measure(args.rss_n, args.worker)
@@ -731,6 +927,20 @@ def main() -> None:
         results["issue12_targets"].append({"target": label, "measured": value, "op": op, "limit": limit,
                                            "verdict": verdict})
         print(f"  {label:<70}{shown:>9}{op + format(limit, 'g'):>9}  {verdict}")
+    # The targets of issue 22 (arrays out), each from this run.
+    if arrays_out is not None:
+        results["issue22_targets"] = []
+        print("\nthe targets of issue 22 (out=), from this run" + (" (--quick: smaller sizes)" if quick else ""))
+        print(f"  {'target':<70}{'measured':>9}{'limit':>9}  verdict")
+        for label, value, op, limit in numpy_out_targets(arrays_out):
+            if value is None:
+                verdict, shown = "n/a (" + ("no PyO3 module)" if "PyO3" in label else "not measured)"), "-"
+            else:
+                met = value <= limit if op == "<=" else value >= limit
+                verdict, shown = ("PASS" if met else "MISS"), f"{value:.3g}"
+            results["issue22_targets"].append({"target": label, "measured": value, "op": op, "limit": limit,
+                                               "verdict": verdict})
+            print(f"  {label:<70}{shown:>9}{op + format(limit, 'g'):>9}  {verdict}")
     total = time.perf_counter() - wall_started
     results["seconds"] = total
     print(f"\n{total:.0f} s in all")
