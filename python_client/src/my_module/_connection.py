@@ -1,6 +1,5 @@
-"""One worker process and the threads that alone touch its pipes: a caller hands a request over in one locked step
-(``send``); the writer thread writes what is queued, joined; the reader thread spawns the worker, says ``initialize``,
-delivers every reply to the request's owner, and at the end reaps the worker and hands back what it lost."""
+"""One worker and the threads that alone touch its pipes: callers queue requests (``send``), the writer writes them,
+joined; the reader spawns the worker, says ``initialize``, delivers replies, and at the end hands back the lost."""
 
 from __future__ import annotations
 
@@ -14,12 +13,12 @@ import select
 import signal
 import threading
 import time
-from typing import Any, Deque, Dict, List, Mapping, Optional, Protocol, Sequence, Set, Tuple
+from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from . import _jsonrpc
 from ._errors import ProtocolError, WorkerError, WorkerNotFoundError
 from ._framing import Body, FrameReader, OversizedFrameError, WriteStalled, frame_header, write_all
-from ._methods import INITIALIZE, RAW_MEMBER, SHUTDOWN
+from ._methods import INITIALIZE, SHUTDOWN
 from ._process import WorkerProcess, describe_status
 from ._protocol import DEFAULT_MAX_FRAME_BYTES, ENCODING_JSON, PROTOCOL_MAJOR
 from ._shm import Pool
@@ -42,8 +41,7 @@ def on_io_thread() -> bool:  # a connection's reader or writer thread (Future ca
 
 
 class Wakeup:
-    """Wakes a sleeping thread from any other: a held lock, released in one C call (unlike a Condition's wait, which
-    an exception can leave half done)."""
+    """Wakes a sleeping thread: a held lock released in one C call (a Condition's wait can be left half done)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -58,24 +56,18 @@ class Wakeup:
 
 
 def wait(future: "concurrent.futures.Future[Any]", timeout: Optional[float]) -> bool:
-    """Wait until ``future`` is done or ``timeout`` s passed, on a lock of this wait's own (released by a
-    done-callback): an exception landing in the waiter leaves nothing shared half done."""
+    """Wait for ``future`` up to ``timeout`` s on this wait's own lock: an exception here leaves nothing shared."""
     done = Wakeup()
     future.add_done_callback(lambda _: done.set())
     return done.wait(timeout) or future.done()
-
-
-class Owner(Protocol):  # whoever sent a request: told its outcome on the reader thread
-    def on_reply(self, request: Request, is_error: bool, payload: Any) -> None: ...
-
-    def on_lost(self, request: Request, error: WorkerError) -> bool: ...  # True: it was sent again
 
 
 class Request:  # one wire request (owner None: a notification); state and withdrawn change under the lock
 
     __slots__ = ("rid", "owner", "frame", "end", "state", "withdrawn")
 
-    def __init__(self, rid: int, owner: Optional[Owner]) -> None:
+    def __init__(self, rid: int, owner: Any) -> None:  # owner.on_reply(request, is_error, payload), .on_lost(request,
+        # error) -> sent again?, on the reader thread
         self.rid, self.owner, self.frame = rid, owner, b""
         self.end = 0  # the queue's running total of weight up to this one (see _append)
         self.state, self.withdrawn = NEW, False
@@ -124,11 +116,11 @@ class Connection:
         self._reader.start()
 
     def alive(self) -> bool:  # False if its start was cut short before its thread ran
-        return self.state is not State.NEW or self._reader.is_alive()
+        return self.status() is not State.NEW or self._reader.is_alive()
 
-    def in_flight(self) -> int:  # requests written and not answered (tests wait on it)
+    def status(self) -> State:
         with self._lock:
-            return len(self._pending)
+            return self.state
 
     def new_id(self) -> int:
         with self._lock:
@@ -139,8 +131,8 @@ class Connection:
 
     def send(self, request: Request, body: Sequence[bytes], weight: int = 0, *, deadline: Optional[float] = None,
              room: bool = True, force: bool = False) -> None:
-        """Queue ``body`` as ``request``'s frame (``weight``: what else it holds); ``room``: first wait while the backlog
-        is over BACKLOG_BYTES (``TimeoutError`` past ``deadline``). ``ConnectionRefused`` unless READY (``force``: ENDED)."""
+        """Queue ``body`` as ``request``'s frame (``weight``: what else it holds), after ``room`` in the backlog if asked
+        (TimeoutError past ``deadline``); ConnectionRefused unless READY (``force``: unless ENDED)."""
         frame = b"".join([frame_header(sum(map(len, body))), *body])
         while True:
             with self._lock:
@@ -239,12 +231,13 @@ class Connection:
                 room = self._room if not queue or queue[-1].end - self._taken_end <= BACKLOG_BYTES else []
                 if room:
                     self._room = []
-                over = self.state is State.ENDED or (self._input_done and not batch)
+                ended = self.state is State.ENDED
+                over = ended or (self._input_done and not batch)
                 self._writing = bool(batch) or over
             for wakeup in room:
                 wakeup.set()
             if batch or over:
-                return [] if self.state is State.ENDED else batch
+                return [] if ended else batch
             self._work.wait()
 
     def _given_up(self, batch: List[Request]) -> bool:
@@ -257,7 +250,7 @@ class Connection:
         _io.value = True
         try:
             try:
-                if self.state is not State.NEW:  # closed before its thread ran
+                if self.status() is not State.NEW:  # closed before its thread ran
                     raise WorkerError("the worker was closed")
                 process = WorkerProcess(self.argv, self._env)
             except (OSError, WorkerError) as exc:
@@ -265,10 +258,8 @@ class Connection:
                           WorkerNotFoundError(f"cannot start the worker {self.argv[0]!r}: {exc}"))
                 return
             with self._lock:
-                self.process = process
-                closing = self.state is not State.NEW
-                if not closing:
-                    self.state = State.STARTING
+                self.process, closing = process, self.state is not State.NEW
+                self.state = self.state if closing else State.STARTING
             self._reader.name, self._writer.name = f"my_module-reader-{process.pid}", f"my_module-writer-{process.pid}"
             self._writer.start()
             logger.debug("started worker pid %d: %s", process.pid, " ".join(self.argv))
@@ -295,13 +286,13 @@ class Connection:
             return None, str(exc) if isinstance(exc, EOFError) else f"reading its stdout failed: {exc}"
         except (OversizedFrameError, ProtocolError) as exc:
             error = exc if isinstance(exc, ProtocolError) else ProtocolError(f"worker wrote garbage on stdout: {exc}")
-            if self.state is State.STARTING and not self.info:
+            if self.status() is State.STARTING and not self.info:
                 error = ProtocolError(f"{self.argv[0]} is not a squares-worker: it did not answer initialize "
                                       f"as one ({error})")
             return error, ""
 
     def _deliver(self, body: Body) -> None:
-        reply = _jsonrpc.parse_reply(body, RAW_MEMBER)
+        reply = _jsonrpc.parse_reply(body)
         if reply is None:
             return  # a notification from the worker: nothing asked for it
         rid, is_error, payload = reply
@@ -322,7 +313,7 @@ class Connection:
             request.owner.on_lost(request, WorkerError(f"internal error while delivering a reply: {exc!r}"))
 
     def on_reply(self, request: Request, is_error: bool, result: Any) -> None:  # initialize (shutdown: nothing)
-        if self.state is not State.STARTING or self.info:
+        if self.status() is not State.STARTING or self.info:
             return
         if is_error:
             raise ProtocolError(f"worker refused initialize: {result}")
@@ -416,14 +407,14 @@ class Connection:
             process.kill(f"it broke the protocol: {error}")
         returncode = process.reap(REAP_GRACE)
         process.close_stdout(REAP_GRACE)
-        quiet = self.state is State.CLOSING
+        quiet = self.status() is State.CLOSING
         if error is None:
             error = WorkerError("the worker was closed before it answered") if quiet else process.crash_report(returncode, note)
         lost = self._end(error) + ([self._delivering] if self._delivering else [])
         retried = 0
         for request in lost:
             try:
-                retried += bool(request.owner.on_lost(request, error))  # type: ignore[union-attr]
+                retried += bool(request.owner.on_lost(request, error))
             except Exception:  # a bug; the other owners must still hear about the end
                 logger.exception("my_module failed to hand a lost request back to its caller")
         # A worker that never started is reported once, by the exception its callers get.

@@ -1,5 +1,4 @@
-"""The shared default :class:`~my_module.Worker` behind the module-level functions: created
-on first use (in a fork child too), shut down at interpreter exit."""
+"""The shared default Worker behind the module-level functions: made on first use (in a fork child too), closed at exit."""
 
 from __future__ import annotations
 
@@ -17,8 +16,7 @@ _exiting = False
 
 
 def default_worker() -> Worker:
-    """Return the shared Worker used by :func:`calculate_squares`, creating it (again, if it
-    was closed) if needed. Raises ``WorkerNotFoundError``, or ``WorkerError`` at exit."""
+    """The shared Worker of :func:`calculate_squares`, made (again) if needed; WorkerNotFoundError, WorkerError at exit."""
     global _worker
     worker = _worker
     if worker is not None and not worker.closed:

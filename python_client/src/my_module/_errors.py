@@ -10,8 +10,6 @@ class WorkerError(RuntimeError):
     """Something went wrong with the worker process (base class); raised as such for an
     unexpected JSON-RPC error reply (``code``, ``data`` hold it) or a closed Worker."""
 
-    __module__ = "my_module"  # where a user imports it from: tracebacks and reprs say my_module.WorkerError
-
     code: Optional[int] = None
     data: Any = None
 
@@ -23,14 +21,10 @@ class WorkerError(RuntimeError):
 class WorkerNotFoundError(WorkerError):
     """No worker executable could be found or started; the message says where it looked and what to do."""
 
-    __module__ = "my_module"
-
 
 class WorkerCrashedError(WorkerError):
     """The worker died with requests in flight or before it answered: ``returncode`` (negative:
     that signal), ``stderr_tail`` (its last stderr lines), ``pid``."""
-
-    __module__ = "my_module"
 
     def __init__(self, message: str, *, returncode: Optional[int] = None, stderr_tail: Sequence[str] = (),
                  pid: Optional[int] = None) -> None:
@@ -42,4 +36,6 @@ class ProtocolError(WorkerError):
     """The worker broke the wire contract (garbage, a bad reply, a version mismatch); it is
     killed and the next call starts a fresh one."""
 
-    __module__ = "my_module"
+
+for _public in (WorkerError, WorkerNotFoundError, WorkerCrashedError, ProtocolError):
+    _public.__module__ = "my_module"  # where a user imports them from: tracebacks and reprs say my_module.WorkerError

@@ -1,6 +1,5 @@
-"""Length-prefixed frames (a big-endian u32 length N, then N bytes of JSON) over the worker's pipes: a reader of
-frames for the connection's reader thread, and a whole-buffer write for its writer thread, which gives up only when
-told the peer stalled."""
+"""Length-prefixed frames (a big-endian u32 length N, then N bytes of JSON): a frame reader for the connection's
+reader thread, and a whole write for its writer thread."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from ._protocol import FRAME_HEADER_BYTES
 
 _HEADER = struct.Struct("!I")
 assert _HEADER.size == FRAME_HEADER_BYTES
-_BIG_BODY = 1 << 16  # bodies this long are read straight into a buffer of their size
+_READ_BYTES = 1 << 16  # the least a read asks for
 frame_header = _HEADER.pack  # the 4-byte header announcing a body of that many bytes
 
 Body = Union[bytes, bytearray]
@@ -37,50 +36,31 @@ class WriteStalled(Exception):
 
 
 class FrameReader:
-    """Frames from a pipe's fd, for one reading thread: reads in big pieces, a big body straight into its buffer."""
+    """Frames from a pipe's fd, for one reading thread; a read takes what the frame in progress still needs."""
 
     def __init__(self, fd: int, max_frame_bytes: int) -> None:
         self.fd, self.max_frame_bytes = fd, max_frame_bytes
-        self._buf = bytearray()  # bytes read past the last frame taken (no body in progress)
-        self._body: Optional[bytearray] = None  # a big body being filled in place, to _filled
-        self._filled = 0
+        self._buf = bytearray()  # bytes read past the last frame taken
+        self._need = FRAME_HEADER_BYTES  # what the frame in progress takes in all, as far as known
 
     def take(self) -> Optional[Body]:
         """A whole frame's body if one is buffered (no I/O), else None."""
-        body = self._body
-        if body is not None:
-            if self._filled < len(body):
-                return None
-            self._body = None
-            return body
         buf = self._buf
         if len(buf) < FRAME_HEADER_BYTES:
             return None
         (length,) = _HEADER.unpack_from(buf)
         if length > self.max_frame_bytes:
             raise OversizedFrameError(length, self.max_frame_bytes)
-        end = FRAME_HEADER_BYTES + length
-        if len(buf) >= end:
-            small = bytes(buf[FRAME_HEADER_BYTES:end])
-            del buf[:end]
-            return small
-        if length >= _BIG_BODY:
-            self._body, self._filled = bytearray(length), len(buf) - FRAME_HEADER_BYTES
-            self._body[:self._filled] = buf[FRAME_HEADER_BYTES:]
-            buf.clear()
-        return None
+        self._need = end = FRAME_HEADER_BYTES + length
+        if len(buf) < end:
+            return None
+        body, self._need = bytes(buf[FRAME_HEADER_BYTES:end]), FRAME_HEADER_BYTES
+        del buf[:end]
+        return body
 
     def fill(self) -> Optional[Body]:
         """Read once (blocking), then :meth:`take`; ``EOFError`` at the end of the stream."""
-        body = self._body
-        if body is not None:
-            with memoryview(body) as view:
-                n = os.readv(self.fd, [view[self._filled:]])
-            if n == 0:
-                raise TruncatedFrameError(f"stream ended after {self._filled} of {len(body)} body bytes")
-            self._filled += n
-            return self.take()
-        data = os.read(self.fd, _BIG_BODY)
+        data = os.read(self.fd, max(_READ_BYTES, self._need - len(self._buf)))
         if not data:
             raise TruncatedFrameError(f"stream ended inside a frame ({len(self._buf)} bytes of it read)") if self._buf else EOFError()
         self._buf += data
@@ -88,9 +68,8 @@ class FrameReader:
 
 
 def write_all(fd: int, data: bytes, stalled: Callable[[float], bool]) -> None:
-    """All of ``data`` to the non-blocking ``fd``, waiting for room; :class:`WriteStalled` once ``stalled(s)`` is true
-    of the ``s`` seconds without progress (asked at most every 0.1 s). POLLERR/POLLHUP wake the wait: the next write
-    raises ``BrokenPipeError``."""
+    """All of ``data`` to the non-blocking ``fd``; :class:`WriteStalled` once ``stalled(s)`` holds of ``s`` idle seconds
+    (asked every 0.1 s). A closed pipe wakes the wait, and the next write raises BrokenPipeError."""
     view, written, idle_since, poller = memoryview(data), 0, time.monotonic(), None
     while written < len(view):
         try:

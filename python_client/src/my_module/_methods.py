@@ -1,6 +1,5 @@
-"""The method table: one entry per RPC method (and one per encoding of its arrays), from which
-requests are built, inputs chunked, replies checked and error replies translated. Adding a
-method is one entry here plus its public function."""
+"""The method table: one entry per RPC method (and per encoding of its arrays) that builds requests, chunks inputs,
+checks replies and translates errors. Adding a method is one entry here plus its public function."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ from ._protocol import ENCODING_JSON, ENCODING_PACKED, ENCODING_SHM, ErrorCode, 
 
 logger = logging.getLogger(__name__)
 
-Part = Union[List[int], bytes, bool]
-"""The decoded result of one chunk: a list of ints, raw little-endian u64s (packed), or True (written to out)."""
+Part = Union[List[int], bytes, bool]  # a chunk's decoded squares: ints, little-endian u64s (packed), True (in out)
 
 _ENVELOPE_BYTES = 128  # room kept in a frame for the envelope around a chunk's array
 SHM_MIN = 8192  # shm only for chunks of at least this many numbers (below, packed: no setup cost)
@@ -30,7 +28,6 @@ class ArrayEncoding:
         self.name, self.chunk = name, chunk  # elements per request unless chunk_size says (bench_chunks.py)
         self.param_head = b'{"%s":' % param.encode()
         self.result = result  # None: the result is the JSON array itself
-        self.raw_member = (result or "").encode()  # cut out of the reply before JSON parsing
         self.in_bytes = in_bytes  # the most one element takes in a request, on the wire
         self.out_bytes = out_bytes  # the most one result element takes in a reply
 
@@ -39,8 +36,8 @@ class ArrayEncoding:
         if self.name == ENCODING_PACKED:
             packed = _convert.encode_packed(chunk)
             return None if packed is None else [self.param_head, b'"', packed, b'"}}']
-        elements = chunk.tolist() if type(chunk) is memoryview else chunk
-        return [self.param_head, _convert.encode_chunk(elements, max_bytes), b"}}"]
+        return [self.param_head, _convert.encode_chunk(chunk.tolist() if type(chunk) is memoryview else chunk, max_bytes),
+                b"}}"]
 
     def decode(self, method: str, result: Any, count: int, held: Optional[_shm.Segment] = None,
                into: Optional[memoryview] = None) -> Part:
@@ -58,9 +55,8 @@ class ArrayEncoding:
                                     f"{count} packed results: {result!r:.120}")
             return data if into is None else _convert.put_u64(into, data)
         if type(result) is not list or len(result) != count:
-            length = len(result) if isinstance(result, list) else "n/a"
-            raise ProtocolError(f"worker answered a {method} chunk of {count} numbers with "
-                                f"{type(result).__name__} of length {length}")
+            raise ProtocolError(f"worker answered a {method} chunk of {count} numbers with {type(result).__name__} of "
+                                f"length {len(result) if isinstance(result, list) else 'n/a'}")
         return result if into is None else _convert.put_u64(into, array("Q", result), little=False)
 
 
@@ -69,12 +65,10 @@ JSON = ArrayEncoding(ENCODING_JSON, "numbers", None, _convert.MAX_ELEMENT_BYTES,
 # 2,097,152 numbers: a 24 MiB segment, and a chunk that falls back to packed still fits 64 MiB.
 SHM = ArrayEncoding(ENCODING_SHM, "numbersShm", "squaresShm", 0, 0, 1 << 21)
 ENCODINGS = {e.name: e for e in (SHM, PACKED, JSON)}
-RAW_MEMBER = PACKED.raw_member  # the result member whose long text skips the JSON scanner
 
 
 class RpcMethod:
-    """A method whose params and result pass through as they are: one request, no chunks.
-    :class:`ArrayMethod` has the same members, so a call needs to know neither."""
+    """A method whose params and result pass as they are: one request, no chunks (members as ArrayMethod's)."""
 
     encodings: Tuple[ArrayEncoding, ...] = ()
 
@@ -91,9 +85,6 @@ class RpcMethod:
 
     def count(self, params: Any) -> int:
         return 1
-
-    def prepare(self, params: Any, encoding: ArrayEncoding, pieces: bool = False) -> Any:
-        return params
 
     def body(self, rid: int, params: Any, encoding: ArrayEncoding, limit: int,
              pool: Optional[_shm.Pool] = None, pieces: bool = False) -> Tuple[List[bytes], ArrayEncoding, Optional[_shm.Segment]]:
@@ -114,8 +105,7 @@ class RpcMethod:
 
 
 class ArrayMethod(RpcMethod):
-    """A method taking ``{"numbers": [u32...]}`` and answering one value per element, so that a
-    big input can be split into chunks sent as separate requests and the results joined."""
+    """A method of ``{"numbers": [u32...]}`` answering a value per element: big inputs go in chunks, joined."""
 
     def __init__(self, name: str, encodings: Tuple[ArrayEncoding, ...]) -> None:
         super().__init__(name)
@@ -125,8 +115,7 @@ class ArrayMethod(RpcMethod):
         self._head = _jsonrpc.request_head(0, name).replace(b'"id":0', b'"id":%d')
 
     def plan(self, wanted: int, frame_limit: int, our_limit: int) -> int:
-        """Elements per chunk: at most ``wanted``, request and reply inside the limits in every
-        encoding (a chunk may fall back to JSON)."""
+        """Elements per chunk: at most ``wanted``, request and reply within the limits in any encoding."""
         room_in = (frame_limit - _ENVELOPE_BYTES) / self._in_bytes
         room_out = (our_limit - _ENVELOPE_BYTES) / self._out_bytes
         return max(1, min(wanted, int(room_in), int(room_out)))
@@ -134,20 +123,10 @@ class ArrayMethod(RpcMethod):
     def count(self, numbers: _convert.NumberSequence) -> int:
         return len(numbers)
 
-    def prepare(self, numbers: _convert.NumberSequence, encoding: ArrayEncoding, pieces: bool = False) -> _convert.NumberSequence:
-        """What chunks are cut from: for packed, a list converted to u32s once, in C (in ``pieces``: each chunk
-        as it is sent): a 1,000,000-number packed call 4-12% faster than packing chunk by chunk (bench_latency.py)."""
-        if encoding is PACKED and not pieces and type(numbers) is not memoryview and len(numbers) > 1:
-            packed = _convert.pack_u32(numbers)
-            if packed is not None:
-                return memoryview(packed)
-        return numbers
-
     def body(self, rid: int, chunk: _convert.NumberSequence, encoding: ArrayEncoding, limit: int,
              pool: Optional[_shm.Pool] = None, pieces: bool = False) -> Tuple[List[bytes], ArrayEncoding, Optional[_shm.Segment]]:
-        """A chunk's request as buffers, in ``encoding`` or else packed/JSON (and the one used),
-        and the shm segment it holds until its reply (or the worker's end); ``pieces``: written
-        a piece at a time, so that other threads (an event loop) get the GIL between."""
+        """A chunk's request as buffers, in ``encoding`` or else packed/JSON, the one used, and the segment it holds
+        until answered; ``pieces``: converted a piece at a time (an event loop gets the GIL between)."""
         head = self._head % rid
         room = limit - len(head) - 16
         if encoding is SHM:
@@ -170,8 +149,7 @@ class ArrayMethod(RpcMethod):
         return encoding.decode(self.name, result, count, held, into)
 
     def error(self, error: Dict[str, Any], numbers: Optional[Sequence[Any]] = None, start: int = 0, end: int = 1) -> BaseException:
-        """The exception for an error reply to ``numbers[start:end]``: PyO3's for a bad
-        element, else a ``WorkerError`` (``ProtocolError`` for a senseless refusal)."""
+        """The exception for an error reply to ``numbers[start:end]``: PyO3's for a bad element, else a WorkerError."""
         data = error.get("data")
         if error["code"] != ErrorCode.INVALID_PARAMS or not isinstance(data, dict):
             return super().error(error)
@@ -185,8 +163,7 @@ class ArrayMethod(RpcMethod):
         return _convert.element_error(start + position, value, reason)
 
     def assemble(self, parts: Sequence[Part], pieces: bool = False, out: Any = None) -> Any:
-        """All chunks' results in order as one list (packed parts joined, then converted once;
-        in ``pieces``: a part at a time), or ``out``, which holds them already."""
+        """The chunks' results as one list (packed parts converted at once, or by part in ``pieces``), or ``out``."""
         if out is not None:
             return out
         if not pieces and all(type(part) is bytes for part in parts):

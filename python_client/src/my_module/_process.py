@@ -1,5 +1,4 @@
-"""The worker process: spawned in a session of its own with three pipes, its stderr drained into logging and a
-tail, killed with a reason, reaped, and described once it ended (the crash report)."""
+"""The worker process: spawned with three pipes, its stderr drained, killed with a reason, reaped, described."""
 
 from __future__ import annotations
 
@@ -22,22 +21,18 @@ STDERR_TAIL_LINES = 20  # how many of its last stderr lines a WorkerCrashedError
 PIPE_BYTES = 1 << 20  # pipe capacity asked for on Linux (default 64 KiB): fewer wake-ups per big frame
 _F_SETPIPE_SZ = 1031  # Linux's fcntl command; the fcntl module names it only from Python 3.10
 _MAX_STDERR_LINE = 4000  # longer stderr lines come in pieces of this length
+_SIGNALS = {s.value: s.name for s in signal.Signals}
 _FORGOTTEN: List[Any] = []  # a fork child's copies of its parent's Popen objects, never waited for
 
 
-def describe_status(returncode: int) -> str:
-    """``exited with status 3`` or ``was killed by SIGKILL``."""
+def describe_status(returncode: int) -> str:  # "exited with status 3", "was killed by SIGKILL"
     if returncode >= 0:
         return f"exited with status {returncode}"
-    try:
-        return f"was killed by {signal.Signals(-returncode).name}"
-    except ValueError:
-        return f"was killed by signal {-returncode}"
+    return f"was killed by {_SIGNALS.get(-returncode, f'signal {-returncode}')}"
 
 
 class WorkerProcess:
-    """One spawned worker. Only the connection's writer thread writes ``stdin_fd`` (non-blocking) and closes it;
-    only its reader thread reads ``stdout_fd`` and reaps; a thread of its own drains stderr."""
+    """A spawned worker: the connection's writer alone writes stdin, its reader reads stdout and reaps."""
 
     def __init__(self, argv: Tuple[str, ...], env: Optional[Mapping[str, str]]) -> None:
         # Its own session: a Ctrl-C in the terminal interrupts Python, not the worker, whose life
@@ -57,10 +52,6 @@ class WorkerProcess:
         self._tail: "collections.deque[str]" = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._drain = threading.Thread(target=self._drain_stderr, name=f"my_module-stderr-{self.pid}", daemon=True)
         self._drain.start()
-
-    @property
-    def stderr_tail(self) -> Tuple[str, ...]:
-        return tuple(self._tail)
 
     def kill(self, reason: str) -> None:
         """SIGKILL it, keeping the first ``reason`` ("": it ended by itself, e.g. a write met a closed pipe)."""
@@ -95,7 +86,7 @@ class WorkerProcess:
         reasons = "; ".join(r for r in (self.kill_reason and f"killed by my_module: {self.kill_reason}", note) if r)
         message = f"worker pid {self.pid} ({self.argv[0]}) {describe_status(returncode)}"
         message += f" ({reasons})" if reasons else ""
-        tail = self.stderr_tail
+        tail = tuple(self._tail)
         message += "; its last stderr lines:\n  " + "\n  ".join(tail) if tail else "; it wrote nothing to stderr"
         return WorkerCrashedError(message, returncode=returncode, stderr_tail=tail, pid=self.pid)
 

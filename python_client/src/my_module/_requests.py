@@ -1,6 +1,5 @@
-"""Calls composed of wire requests, as ``Executor.map`` composes work: a :class:`Call` converts its input and hands a
-request per chunk to the connection, takes results in order (the first bad element wins, as in PyO3), cancels the
-rest once settled, resends only what a crash lost. A Call is its own completion slot: a ``Future``."""
+"""A :class:`Call` (a Future) converts its input and hands a request per chunk to the connection, takes results in
+order (the first bad element wins, as in PyO3), cancels the rest once settled, resends only what a crash lost."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import logging
 import threading
 import time
 import weakref
-from typing import Any, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import _convert, _methods, _shm
 from ._connection import Connection, ConnectionRefused, Request, Wakeup, on_io_thread, wait
@@ -21,12 +20,6 @@ from ._methods import JSON, ArrayEncoding, RpcMethod
 logger = logging.getLogger(__name__)
 
 _MISSING: Any = object()
-
-
-class Session(Protocol):  # what a call needs of its Worker's session: a ready connection, the options
-    options: Any
-
-    def connection(self, deadline: Optional[float]) -> Connection: ...
 
 
 class ChunkRequest(Request):
@@ -42,11 +35,10 @@ class ChunkRequest(Request):
 
 
 class Call(concurrent.futures.Future):  # type: ignore[type-arg]
-    """One caller-visible operation: its chunks, their requests, and its outcome, settled in one place
-    (:meth:`settle`). Fields shared with the I/O threads change under ``lock``. Its waits are on a lock of the
-    waiter's own (``_connection.wait``): an exception in a waiting thread leaves no shared Condition half released."""
+    """A caller's operation: its chunks, their requests, its outcome (set in :meth:`settle` only). Shared fields change
+    under ``lock``; a wait is on the waiter's own lock (``_connection.wait``), never on the Future's Condition."""
 
-    def __init__(self, session: Session, method: RpcMethod, payload: Any, deadline: Optional[float], retries: int,
+    def __init__(self, session: Any, method: RpcMethod, payload: Any, deadline: Optional[float], retries: int,
                  out: Any = None) -> None:
         super().__init__()  # stays PENDING until settled: cancel() works until then
         self.session, self.method, self.deadline, self.retries_left = session, method, deadline, retries
@@ -61,8 +53,6 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
         self.taken = 0  # chunks 0..taken-1 all have results
         self.settled = False
         self.pieces = False  # convert in pieces, the GIL free between (an event loop waits on it)
-        self._source: Any = None  # what chunks are cut from (see ArrayMethod.prepare)
-        self._source_encoding: Optional[ArrayEncoding] = None
         self._retried: List[BaseException] = []  # the crashes already counted against retries
         self._sending = self._send_wanted = False  # a thread is in _send; another one wants it
 
@@ -74,11 +64,6 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
         finally:
             del self  # no cycle: its exception -> the traceback -> this frame -> the call
 
-    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        if not wait(self, timeout):
-            raise concurrent.futures.TimeoutError()
-        return super().exception(0)
-
     def cancel(self) -> bool:
         """Give up on the call (unless settled): its requests are withdrawn, cancelled in the worker."""
         if not super().cancel():
@@ -88,8 +73,7 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
 
     # -- ends -------------------------------------------------------------------------------------
 
-    def expire(self, why: str = "") -> None:
-        """The deadline passed: ``TimeoutError``, and the requests in flight are cancelled."""
+    def expire(self, why: str = "") -> None:  # the deadline passed: TimeoutError, what is in flight withdrawn
         message = f"{self.method.name} did not finish within its timeout"
         self.settle(TimeoutError(f"{message}: {why}" if why else message))
 
@@ -99,7 +83,7 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
             if self.settled:
                 return False
             self.settled, leftovers, self.requests = True, list(self.requests.values()), {}
-            self.payload = self._source = None
+            self.payload = None
         for request in leftovers:
             if request.conn.withdraw(request):
                 self._free(request)  # never to be written: its segment is ours
@@ -115,8 +99,7 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
     # -- sending ----------------------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Convert and hand over every chunk that needs it, on this thread, unless another thread is doing so for
-        this call (it then does these too)."""
+        """Convert and hand over every chunk that needs it, here, unless another thread is at it (it does these too)."""
         with self.lock:
             self._send_wanted = True
             if self._sending:
@@ -141,7 +124,7 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
 
     def _send(self) -> None:
         method = self.method
-        while not self.settled:
+        while True:
             try:
                 conn = self.session.connection(self.deadline)
             except TimeoutError as exc:  # the call's own deadline, or startup_timeout's error as it is
@@ -159,18 +142,14 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
             encoding = method.encoding(options.encodings, conn.peer_encodings)
             size = method.plan(options.chunk_size or encoding.chunk, limit, options.max_frame_bytes)
             with self.lock:
-                payload, source = self.payload, self._source
+                payload = self.payload
                 if self.settled:
                     return
                 if not self.bounds:
                     n = method.count(payload)
                     self.bounds = [(start, min(start + size, n)) for start in range(0, n, size)] if n > size else [(0, n)]
                     self.parts = [_MISSING] * len(self.bounds)
-            if self._source_encoding is not encoding or source is None:
-                source = method.prepare(payload, encoding, self.pieces)
-                with self.lock:
-                    self._source, self._source_encoding = (None, None) if self.settled else (source, encoding)
-            if not self._send_chunks(conn, source, encoding, limit) or not self._retry(conn.refusal()):
+            if not self._send_chunks(conn, payload, encoding, limit) or not self._retry(conn.refusal()):
                 return
 
     def _send_chunks(self, conn: Connection, source: Any, encoding: ArrayEncoding, limit: int) -> bool:
@@ -188,12 +167,9 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
                 body, used, segment = self.method.body(request.rid, source if one else source[start:end], encoding,
                                                        limit, conn.pool, self.pieces)
                 with self.lock:
-                    current = self.requests.get(index) is request
-                    if current:
-                        request.encoding, request.segment = used, segment
+                    request.encoding, request.segment, current = used, segment, self.requests.get(index) is request
                 if not current:  # settled meanwhile: never to be sent
-                    if segment is not None and conn.pool is not None:
-                        conn.pool.release(segment)
+                    self._free(request)
                     return False
                 conn.send(request, body, 0 if segment is None else segment.size, deadline=self.deadline,
                           room=not on_io_thread())
@@ -210,8 +186,7 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
         return False
 
     def _retry(self, error: BaseException) -> bool:
-        """Whether to send again after ``error``: a crash, ``retries`` times (a call is pure), each dead
-        connection counted once. If not, the call is settled with ``error``."""
+        """Send again after a crash, ``retries`` times (each dead worker counted once); else settle with ``error``."""
         with self.lock:
             seen = any(crash is error for crash in self._retried)
             again = isinstance(error, WorkerCrashedError) and not self.settled and (seen or self.retries_left > 0)
@@ -224,8 +199,7 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
 
     # -- replies (on the reader thread) ----------------------------------------------------------
 
-    def on_reply(self, request: Request, is_error: bool, payload: Any) -> None:
-        assert isinstance(request, ChunkRequest)
+    def on_reply(self, request: ChunkRequest, is_error: bool, payload: Any) -> None:
         index = request.index
         try:
             with self.lock:
@@ -245,8 +219,7 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
         finally:  # any reply: the worker no longer writes the segment
             self._free(request)
 
-    def on_lost(self, request: Request, error: WorkerError) -> bool:
-        assert isinstance(request, ChunkRequest)
+    def on_lost(self, request: ChunkRequest, error: WorkerError) -> bool:
         self._free(request)  # the worker is gone: the segment is ours again
         if not self._drop(request.index, request):
             self._settle_if_decided()  # its result may be in: a delivery that failed between _record and settle
@@ -271,8 +244,7 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
             request.conn.pool.release(segment)
 
     def _record(self, index: int, request: ChunkRequest, part: Any = _MISSING, error: Optional[BaseException] = None) -> None:
-        """Chunk ``index`` has its ``part`` or ``error``: the call is settled once every chunk succeeded, or with
-        the first failed chunk's error once all before it did."""
+        """Chunk ``index`` has its ``part`` or ``error``; settled once all did, or the first failure's all before it."""
         with self.lock:
             if self.requests.get(index) is not request:
                 return
@@ -299,8 +271,7 @@ class Call(concurrent.futures.Future):  # type: ignore[type-arg]
 
 
 def run(call: Call) -> Any:
-    """The blocking call: hand it over, wait until its deadline. Any exception (``KeyboardInterrupt`` too) withdraws
-    the call and propagates as itself."""
+    """The blocking call; any exception (``KeyboardInterrupt`` too) withdraws it and propagates as itself."""
     if on_io_thread():
         raise WorkerError("a blocking my_module call from a Future callback would deadlock the reader thread; "
                           "use submit() there instead")
@@ -346,8 +317,7 @@ async def run_async(call: Call, deadlines: Deadlines) -> Any:
 
 
 class Deadlines:
-    """Expires calls nobody may wait on (``submit``, async) at their deadline, from one daemon thread; held weakly,
-    so that a finished call is not pinned by the heap."""
+    """Expires calls nobody may wait on (submit, async) at their deadline, from a thread; held weakly (not pinned)."""
 
     def __init__(self) -> None:
         self._lock, self._wakeup, self._order = threading.Lock(), Wakeup(), itertools.count()

@@ -1,5 +1,4 @@
-"""A Worker's checked options and its current connection: spawned on first use, the handshake awaited, reset in a
-fork child; calls are made here."""
+"""A Worker's checked options and its current connection (spawned on first use, reset in a fork child)."""
 
 from __future__ import annotations
 
@@ -101,18 +100,17 @@ class Session:
         return None if timeout is None or math.isinf(timeout) else time.monotonic() + timeout
 
     def connection(self, deadline: Optional[float]) -> Connection:
-        """The running, initialized connection, spawning a worker if there is none. Raises ``TimeoutError``, or the
-        ``WorkerError`` that ended its start (not found, crashed...)."""
-        conn = self._conn
-        if conn is not None and conn.state is State.READY and self._pid == os.getpid():
-            return conn
+        """The ready connection, spawned if need be; TimeoutError, or the WorkerError that ended its start."""
         if self._pid != os.getpid():
             self.reset_after_fork()  # a fork that skipped os.register_at_fork handlers
         with self._lock:
             if self.closed:
                 raise WorkerError("this Worker is closed")
             conn = self._conn
-            if conn is None or conn.state in (State.CLOSING, State.ENDED) or not conn.alive():
+            state = None if conn is None else conn.status()
+            if state is State.READY:
+                return conn  # type: ignore[return-value]
+            if conn is None or state in (State.CLOSING, State.ENDED) or not conn.alive():
                 if conn is not None:
                     conn.abandon()  # its start was cut short: if its thread ever runs, it ends
                     _close_pool(conn)
@@ -128,7 +126,7 @@ class Session:
             conn.kill(f"it did not answer initialize within startup_timeout={startup:g} s")
             raise TimeoutError(f"the worker {self.command[0]!r} did not answer initialize within "
                                f"startup_timeout={startup:g} s, and was killed")
-        if conn.state is State.READY:
+        if conn.status() is State.READY:
             return conn
         if self.closed or conn.error is None:
             raise WorkerError("this Worker is closed")
@@ -137,7 +135,7 @@ class Session:
     @property
     def pid(self) -> Optional[int]:
         conn = self._conn
-        return None if conn is None or conn.state is State.ENDED or self._pid != os.getpid() else conn.pid
+        return None if conn is None or conn.status() is State.ENDED or self._pid != os.getpid() else conn.pid
 
     def close(self) -> None:
         with self._lock:
@@ -146,11 +144,10 @@ class Session:
         self.deadlines.stop()
         if conn is not None and self._pid == os.getpid():
             conn.close(self.options.shutdown_timeout)
-            _close_pool(conn, everything=conn.state is State.ENDED)
+            _close_pool(conn, everything=conn.status() is State.ENDED)
 
     def abandon(self) -> None:
-        """The Worker was dropped without ``close()``: end of input lets the worker finish and exit, its
-        connection reaps it. Never blocks (it may run in GC)."""
+        """The Worker was dropped unclosed: its worker's input ends, it exits and is reaped (never blocks: GC)."""
         self.deadlines.stop()
         conn = self._conn
         if conn is not None and self._pid == os.getpid():

@@ -1,6 +1,5 @@
-"""The client's shared-memory segments (protocol 1.2's "shm" plane, Linux): memfds (no name in any directory, freed
-with their last fd and mapping), mode 0600, preallocated (a memory limit fails here, not as a SIGBUS later), reused
-within bounds. ``count`` u32 at 0, their u64 squares at ``squares_offset``. A setup failure: :class:`ShmUnavailable`."""
+"""Shared-memory segments (protocol 1.2, Linux): memfds (in no directory, freed with their last fd and mapping), mode
+0600, preallocated (a memory limit fails here, not as a SIGBUS later), reused; ``count`` u32s, then their squares."""
 
 from __future__ import annotations
 
@@ -58,8 +57,7 @@ class Segment:
             raise
 
     def write(self, numbers: Any, *, pieces: bool = False) -> Dict[str, Any]:
-        """Copy ``numbers`` (a list or tuple of ints, or a C-contiguous u32 buffer) to offset 0, ``PIECE`` at a time if
-        ``pieces`` (the GIL free between); the ``numbersShm`` reference. A bad element: TypeError/OverflowError."""
+        """``numbers`` (ints, or a u32 buffer) copied in, by PIECE if ``pieces``; the ``numbersShm`` reference."""
         if isinstance(numbers, (list, tuple)):
             convert: Callable[[Any], Any] = _convert.u32_array
         else:

@@ -42,14 +42,13 @@ class Worker:
                  encodings: Tuple[str, ...] = (ENCODING_SHM, ENCODING_PACKED, ENCODING_JSON)) -> None:
         frame = Options.max_frame_bytes if max_frame_bytes is None else max_frame_bytes
         self.options = Options(timeout=timeout, max_frame_bytes=frame, startup_timeout=startup_timeout, retries=retries,
-                               shutdown_timeout=shutdown_timeout, chunk_size=chunk_size, encodings=tuple(encodings))
+                               shutdown_timeout=shutdown_timeout, chunk_size=chunk_size, encodings=encodings)
         self.command: Tuple[str, ...] = find_worker(command)
         self._session = Session(self.command, env, self.options)
         self._finalizer = weakref.finalize(self, self._session.abandon)
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"pid={self.pid}"
-        return f"<my_module.Worker {' '.join(self.command)!r} {state}>"
+        return f"<my_module.Worker {' '.join(self.command)!r} {'closed' if self.closed else f'pid={self.pid}'}>"
 
     def __reduce__(self) -> Any:
         # A Worker owns a process and its pipes, which no other process can use: refuse to be

@@ -37,8 +37,9 @@ def imports_of(path: Path) -> Set[str]:
     return found
 
 
-LINE_BUDGET = 1800
-"""Issue 9: the package holds at most this many non-blank, non-comment lines (docstrings count)."""
+LINE_BUDGET = 1800 + 53
+"""The package holds at most this many non-blank, non-comment lines (docstrings count): 1,800 with every feature
+(issues 9 and 20), plus the 53 that out= added (issue 22 allows up to 60)."""
 
 
 def code_lines(path: Path) -> int:
@@ -52,8 +53,6 @@ def test_code_lines_count_what_they_say(tmp_path: Path) -> None:
     assert code_lines(sample) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 not done: the package is over its line budget "
-                   "(the failure names the count); strict, so meeting the budget makes this fail until the mark goes")
 def test_the_package_stays_within_its_line_budget() -> None:
     counts = {p.name: code_lines(p) for p in sorted(PACKAGE.glob("*.py"))}
     total = sum(counts.values())
