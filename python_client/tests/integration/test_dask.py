@@ -3,12 +3,12 @@
 Two dask worker processes with four task threads each: every process starts its own
 squares-worker on first use and its threads share it; only numbers (ranges, lists, arrays)
 and results cross a pickle. The tests pin down exact results in order (``client.map``,
-``dask.bag``, ``dask.array``), one squares-worker per dask process, the refusal to pickle a
-Worker, what a SIGKILLed squares-worker costs its task (nothing: the client starts another
-inside the same dask process) and what a SIGKILLed dask process leaves behind (no
-squares-worker, and a rescheduled task's exact answer). The module takes ~20-40 s on 2 cores;
-the cluster is shared by its tests and closed at the end, when every dask process and
-squares-worker seen must have exited.
+``dask.bag``, ``dask.array`` through the list API and with ``out=``), one squares-worker per
+dask process, the refusal to pickle a Worker, what a SIGKILLed squares-worker costs its task
+(nothing: the client starts another inside the same dask process) and what a SIGKILLed dask
+process leaves behind (no squares-worker, and a rescheduled task's exact answer). The module
+takes ~20-40 s on 2 cores; the cluster is shared by its tests and closed at the end, when every
+dask process and squares-worker seen must have exited.
 """
 
 from __future__ import annotations
@@ -227,6 +227,31 @@ def test_dask_array_of_uint32_squared_block_by_block_equals_numpy(client) -> Non
     assert got.dtype == np.uint64
     np.testing.assert_array_equal(got, x_np.astype("uint64") ** 2)
     assert got[2] == 18446744065119617025
+
+
+def test_dask_array_squared_into_out_blocks_equals_numpy(client) -> None:
+    # The form docs/scaling-out.md gives: each block's squares written into a uint64 block of
+    # its own (out=), meta= so that dask never calls the function on the client to learn the
+    # output type. Uneven blocks (the last one shorter), the extremes in the first and last.
+    rng = np.random.default_rng(22)
+    x_np = rng.integers(0, 2**32, size=N, dtype=np.uint32)
+    x_np[:3] = [0, 1, 2**32 - 1]
+    x_np[-1] = 2**32 - 1
+    x = da.from_array(x_np, chunks=300_000)
+    y = x.map_blocks(lambda b: my_module.calculate_squares(b, out=np.empty(b.shape, np.uint64)),
+                     dtype=np.uint64, meta=np.empty(0, np.uint64))
+    got = client.compute(y).result()
+    assert got.dtype == np.uint64 and got.shape == (N,)
+    np.testing.assert_array_equal(got, x_np.astype(np.uint64) ** 2)
+    assert got[2] == got[-1] == 18446744065119617025
+
+    # 2-D blocks through the helper (a block raveled, its out= reshaped: views, no copy).
+    m_np = x_np[:1_000_000].reshape(1000, 1000)
+    m = da.from_array(m_np, chunks=(300, 400))
+    got2 = client.compute(m.map_blocks(dask_tasks.square_block_into_out, dtype=np.uint64,
+                                       meta=np.empty((0, 0), np.uint64))).result()
+    assert got2.dtype == np.uint64 and got2.shape == (1000, 1000)
+    np.testing.assert_array_equal(got2, m_np.astype(np.uint64) ** 2)
 
 
 def causes(error: BaseException) -> Iterator[BaseException]:

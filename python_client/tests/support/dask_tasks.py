@@ -62,6 +62,16 @@ def square_block_u64(block):
     return np.fromiter(squares, dtype=np.uint64, count=block.size).reshape(block.shape)
 
 
+def square_block_into_out(block):
+    """A dask.array block of uint32, of any shape -> its uint64 squares, written by the worker
+    straight into the block's own uint64 array (``out=``): no Python int per element."""
+    import numpy as np
+
+    out = np.empty(block.shape, dtype=np.uint64)
+    my_module.calculate_squares(np.ascontiguousarray(block).ravel(), out=out.reshape(-1))
+    return out
+
+
 def children_of_this_process() -> List[Tuple[int, Tuple[str, ...], str]]:
     """(pid, argv, state) of this process's children, from /proc."""
     me = str(os.getpid())
