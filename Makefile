@@ -98,7 +98,8 @@ bench:
 	swift run -c release squares-bench
 
 ## End-to-end benchmark of the Python client against its baselines (~3 min; BENCH_ARGS="--json FILE"),
-## the seed's PyO3 module among them (its first build: ~2 min more).
+## the seed's PyO3 module among them (its first build: ~2 min more), and out= on numpy arrays
+## against numpy (rows left out, with a note, where numpy is not installed: make venv-dask).
 bench-e2e: worker venv pyo3-seed
 	$(VPY) python_client/benchmarks/bench_e2e.py $(BENCH_ARGS)
 
@@ -110,7 +111,8 @@ pyo3-seed: venv
 	$(VPY) python_client/benchmarks/pyo3_seed/build.py --install-deps
 
 ## Scaling out (docs/scaling-out.md): one job (20,000,000 numbers in 40 partitions) on a dask LocalCluster
-## of 1 and 2 processes x 1, 2, 4 threads, my_module against pure Python; writes
+## of 1 and 2 processes x 1, 2, 4 threads, my_module against pure Python, and a dask.array of as many
+## uint32 in 40 blocks (numpy in the tasks, my_module with out=, the list path); writes
 ## python_client/benchmarks/bench_dask.png (~6 min; BENCH_ARGS="--json FILE"). Its own venv, so
 ## that matplotlib never meets the test venv; the client comes from the source tree.
 BENCH_VENV := .venv-bench
