@@ -54,10 +54,11 @@ the numpy baseline; all three allocate their result), and the same with one ``ou
 against ``np.square(x, out=..., dtype=np.uint64)``; then, in rounds of their own (a call that
 builds a big list slows a fresh-``out`` call after it), my_module with ``out=`` against its list
 API on the array (1,000,000 only) and the seed's PyO3 module on the same numbers as a list
-(``x.tolist()``, made before the clock); the client's peak RSS growth over a 10,000,000-number call with ``out=`` in a fresh
-process (``x`` and ``out`` resident before; ``VmHWM`` reset through ``/proc/self/clear_refs``,
-else ``ru_maxrss``; the first call, which maps the shared segments, and a second); and the event
-loop's worst gap while ``calculate_squares_async(x, out=out)`` runs on 10,000,000 numbers.
+(``x.tolist()``, made before the clock); the client's peak RSS growth over a 10,000,000-number
+call with ``out=`` in a fresh process (``x`` and ``out`` resident before; ``VmHWM`` reset
+through ``/proc/self/clear_refs``, else ``ru_maxrss``, which cannot be reset, printed beside it;
+the first call, which maps the shared segments, and a second); and the event loop's worst gap
+while ``calculate_squares_async(x, out=out)`` runs on 10,000,000 numbers.
 ``--quick`` uses 100,000 and 1,000,000 numbers and 2 rounds. With ``--rss``,
 ``bench_rss.py`` measures a 50,000,000-number call in a fresh process (client peak RSS growth
 against the input list's own size, worker peak against the shared bytes; see there). Last, the
@@ -445,10 +446,12 @@ with my_module.Worker() as worker:
         started = time.perf_counter()
         assert worker.calculate_squares(x, out=out) is out
         seconds = time.perf_counter() - started
-        peak = status()["VmHWM"] if method != "ru_maxrss" else \
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        maxrss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = status()["VmHWM"] if method != "ru_maxrss" else maxrss_after
         rows.append({"call": call, "method": method, "rss_before": rss_before,
-                     "ru_maxrss_before": maxrss_before, "peak": peak, "growth": peak - rss_before,
+                     "ru_maxrss_before": maxrss_before, "ru_maxrss_after": maxrss_after,
+                     "ru_maxrss_growth": maxrss_after - max(rss_before, maxrss_before),
+                     "peak": peak, "growth": peak - rss_before,
                      "valid": method != "ru_maxrss" or maxrss_before <= rss_before, "seconds": seconds})
     exact = bool(np.array_equal(out, x.astype(np.uint64) ** 2))
 print(json.dumps({"n": n, "x_bytes": x.nbytes, "out_bytes": out.nbytes, "exact": exact, "calls": rows}))
@@ -548,7 +551,8 @@ def numpy_out(quick: bool, pyo3: Any) -> Optional[Dict[str, Any]]:
               f"x {rss['x_bytes'] / 2**20:.0f} MiB and out {rss['out_bytes'] / 2**20:.0f} MiB resident before)")
         for row in rss["calls"]:
             shown = f"{row['growth'] / 2**20:7.1f} MiB" if row["valid"] else "    n/a (ru_maxrss was higher before)"
-            print(f"  {row['call']} call: {shown}  ({row['method']}; call {row['seconds'] * 1e3:.0f} ms)")
+            print(f"  {row['call']} call: {shown}  ({row['method']}; ru_maxrss above its earlier peak: "
+                  f"{row['ru_maxrss_growth'] / 2**20:.1f} MiB; call {row['seconds'] * 1e3:.0f} ms)")
 
     # The event loop's worst gap while calculate_squares_async fills out= with `big` numbers.
     runs = 2 if quick else 7
