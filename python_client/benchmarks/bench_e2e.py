@@ -52,7 +52,7 @@ interleaved: ``my_module.calculate_squares(x, out=np.empty(n, np.uint64))`` agai
 ``np.square(x, dtype=np.uint64)`` and ``x.astype(np.uint64) ** 2`` (the faster of the two is
 the numpy baseline; all three allocate their result), and the same with one ``out`` reused
 against ``np.square(x, out=..., dtype=np.uint64)``; then, in rounds of their own (a call that
-builds a big list slows a fresh-``out`` call after it), my_module with ``out=`` against its list
+returns a big list slows the call after it), my_module with ``out=`` against its list
 API on the array (1,000,000 only) and the seed's PyO3 module on the same numbers as a list
 (``x.tolist()``, made before the clock); the client's peak RSS growth over a 10,000,000-number
 call with ``out=`` in a fresh process (``x`` and ``out`` resident before; ``VmHWM`` reset
@@ -505,8 +505,8 @@ def numpy_out(quick: bool, pyo3: Any) -> Optional[Dict[str, Any]]:
             "my_module_out_reused": lambda x=x, o=reused: my_module.calculate_squares(x, out=o),
         }
         # Two sets of interleaved rounds: against numpy, then against the list APIs. Kept apart
-        # because a call that builds a big list slows the fresh-out call after it (its page
-        # faults, taken in the client's reader thread, cost ~10x more: docs/performance.md).
+        # because a call that returns a big list slows the call after it (its ints are freed
+        # late, during that call: docs/performance.md).
         sets: List[Tuple[str, Dict[str, Callable[[], Any]]]] = [
             ("against numpy, the faster of its first two", {
                 "np_square": lambda x=x: np.square(x, dtype=np.uint64),
