@@ -193,8 +193,10 @@ class Connection:
         process = self.process
         assert process is not None
         try:
-            batch = self._take()
-            while batch:
+            while True:
+                batch = self._take()
+                if not batch:
+                    break
                 data = batch[0].frame if len(batch) == 1 else b"".join([r.frame for r in batch])
                 write_all(process.stdin_fd, data, lambda idle: idle >= WRITE_STALL_GRACE and self._given_up(batch))
                 with self._lock:
@@ -202,7 +204,7 @@ class Connection:
                         request.state, request.frame = SENT, b""
                         if request.withdrawn and request.owner is not None and self.state is not State.ENDED:
                             self._cancel(request)
-                batch = self._take()
+                del batch, request  # nothing held while _take() waits: a finished call's result is its caller's
         except WriteStalled as exc:
             process.kill(str(exc))
         except OSError as exc:  # EPIPE: it ended by itself, not by us
@@ -213,7 +215,8 @@ class Connection:
         finally:
             with self._lock:
                 self._writing = True
-            process.close_stdin()
+            with contextlib.suppress(OSError):  # the worker sees end of input
+                process.popen.stdin.close()  # type: ignore[union-attr]
 
     def _take(self) -> List[Request]:  # the next frames to write, up to BATCH_BYTES (a big one alone); [] at the end
         while True:
@@ -343,9 +346,8 @@ class Connection:
 
     def kill(self, reason: str) -> None:
         with self._lock:
-            process = self.process
-        if process is not None:
-            process.kill(reason)
+            if self.process is not None:
+                self.process.kill(reason)
 
     def close(self, grace: float) -> None:
         """``shutdown`` after what is in flight, end of input, then SIGTERM and SIGKILL ``grace`` s apart; reaped."""

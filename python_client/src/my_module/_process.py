@@ -73,10 +73,6 @@ class WorkerProcess:
             self.kill(f"it closed its stdout but did not exit within {grace:g} s")
             return self.popen.wait()
 
-    def close_stdin(self) -> None:  # the writer thread's last act: the worker sees end of input
-        with contextlib.suppress(OSError):
-            self.popen.stdin.close()  # type: ignore[union-attr]
-
     def close_stdout(self, grace: float) -> None:  # the reader thread's, once reaped
         self._drain.join(timeout=grace)  # its last lines belong in the report
         self.popen.stdout.close()  # type: ignore[union-attr]
