@@ -113,9 +113,11 @@ FUZZER := $(FUZZ_DIR)/release/squares-fuzz
 FUZZ_SECONDS ?= 60
 # One -sanitize=fuzzer,address: swiftc keeps only the last -sanitize= flag, and SwiftPM writes
 # `--sanitize fuzzer --sanitize address` in no fixed order, so either could silently go missing.
-# (`--sanitize fuzzer` stays so that SwiftPM leaves `main` to libFuzzer.)
+# (`--sanitize fuzzer` stays so that SwiftPM leaves `main` to libFuzzer.) `-enable-testing`: the
+# fuzzer reaches the worker's internals with `@testable import`, as the tests do, so that no
+# production type carries a test-only entry point.
 fuzz:
-	swift build --package-path Tests/Fuzz --scratch-path $(FUZZ_DIR) -c release --sanitize fuzzer \
+	swift build --package-path Tests/Fuzz --scratch-path $(FUZZ_DIR) -c release --sanitize fuzzer -Xswiftc -enable-testing \
 		-Xswiftc -sanitize=fuzzer,address --product squares-fuzz
 	$(PYTHON) Tests/Fuzz/make_corpus.py $(FUZZ_DIR)/corpus
 	mkdir -p $(FUZZ_DIR)/artifacts

@@ -1,5 +1,5 @@
 import Testing
-@_spi(Fuzz) @testable import SquaresProtocol
+@testable import SquaresProtocol
 
 /// Frames `bodies` with their length headers, glued together.
 func stream(_ bodies: [[UInt8]]) -> [UInt8] {

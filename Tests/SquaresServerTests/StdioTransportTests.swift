@@ -1,7 +1,8 @@
 import Logging
-@_spi(Fuzz) @testable import SquaresProtocol
+@testable import SquaresProtocol
+import SystemPackage
 import Testing
-@_spi(Fuzz) @testable import SquaresServer
+@testable import SquaresServer
 
 #if canImport(Glibc)
 import Glibc
@@ -15,13 +16,12 @@ func startPipeWorker(inline: Bool, configuration: ServerConfiguration = ServerCo
     var logger = Logger(label: "test")
     logger.logLevel = .critical
     let inbox = FrameInbox()
-    let writer = FrameWriterThread(descriptor: output[1], logger: logger)
+    let writer = FrameWriter(output: FileDescriptor(rawValue: output[1]), logger: logger)
     let server = Server(configuration: configuration, logger: logger)
-    FrameReaderThread(
-        descriptor: input[0], maxFrameBytes: configuration.maxFrameBytes,
-        handOff: inline ? FrameHandOff(inbox: inbox, server: server, writer: writer) : FrameHandOff(inbox: inbox), logger: logger
+    try! FrameReader(
+        input: FileDescriptor(rawValue: input[0]), maxFrameBytes: configuration.maxFrameBytes, server: server, writer: writer,
+        inbox: inbox, answersSmallFrames: inline, logger: logger
     ).start()
-    writer.start()
     let (readEnd, writeEnd) = (input[0], output[1])
     let run = Task {
         let status = await server.run(inbox, writer: writer)
@@ -56,7 +56,7 @@ func framed(_ texts: [String]) -> [UInt8] {
 
 @Suite("Stdio transport over real pipes, in process")
 struct StdioTransportTests {
-    @Test("with first phases on the reader thread, every small call is answered and nothing after shutdown is served", arguments: [false, true])
+    @Test("with small frames answered by the reader thread or not, every small call is answered and nothing after shutdown is served", arguments: [false, true])
     func inlineOrdering(inline: Bool) async {
         let worker = startPipeWorker(inline: inline)
         var texts = (1...200).map { request($0, "calculate_squares", "[[\($0)]]") }
@@ -86,10 +86,11 @@ struct StdioTransportTests {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let inbox = FrameInbox()
-        FrameReaderThread(descriptor: input[0], maxFrameBytes: 1 << 20, handOff: FrameHandOff(inbox: inbox), logger: logger).start()
-        let writer = FrameWriterThread(descriptor: output[1], logger: logger)
-        writer.start()
+        let writer = FrameWriter(output: FileDescriptor(rawValue: output[1]), logger: logger)
         let server = Server(configuration: ServerConfiguration(parallelism: 2), logger: logger)
+        try FrameReader(
+            input: FileDescriptor(rawValue: input[0]), maxFrameBytes: 1 << 20, server: server, writer: writer, inbox: inbox, logger: logger
+        ).start()
         let run = Task { await server.run(inbox, writer: writer) }
 
         var bytes: [UInt8] = []

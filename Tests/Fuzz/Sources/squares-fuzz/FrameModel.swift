@@ -1,4 +1,4 @@
-@_spi(Fuzz) import SquaresProtocol
+@testable import SquaresProtocol
 
 /// SPEC.md's framing rule written the obvious way over a whole input, as the reference that
 /// `FrameDecoder` (a state machine fed in arbitrary pieces) must agree with.
