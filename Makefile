@@ -22,13 +22,14 @@ worker:
 	swift build -c release --static-swift-stdlib --product squares-worker
 
 # A virtual environment with the client (editable, so it finds this checkout's worker) and the
-# test tools (auditwheel and build: the wheel test). The stamp makes it once per change of
+# test tools (jsonschema: the protocol tests' cross-check of the runner's own validator;
+# auditwheel and build: the wheel test). The stamp makes it once per change of
 # pyproject.toml.
 venv: $(VENV)/.stamp
 $(VENV)/.stamp: python_client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet "pytest>=7" "hypothesis>=6" "auditwheel>=6" "build>=1" -e ./python_client
+	$(VPY) -m pip install --quiet "pytest>=7" "hypothesis>=6" "jsonschema>=4.18" "auditwheel>=6" "build>=1" -e ./python_client
 	touch $@
 
 # dask.distributed (a real LocalCluster) and numpy (dask.array) for python_client/tests/test_dask.py:
