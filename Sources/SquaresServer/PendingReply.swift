@@ -22,9 +22,26 @@ public struct PendingReply: Sendable {
 extension Server {
     /// Reads one frame, the same wherever it runs: parse (big integer arrays in parallel); for each
     /// entry in order, decode its params, apply its effect (`$/cancel`, `shutdown`,
-    /// `initialize`'s prefix) and, unless the frame is small, register it for cancellation. A
-    /// `$/cancel` thus always sees the requests read before it.
+    /// `initialize`'s prefix) and register it for cancellation. A `$/cancel` thus always sees the
+    /// requests read before it.
     public func prepare(_ event: FrameEvent) async -> PendingReply {
+        if let pending = prepareInPlace(event) { return pending }
+        guard case .frame(let bytes) = event else { preconditionFailure("only a big frame is read in parallel") }
+        do {
+            // The pieces go to the concurrency pool even when the caller is the reader's task, whose
+            // thread would run them one after another.
+            let root = try await withTaskExecutorPreference(globalConcurrentExecutor) { [reader, configuration] () async throws(JSONParseError) -> JSONValue in
+                try await reader.parse(bytes, parallelism: configuration.parallelism)
+            }
+            return prepare(FrameContent(root))
+        } catch {
+            return parseError(error)
+        }
+    }
+
+    /// `prepare(_:)` with no suspension, for every event but a frame big enough to be parsed in
+    /// parallel pieces (nil then).
+    private func prepareInPlace(_ event: FrameEvent) -> PendingReply? {
         switch event {
         case .oversized(let length):
             logger.warning("refused a frame of \(length) bytes (limit \(configuration.maxFrameBytes))")
@@ -34,23 +51,18 @@ extension Server {
             logger.error("input ended \(position)")
             return PendingReply(respond: nil, stopsReading: .truncatedInput)
         case .frame(let bytes):
-            let root: JSONValue
+            guard bytes.count < reader.parallelSpanBytes || configuration.parallelism == 1 else { return nil }
             do {
-                if bytes.count < reader.parallelSpanBytes {
-                    root = try reader.parse(bytes)
-                } else {
-                    // The pieces go to the concurrency pool even when the caller is the reader
-                    // thread's executor, which would run them one after another.
-                    root = try await withTaskExecutorPreference(globalConcurrentExecutor) { [reader, configuration] () async throws(JSONParseError) -> JSONValue in
-                        try await reader.parse(bytes, parallelism: configuration.parallelism)
-                    }
-                }
+                return prepare(FrameContent(try reader.parse(bytes)))
             } catch {
-                logger.debug("parse error: \(error)")
-                return PendingReply(reply: OutboundFrame(.failure(id: .null, error: RPCError(.parseError, message: "Parse error: \(error.description)"))))
+                return parseError(error)
             }
-            return prepare(FrameContent(root))
         }
+    }
+
+    private func parseError(_ error: JSONParseError) -> PendingReply {
+        logger.debug("parse error: \(error)")
+        return PendingReply(reply: OutboundFrame(.failure(id: .null, error: RPCError(.parseError, message: "Parse error: \(error.description)"))))
     }
 
     /// One entry of a frame, on its way to a response.
@@ -90,16 +102,23 @@ extension Server {
                 case .cancel(let target): cancellations.cancel(target)
                 case .armSharedMemory(let prefix): context.shmPrefix.arm(prefix)
                 }
+                if case .cancel(let target) = call.effect { cancelEarlierEntries(&parts, target) }
                 // A notification has its effect and nothing else, unless it has side effects.
                 guard request.id != nil || call.hasSideEffects else { continue }
-                // Registered here, in stream order: a `$/cancel` later in this batch or in a later
-                // frame finds it; one earlier does not.
-                let signal = request.id.flatMap { call.isCancellable ? cancellations.register($0) : nil }
-                parts.append(.call(id: request.id, call, signal))
+                parts.append(.call(id: request.id, call, nil))
             }
         }
         let isSmall = parts.allSatisfy { part in
             if case .call(_, let call, _) = part { call.workSize < MethodContext.inlineWorkLimit } else { true }
+        }
+        if !isSmall {
+            // Registered before the next frame is read, so that a `$/cancel` in a later frame finds
+            // them (one in this frame was applied above); a small frame's calls run for well under
+            // a millisecond and are not registered.
+            for (index, part) in parts.enumerated() {
+                guard case .call(let id?, let call, nil) = part, call.isCancellable else { continue }
+                parts[index] = .call(id: id, call, cancellations.register(id))
+            }
         }
         guard !parts.isEmpty else { return PendingReply(respond: nil, stopsReading: stopsReading) }
         return PendingReply(respond: { [self, parts] in
@@ -109,7 +128,7 @@ extension Server {
                 switch part {
                 case .response(let response): responses.append(response)
                 case .call(let id, let call, let signal):
-                    if let response = await respond(to: id, call, signal, watching: !isSmall) { responses.append(response) }
+                    if let response = await respond(to: id, call, signal) { responses.append(response) }
                 }
             }
             guard !responses.isEmpty else { return nil }
@@ -117,16 +136,25 @@ extension Server {
         }, isSmall: isSmall, stopsReading: stopsReading)
     }
 
-    /// Computes one call and unregisters it; nil for a notification. A call whose `signal` fired
-    /// before it started is not computed; with `watching` (a big frame) it also stops when the
-    /// signal fires while it runs (a small call runs for well under a millisecond once started).
-    private func respond(to id: JSONValue?, _ call: Call, _ signal: CancellationSignal?, watching: Bool) async -> Response? {
+    /// A `$/cancel` of `target` cancels the requests with that id read before it in the same frame:
+    /// they answer -32800 without running.
+    private func cancelEarlierEntries(_ parts: inout [Part], _ target: JSONValue) {
+        guard let key = CancellationRegistry.key(target) else { return }
+        for (index, part) in parts.enumerated() {
+            guard case .call(let id?, let call, _) = part, call.isCancellable, CancellationRegistry.key(id) == key else { continue }
+            parts[index] = .response(.failure(id: id, error: RPCError(.requestCancelled)))
+        }
+    }
+
+    /// Computes one call (until its `signal` fires, if it has one) and unregisters it; nil for a
+    /// notification.
+    private func respond(to id: JSONValue?, _ call: Call, _ signal: CancellationSignal?) async -> Response? {
         let result: Result<ResultBody, RPCError>
         do {
             if let signal {
                 defer { if let id { cancellations.unregister(id, signal) } }
                 if signal.isFired { throw CancellationError() }
-                result = .success(try await watching ? withCancellation(by: signal, call.compute) : call.compute())
+                result = .success(try await withCancellation(by: signal, call.compute))
             } else {
                 result = .success(try await call.compute())
             }

@@ -12,7 +12,7 @@ import Musl
 import Darwin
 #endif
 
-/// Reads frames from a file descriptor on a thread of its own (a serial Dispatch queue's: blocking
+/// Reads frames from a file descriptor in a task on a thread of its own (`ThreadExecutor`: blocking
 /// reads never run on the concurrency pool, which has one thread per core), runs each frame's
 /// `Server.prepare` there in stream order, and either answers a small frame itself — while the
 /// serving loop is idle — or hands it to the loop through the inbox.
@@ -45,7 +45,7 @@ public final class FrameReader: Sendable {
     }
 
     public func start() {
-        DispatchQueue(label: "frame-reader").async { [self] in readUntilEnd() }
+        Task(executorPreference: ThreadExecutor(name: "frame-reader")) { [self] in await readUntilEnd() }
     }
 
     /// Makes the reader stop at the next frame boundary of its work and end the inbox (a stop
@@ -55,11 +55,11 @@ public final class FrameReader: Sendable {
         _ = try? stopPipe.writeEnd.writeAll([UInt8(truncatingIfNeeded: signal)])
     }
 
-    private func readUntilEnd() {
-        let executor = CallingThreadExecutor()
+    private func readUntilEnd() async {
         var decoder = FrameDecoder(maxFrameBytes: maxFrameBytes)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readSize, alignment: 16)
         defer { buffer.deallocate() }
+        var events: [FrameEvent] = []
         var watched = [input, stopPipe.readEnd].map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
         reading: while true {
             if poll(&watched, nfds_t(watched.count), -1) < 0 {
@@ -83,24 +83,22 @@ public final class FrameReader: Sendable {
                 break
             }
             if count == 0 { break }
-            var stopped = false
-            decoder.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count])) { event in
-                if !stopped { stopped = !hand(event, executor) }
-            }
-            if stopped { break reading }
+            events.removeAll(keepingCapacity: true)
+            decoder.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count])) { events.append($0) }
+            for event in events where await !hand(event) { break reading }
         }
-        if let truncated = decoder.endOfInput() { _ = hand(truncated, executor) }
+        if let truncated = decoder.endOfInput() { _ = await hand(truncated) }
         inbox.finish()
     }
 
     /// Prepares one frame and answers it here or hands it to the loop; false when nothing after it
     /// is to be read.
-    private func hand(_ event: FrameEvent, _ executor: CallingThreadExecutor) -> Bool {
-        let pending = executor.run { [server] in await server.prepare(event) }
+    private func hand(_ event: FrameEvent) async -> Bool {
+        let pending = await server.prepare(event)
         // Only while the loop is idle: it is below its in-flight bound, and every earlier frame
         // has been taken.
         if answersSmallFrames && pending.isSmall && pending.stopsReading == nil && inbox.isLoopWaiting {
-            if let respond = pending.respond, let reply = executor.run(respond) { writer.writeNow(reply) }
+            if let respond = pending.respond, let reply = await respond() { writer.writeNow(reply) }
         } else if pending.respond != nil || pending.stopsReading != nil {
             inbox.put(pending)
         }
@@ -147,7 +145,10 @@ public final class FrameWriter: ReplyWriter {
         let header = frameHeader(length: frame.byteCount)
         do {
             if frame.byteCount < Self.singleWriteBytes {
-                _ = try output.writeAll(header + frame.segments.joined())
+                var bytes = header
+                bytes.reserveCapacity(4 + frame.byteCount)
+                for segment in frame.segments { bytes.append(contentsOf: segment) }
+                _ = try output.writeAll(bytes)
             } else {
                 _ = try output.writeAll(header)
                 for segment in frame.segments { _ = try output.writeAll(segment) }
