@@ -7,7 +7,7 @@ For each build: start-up (process start to `initialize` answered, median of --st
 on one running worker, medians over the rounds), and the JSON call beside its baseline in the same
 run: Python's stdlib `json.dumps` of the numbers + `json.loads` of their squares' JSON text (the
 floor of `bench_e2e.py`). Then B's figures as ratios of
-A's. The two builds alternate within each round (A first in even rounds, B first in odd ones), so
+A's, and the median of the per-round ratios. The two builds alternate within each round (A first in even rounds, B first in odd ones), so
 that a loaded machine slows both alike. Standard library only; Linux for the shm call.
 """
 
@@ -123,7 +123,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--small-calls", type=int, default=300, help="3-number calls per round")
     parser.add_argument("--startup-runs", type=int, default=51)
+    parser.add_argument("--only", default="startup,small,shm,packed,json,backpressure",
+                        help="the measurements to make, comma-separated (default: all)")
     options = parser.parse_args()
+    only = set(options.only.split(","))
     builds = {"A": [options.a], "B": [options.b]}
 
     def order(round_index: int) -> list[str]:
@@ -131,7 +134,7 @@ def main() -> None:
 
     startup: dict[str, list[float]] = {"A": [], "B": []}
     one_round_trip(builds["A"]), one_round_trip(builds["B"])  # warm the page cache
-    for r in range(options.startup_runs):
+    for r in range(options.startup_runs if "startup" in only else 0):
         for name in order(r):
             startup[name].append(one_round_trip(builds[name])[0])
 
@@ -171,34 +174,44 @@ def main() -> None:
         python_json.append(time.perf_counter() - start)
         for name in order(r):
             worker, mine = workers[name], figures[name]
-            mine["small"].append(statistics.median(worker.timed(small_request, check_small) for _ in range(options.small_calls)))
-            mine["shm"].append(worker.timed(segments[name][1], check_shm))
-            mine["packed"].append(worker.timed(packed_request, check_packed))
-            mine["json"].append(worker.timed(json_request, check_json))
+            if "small" in only:
+                mine["small"].append(statistics.median(worker.timed(small_request, check_small) for _ in range(options.small_calls)))
+            if "shm" in only:
+                mine["shm"].append(worker.timed(segments[name][1], check_shm))
+            if "packed" in only:
+                mine["packed"].append(worker.timed(packed_request, check_packed))
+            if "json" in only:
+                mine["json"].append(worker.timed(json_request, check_json))
     for worker in workers.values():
         worker.close()
     for fd, _ in segments.values():
         os.close(fd)
 
-    pushed = {name: backpressure(command) for name, command in builds.items()}
+    pushed = {name: backpressure(command) for name, command in builds.items()} if "backpressure" in only else {}
 
-    medians = {name: {key: statistics.median(values) for key, values in figures[name].items()} for name in builds}
+    medians = {name: {key: statistics.median(values) for key, values in figures[name].items() if values} for name in builds}
     for name in builds:
-        medians[name]["startup"] = statistics.median(startup[name])
+        if startup[name]:
+            medians[name]["startup"] = statistics.median(startup[name])
     python = statistics.median(python_json)
     print(f"A = {options.a}\nB = {options.b}\n{options.rounds} rounds, start-up median of {options.startup_runs}")
     rows = [("startup", "start-up to initialize answered"), ("small", "3-number JSON call (median of a round)"),
             ("shm", "1,000,000-number shm call"), ("packed", "1,000,000-number packed call"),
             ("json", "1,000,000-number JSON call")]
-    print(f"{'':42} {'A ms':>9} {'B ms':>9} {'B / A':>7}")
+    print(f"{'':42} {'A ms':>9} {'B ms':>9} {'B / A':>7} {'per round':>10}")
     for key, label in rows:
+        if key not in medians["A"]:
+            continue
         a, b = medians["A"][key] * 1e3, medians["B"][key] * 1e3
-        print(f"{label:42} {a:9.3f} {b:9.3f} {b / a:7.2f}")
-    for name in builds:
+        pairs = zip(startup["A"], startup["B"]) if key == "startup" else zip(figures["A"][key], figures["B"][key])
+        per_round = statistics.median(y / x for x, y in pairs)  # less sensitive to the load drifting
+        print(f"{label:42} {a:9.3f} {b:9.3f} {b / a:7.2f} {per_round:10.2f}")
+    for name in pushed:
         print(f"{name}: at the in-flight bound it took {pushed[name][0] / 1024:.0f} KiB of requests, then answered "
               f"{pushed[name][1]} replies")
-    print(f"Python json.dumps (numbers) + json.loads (squares), 1,000,000 numbers: {python * 1e3:.1f} ms; the JSON call is "
-          f"{medians['A']['json'] / python:.3f}x that for A, {medians['B']['json'] / python:.3f}x for B")
+    if "json" in medians["A"]:
+        print(f"Python json.dumps (numbers) + json.loads (squares), 1,000,000 numbers: {python * 1e3:.1f} ms; the JSON call is "
+              f"{medians['A']['json'] / python:.3f}x that for A, {medians['B']['json'] / python:.3f}x for B")
 
 
 if __name__ == "__main__":
