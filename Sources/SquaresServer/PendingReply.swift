@@ -7,7 +7,7 @@ public struct PendingReply: Sendable {
     /// nothing to compute at all.
     let respond: (@Sendable () async -> OutboundFrame?)?
     /// Every request is under `MethodContext.inlineWorkLimit`: the thread that read the frame may
-    /// compute the reply itself (none of its requests can then be cancelled).
+    /// compute the reply itself (its requests are not registered for a later frame's `$/cancel`).
     let isSmall: Bool
     /// Set when the server reads nothing after this frame: `shutdown`, or the input cut inside it.
     let stopsReading: ServerExitStatus?
@@ -21,9 +21,9 @@ public struct PendingReply: Sendable {
 
 extension Server {
     /// Reads one frame, the same wherever it runs: parse (big integer arrays in parallel); for each
-    /// entry in order, decode its params, apply its effect (`$/cancel`, `shutdown`,
-    /// `initialize`'s prefix) and register it for cancellation. A `$/cancel` thus always sees the
-    /// requests read before it.
+    /// entry in order, decode its params and apply its effect (`$/cancel`, `shutdown`,
+    /// `initialize`'s prefix); in a big frame, register each request for cancellation. A `$/cancel`
+    /// thus always sees the requests read before it.
     public func prepare(_ event: FrameEvent) async -> PendingReply {
         if let pending = prepareInPlace(event) { return pending }
         guard case .frame(let bytes) = event else { preconditionFailure("only a big frame is read in parallel") }

@@ -23,10 +23,10 @@ from .macros import VectorError, expand_macros
 from .match import check_shm_initialize, match
 from .schema import SchemaError, Validator, method_schema
 from .shm import SEGMENT_FILL, SHM_INITIALIZE_ID, ShmContext, parse_segments
-from .vectors import Case, load_cases
+from .vectors import Case, framed, load_cases, parse_step
 
 __all__ = [
     "Case", "FrameReader", "Outcome", "SEGMENT_FILL", "SHM_INITIALIZE_ID", "SchemaError", "ShmContext", "Validator",
-    "VectorError", "check_shm_initialize", "decode_frames", "dumps", "expand_macros", "first_difference", "json_equal",
-    "kill_group", "load_cases", "loads", "match", "method_schema", "parse_segments", "run_case", "short", "skip_reasons",
+    "VectorError", "check_shm_initialize", "decode_frames", "dumps", "expand_macros", "first_difference", "framed", "json_equal",
+    "kill_group", "load_cases", "loads", "match", "method_schema", "parse_segments", "parse_step", "run_case", "short", "skip_reasons",
 ]
