@@ -1,3 +1,4 @@
+import Dispatch
 import Logging
 @testable import SquaresProtocol
 import SystemPackage
@@ -10,7 +11,9 @@ import Glibc
 
 /// A worker's stdio wiring on two pipes, in process: returns the write end of its input, the read
 /// end of its output and the serving task.
-func startPipeWorker(inline: Bool, configuration: ServerConfiguration = ServerConfiguration(parallelism: 2)) -> (input: Int32, output: Int32, run: Task<ServerExitStatus, Never>) {
+func startPipeWorker(
+    inline: Bool, configuration: ServerConfiguration = ServerConfiguration(parallelism: 2)
+) -> (input: Int32, output: Int32, run: Task<ServerExitStatus, Never>, reader: FrameReader) {
     var input: [Int32] = [0, 0], output: [Int32] = [0, 0]
     precondition(pipe(&input) == 0 && pipe(&output) == 0)
     var logger = Logger(label: "test")
@@ -18,10 +21,10 @@ func startPipeWorker(inline: Bool, configuration: ServerConfiguration = ServerCo
     let inbox = FrameInbox()
     let writer = FrameWriter(output: FileDescriptor(rawValue: output[1]), logger: logger)
     let server = Server(configuration: configuration, logger: logger)
-    try! FrameReader(
+    let reader = try! FrameReader(
         input: FileDescriptor(rawValue: input[0]), maxFrameBytes: configuration.maxFrameBytes, server: server, writer: writer,
-        inbox: inbox, answersSmallFrames: inline, logger: logger
-    ).start()
+        inbox: inbox, answersSmallFrames: inline, logger: logger)
+    reader.start()
     let (readEnd, writeEnd) = (input[0], output[1])
     let run = Task {
         let status = await server.run(inbox, writer: writer)
@@ -29,7 +32,23 @@ func startPipeWorker(inline: Bool, configuration: ServerConfiguration = ServerCo
         _ = readEnd
         return status
     }
-    return (input[1], output[0], run)
+    return (input[1], output[0], run, reader)
+}
+
+/// The next frame's body read from `descriptor`, as text: read on a thread of its own, so that the
+/// blocking reads never hold a thread of the concurrency pool, which the worker needs meanwhile.
+func readOneFrame(_ descriptor: Int32) async -> String? {
+    await withCheckedContinuation { continuation in
+        DispatchQueue(label: "read-one-frame").async {
+            var decoder = FrameDecoder(maxFrameBytes: 1 << 24)
+            var byte: UInt8 = 0
+            var frame: String?
+            while frame == nil, read(descriptor, &byte, 1) == 1 {
+                decoder.feed([byte]) { if case .frame(let body) = $0 { frame = String(decoding: body.storage, as: UTF8.self) } }
+            }
+            continuation.resume(returning: frame)
+        }
+    }
 }
 
 /// Every frame that can be read from `descriptor` until its end.
@@ -77,6 +96,24 @@ struct StdioTransportTests {
         for id in 2000..<2050 {
             #expect(!replies.contains { $0.contains(#""id":\#(id),"#) }, "id \(id) came after shutdown")
         }
+    }
+
+    @Test("a stop request ends the reading: the request in flight is answered; a frame half read makes it a truncated input",
+          .timeLimit(.minutes(1)), arguments: [false, true])
+    func stopRequest(halfAFrame: Bool) async throws {
+        let worker = startPipeWorker(inline: true, configuration: ServerConfiguration(parallelism: 2, testMethods: true))
+        // One write of under 4 KiB (PIPE_BUF), so the reader takes it in one read: the sleep, a
+        // quick call whose reply says the reader got this far, and maybe the start of a frame.
+        var bytes = framed([request(1, "test/sleep", #"{"ms":300}"#), request(2, "calculate_squares", "[[2]]")])
+        if halfAFrame { bytes += [0, 0, 0, 50, UInt8(ascii: "{")] }
+        #expect(bytes.withUnsafeBytes { write(worker.input, $0.baseAddress, $0.count) } == bytes.count)
+        #expect(await readOneFrame(worker.output) == #"{"jsonrpc":"2.0","id":2,"result":[4]}"#)
+        worker.reader.requestStop(signal: SIGTERM)
+        #expect(await worker.run.value == (halfAFrame ? .truncatedInput : .success))
+        let (replies, clean) = readFrames(worker.output)
+        close(worker.input)
+        #expect(clean)
+        #expect(replies == [#"{"jsonrpc":"2.0","id":1,"result":null}"#], "the sleep in flight is answered after the stop")
     }
 
     @Test("frames written to a pipe are served and the replies read back whole")
