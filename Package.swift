@@ -42,7 +42,7 @@ let package = Package(
         .executableTarget(
             name: "squares-worker",
             dependencies: [
-                "SquaresServer",
+                "SquaresServer", "CSquaresSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
