@@ -32,13 +32,14 @@ worker:
 	swift build -c release --static-swift-stdlib --product squares-worker
 
 # A virtual environment with the client (editable, so it finds this checkout's worker) and the
-# test tools (auditwheel and build: the wheel test). The stamp makes it once per change of
+# test tools (jsonschema: the protocol tests' cross-check of the runner's own validator;
+# auditwheel and build: the wheel test). The stamp makes it once per change of
 # pyproject.toml.
 venv: $(VENV)/.stamp
 $(VENV)/.stamp: python_client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet "pytest>=7" "hypothesis>=6" "auditwheel>=6" "build>=1" "mypy>=1.8" -e ./python_client
+	$(VPY) -m pip install --quiet "pytest>=7" "hypothesis>=6" "jsonschema>=4.18" "auditwheel>=6" "build>=1" "mypy>=1.8" -e ./python_client
 	touch $@
 
 # dask.distributed (a real LocalCluster) and numpy (dask.array) for python_client/tests/integration/test_dask.py:
@@ -142,9 +143,11 @@ FUZZER := $(FUZZ_DIR)/release/squares-fuzz
 FUZZ_SECONDS ?= 60
 # One -sanitize=fuzzer,address: swiftc keeps only the last -sanitize= flag, and SwiftPM writes
 # `--sanitize fuzzer --sanitize address` in no fixed order, so either could silently go missing.
-# (`--sanitize fuzzer` stays so that SwiftPM leaves `main` to libFuzzer.)
+# (`--sanitize fuzzer` stays so that SwiftPM leaves `main` to libFuzzer.) `-enable-testing`: the
+# fuzzer reaches the worker's internals with `@testable import`, as the tests do, so that no
+# production type carries a test-only entry point.
 fuzz:
-	swift build --package-path Tests/Fuzz --scratch-path $(FUZZ_DIR) -c release --sanitize fuzzer \
+	swift build --package-path Tests/Fuzz --scratch-path $(FUZZ_DIR) -c release --sanitize fuzzer -Xswiftc -enable-testing \
 		-Xswiftc -sanitize=fuzzer,address --product squares-fuzz
 	$(PYTHON) Tests/Fuzz/make_corpus.py $(FUZZ_DIR)/corpus
 	mkdir -p $(FUZZ_DIR)/artifacts

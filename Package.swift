@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-extras/swift-extras-base64", from: "1.2.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         // Pure compute: element maps from UInt32 to an exact UInt64 (squaring), and the parallel
@@ -25,9 +26,9 @@ let package = Package(
             name: "SquaresProtocol",
             dependencies: ["SquaresCore", .product(name: "ExtrasBase64", package: "swift-extras-base64")]
         ),
-        // The two GNU extensions the server needs (thread names, the CPU affinity count), and
-        // memfd_create for the tests' shared-memory segments, which Swift's Glibc module does not
-        // export.
+        // The Linux calls the server needs that Swift's Glibc module does not export (the CPU
+        // affinity count, a pipe's buffer size, a memfd's seals), and memfd_create for the tests'
+        // shared-memory segments.
         .target(name: "CSquaresSystem"),
         // What is done: dispatch, concurrency, cancellation, lifecycle, and the stdio transport.
         .target(
@@ -35,21 +36,26 @@ let package = Package(
             dependencies: [
                 "SquaresCore", "SquaresProtocol", "CSquaresSystem",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .executableTarget(
             name: "squares-worker",
             dependencies: [
-                "SquaresServer",
+                "SquaresServer", "CSquaresSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         // Release benchmark of the core and codec against a Foundation Codable baseline.
         .executableTarget(name: "squares-bench", dependencies: ["SquaresCore", "SquaresProtocol"]),
         .testTarget(name: "SquaresCoreTests", dependencies: ["SquaresCore"]),
         .testTarget(name: "SquaresProtocolTests", dependencies: ["SquaresProtocol", "SquaresCore"]),
-        .testTarget(name: "SquaresServerTests", dependencies: ["SquaresServer", "SquaresProtocol", "CSquaresSystem"]),
+        .testTarget(
+            name: "SquaresServerTests",
+            dependencies: ["SquaresServer", "SquaresProtocol", "CSquaresSystem", .product(name: "SystemPackage", package: "swift-system")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

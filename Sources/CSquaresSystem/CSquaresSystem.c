@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sched.h>
 #include <string.h>
 #ifdef __linux__
@@ -19,14 +18,14 @@ int csquares_affinity_cpu_count(void) {
     return 0;
 }
 
-void csquares_set_thread_name(const char *name) {
-#if defined(__linux__)
-    char truncated[16];
-    strncpy(truncated, name, sizeof(truncated) - 1);
-    truncated[sizeof(truncated) - 1] = '\0';
-    (void)pthread_setname_np(pthread_self(), truncated);
-#elif defined(__APPLE__)
-    (void)pthread_setname_np(name);
+int csquares_set_pipe_size(int fd, int bytes) {
+#if defined(__linux__) && defined(F_SETPIPE_SZ)
+    return fcntl(fd, F_SETPIPE_SZ, bytes);
+#else
+    (void)fd;
+    (void)bytes;
+    errno = ENOSYS;
+    return -1;
 #endif
 }
 

@@ -4,12 +4,15 @@ import SquaresCore
 /// the tasks that decode it.
 public typealias FrameBytes = OwnedBuffer<UInt8>
 
-/// What the frame decoder recognised in the byte stream.
+/// What the frame decoder recognised in the byte stream: the one event type from the transport
+/// to the server.
 public enum FrameEvent: Sendable, Equatable {
     /// A complete frame body.
     case frame(FrameBytes)
     /// A header announced `length` bytes, more than the limit. The body is being skipped.
     case oversized(length: Int)
+    /// The input ended inside a frame (`FrameDecoder.endOfInput`); `position` says where.
+    case truncated(position: String)
 }
 
 /// Splits a byte stream into length-prefixed frames: a 4-byte unsigned big-endian length, then that
@@ -37,8 +40,13 @@ public struct FrameDecoder: Sendable {
         return false
     }
 
+    /// What the end of the input means here: nothing at a frame boundary, else a truncated frame.
+    public func endOfInput() -> FrameEvent? {
+        isAtFrameBoundary ? nil : .truncated(position: positionDescription)
+    }
+
     /// Where the decoder stands, for the log line of an end of input inside a frame.
-    public var positionDescription: String {
+    var positionDescription: String {
         switch state {
         case .header(_, let have): "inside a frame header (\(have) of 4 bytes)"
         case .body(let buffer, let filled): "inside a frame body (\(filled) of \(buffer.count) bytes)"

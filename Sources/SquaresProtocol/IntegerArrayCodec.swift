@@ -9,7 +9,8 @@ public struct ElementProblem: Sendable, Equatable {
 
 /// A decoded array of JSON integers, in pieces that were decoded in parallel. Elements from the
 /// first problem on are validated as JSON but not kept: `pieces` hold the elements before it
-/// (so that a method with a smaller element limit can find a bad element before it).
+/// (so that a method with a smaller element limit can find a bad element before it). Two arrays
+/// are equal when they hold the same elements and the same first problem, however split.
 public struct IntegerArray: Sendable, Equatable {
     public var pieces: [[UInt32]]
     public var count: Int
@@ -22,12 +23,16 @@ public struct IntegerArray: Sendable, Equatable {
     }
 
     /// All elements, joined (for tests and small arrays).
-    @_spi(Fuzz) public var elements: [UInt32] { pieces.flatMap { $0 } }
+    public var elements: [UInt32] { pieces.flatMap { $0 } }
+
+    public static func == (lhs: IntegerArray, rhs: IntegerArray) -> Bool {
+        lhs.count == rhs.count && lhs.firstProblem == rhs.firstProblem && lhs.elements == rhs.elements
+    }
 }
 
 /// The JSON array text of integers failed the JSON grammar at `offset` (relative to the span).
-@_spi(Fuzz) public struct IntegerSyntaxError: Error, Sendable, Equatable {
-    @_spi(Fuzz) public var offset: Int
+struct IntegerSyntaxError: Error, Sendable, Equatable {
+    var offset: Int
 }
 
 /// The hand-written codec for the two big arrays on the wire: a request's array of `UInt32`s and
@@ -247,7 +252,7 @@ public enum IntegerArrayCodec {
 
     /// Decodes the array text `span` (between `[` and `]`) split into `parts` pieces, decoded in
     /// parallel when there is more than one.
-    @_spi(Fuzz) public static func decode(
+    static func decode(
         _ frame: FrameBytes, span: Range<Int>, parts: Int
     ) async throws(IntegerSyntaxError) -> IntegerArray {
         let ranges = pieceRanges(UnsafeBufferPointer(frame.storage), span: span, parts: parts)
@@ -276,7 +281,7 @@ public enum IntegerArrayCodec {
     }
 
     /// Decodes the array text `span` on the calling task, as one piece.
-    @_spi(Fuzz) public static func decodeSequentially(
+    static func decodeSequentially(
         _ bytes: UnsafeBufferPointer<UInt8>, span: Range<Int>
     ) throws(IntegerSyntaxError) -> IntegerArray {
         assemble([try decodePiece(bytes, range: span, isLast: true, isWhole: true)])

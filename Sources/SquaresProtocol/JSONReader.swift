@@ -1,70 +1,81 @@
 /// Why a frame is not a JSON text.
 public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
-    @_spi(Fuzz) public var offset: Int
+    var offset: Int
     var reason: String
     init(offset: Int, reason: String) { self.offset = offset; self.reason = reason }
     public var description: String { "\(reason) at byte \(offset)" }
 }
 
-/// A frame parsed as JSON. Its big integer arrays may still be pending (see `JSONIntegerArray`):
-/// `decodePending(parts:)` decodes them, in parallel pieces.
-public struct ParsedFrame: Sendable {
-    public var root: JSONValue
-    /// The arrays inside `root` left for `decodePending(parts:)`, in source order.
-    public var pending: [JSONIntegerArray]
-
-    /// Decodes every pending array, `parts` pieces each.
-    /// - Throws: `JSONParseError` for the first array whose text breaks JSON.
-    public func decodePending(parts: Int) async throws(JSONParseError) {
-        for array in pending { try await array.decode(parts: parts) }
-    }
-}
-
 /// A strict JSON (RFC 8259) reader for whole frames: UTF-8 only, no trailing bytes but whitespace,
-/// nesting bounded by `maxDepth`. Arrays made only of integers take the fast codec's path; those of
-/// at least `parallelSpanBytes` bytes are left pending by `scan`, to be decoded in parallel.
+/// nesting bounded by `maxDepth`. Arrays made only of integers take the fast codec's path.
 public struct JSONReader: Sendable {
     var maxDepth: Int
-    var parallelism: Int
-    /// Integer arrays with at least this many bytes of text are decoded in parallel. Below it one
-    /// piece is faster than a task group (see `squares-bench`).
-    @_spi(Fuzz) public var parallelSpanBytes: Int
+    /// Integer arrays with at least this many bytes of text are decoded in parallel pieces by
+    /// `parse(_:parallelism:)`. Below it one piece is faster than a task group (`squares-bench`).
+    public var parallelSpanBytes: Int
 
-    public init(maxDepth: Int = ProtocolConstants.maxNestingDepth, parallelism: Int = 1, parallelSpanBytes: Int = 256 * 1024) {
+    public init(maxDepth: Int = ProtocolConstants.maxNestingDepth, parallelSpanBytes: Int = 256 * 1024) {
         self.maxDepth = maxDepth
-        self.parallelism = parallelism
         self.parallelSpanBytes = parallelSpanBytes
     }
 
-    /// The one synchronous pass over a whole frame: everything is parsed and checked but the
-    /// integer arrays of at least `parallelSpanBytes` (with `parallelism` above 1), which are
-    /// left pending.
+    /// Parses a whole frame in one pass on the calling thread.
     /// - Throws: `JSONParseError` for anything that is not exactly one JSON value in UTF-8.
-    public func scan(_ frame: FrameBytes) throws(JSONParseError) -> ParsedFrame {
-        let bytes = UnsafeBufferPointer(frame.storage)
-        guard bytes.count > 0 else { throw JSONParseError(offset: 0, reason: "empty frame") }
-        var scanner = Scanner(frame: frame, maxDepth: maxDepth, parallelSpanBytes: parallelism > 1 ? parallelSpanBytes : Int.max)
+    public func parse(_ frame: FrameBytes) throws(JSONParseError) -> JSONValue {
+        var scanner = try Scanner(frame: frame, maxDepth: maxDepth, parallelSpanBytes: .max)
+        return try scanner.parseDocument()
+    }
+
+    /// Parses a whole frame, its integer arrays of at least `parallelSpanBytes` decoded in
+    /// `parallelism` pieces in parallel: one pass leaves them out (checked only for their bytes),
+    /// then each is decoded and put in its place. The same value as `parse(_:)`, or the same error.
+    /// - Throws: `JSONParseError` for anything that is not exactly one JSON value in UTF-8.
+    public func parse(_ frame: FrameBytes, parallelism: Int) async throws(JSONParseError) -> JSONValue {
+        guard parallelism > 1 else { return try parse(frame) }
+        var scanner = try Scanner(frame: frame, maxDepth: maxDepth, parallelSpanBytes: parallelSpanBytes)
         let root = try scanner.parseDocument()
-        return ParsedFrame(root: root, pending: scanner.pending)
+        guard !scanner.deferred.isEmpty else { return root }
+        var decoded: [IntegerArray] = []
+        for span in scanner.deferred {
+            do {
+                decoded.append(try await IntegerArrayCodec.decode(frame, span: span, parts: parallelism))
+            } catch {
+                throw JSONParseError(offset: span.lowerBound + error.offset, reason: "invalid number array")
+            }
+        }
+        var next = decoded[...]
+        return Self.filling(root, from: &next)
     }
 
-    /// Parses a whole frame, its big integer arrays decoded in parallel.
-    /// - Throws: `JSONParseError` for anything that is not exactly one JSON value in UTF-8.
-    public func parse(_ frame: FrameBytes) async throws(JSONParseError) -> ParsedFrame {
-        let parsed = try scan(frame)
-        try await parsed.decodePending(parts: parallelism)
-        return parsed
+    /// Parses a frame held in an array (a copy is made; for tests).
+    func parse(_ frame: [UInt8], parallelism: Int = 1) async throws(JSONParseError) -> JSONValue {
+        try await parse(FrameBytes(frame), parallelism: parallelism)
     }
 
-    /// Parses a frame held in an array (a copy is made; for tests and small frames).
-    @_spi(Fuzz) public func parse(_ frame: [UInt8]) async throws(JSONParseError) -> ParsedFrame {
-        try await parse(FrameBytes(frame))
+    /// `value` with its deferred arrays (`IntegerArray.deferred`) replaced, in source order.
+    private static func filling(_ value: JSONValue, from decoded: inout ArraySlice<IntegerArray>) -> JSONValue {
+        switch value {
+        case .integers(let array) where array.count < 0:
+            return .integers(decoded.popFirst()!)
+        case .array(var elements):
+            for i in elements.indices { elements[i] = filling(elements[i], from: &decoded) }
+            return .array(elements)
+        case .object(var object):
+            for i in object.members.indices { object.members[i].value = filling(object.members[i].value, from: &decoded) }
+            return .object(object)
+        default:
+            return value
+        }
     }
+}
+
+extension IntegerArray {
+    /// The reader's mark for an array it decodes after its pass; never seen outside the reader.
+    fileprivate static let deferred = IntegerArray(pieces: [], count: -1, firstProblem: nil)
 }
 
 /// One pass over the frame's bytes.
 private struct Scanner {
-    let frame: FrameBytes
     let bytes: UnsafeBufferPointer<UInt8>
     let base: UnsafePointer<UInt8>
     let end: Int
@@ -72,12 +83,13 @@ private struct Scanner {
     let parallelSpanBytes: Int
     var p = 0
     var depth = 0
-    var pending: [JSONIntegerArray] = []
+    /// The spans of the integer arrays left for a parallel decode, in source order.
+    var deferred: [Range<Int>] = []
 
-    init(frame: FrameBytes, maxDepth: Int, parallelSpanBytes: Int) {
-        self.frame = frame
+    init(frame: FrameBytes, maxDepth: Int, parallelSpanBytes: Int) throws(JSONParseError) {
         self.bytes = UnsafeBufferPointer(frame.storage)
-        self.base = bytes.baseAddress!  // the caller refuses empty frames
+        guard let base = bytes.baseAddress, bytes.count > 0 else { throw JSONParseError(offset: 0, reason: "empty frame") }
+        self.base = base
         self.end = bytes.count
         self.maxDepth = maxDepth
         self.parallelSpanBytes = parallelSpanBytes
@@ -138,15 +150,12 @@ private struct Scanner {
         if let close = IntegerArrayCodec.scanIntegerArray(bytes, from: p), hasDigit(p..<close) || isBlank(p..<close) {
             let span = p..<close
             p = close + 1
-            // Only a root below the top level waits, and only with a comma: so a pending array is
-            // never a batch, and it has at least two elements once decoded.
-            if span.count >= parallelSpanBytes && depth > 1 && hasComma(span) {
-                let array = JSONIntegerArray(pending: frame, span: span)
-                pending.append(array)
-                return .integerArray(array)
+            if span.count >= parallelSpanBytes {
+                deferred.append(span)
+                return .integers(.deferred)
             }
             do {
-                return .integerArray(JSONIntegerArray(try IntegerArrayCodec.decodeSequentially(bytes, span: span)))
+                return .integers(try IntegerArrayCodec.decodeSequentially(bytes, span: span))
             } catch {
                 throw fail("invalid number array", at: span.lowerBound + error.offset)
             }
@@ -170,10 +179,6 @@ private struct Scanner {
     /// be integer arrays, the rest take the general path, which reports them.
     func hasDigit(_ range: Range<Int>) -> Bool {
         range.contains { (base[$0] &- 0x30) < 10 }
-    }
-
-    func hasComma(_ range: Range<Int>) -> Bool {
-        range.contains { base[$0] == UInt8(ascii: ",") }
     }
 
     func isBlank(_ range: Range<Int>) -> Bool {

@@ -1,15 +1,13 @@
 /// Writes JSON text. Numbers are written from their source text, strings with the escapes JSON
 /// requires (and no others), so a value read by `JSONReader` is written back the same.
-@_spi(Fuzz) public struct JSONWriter {
-    @_spi(Fuzz) public private(set) var bytes: [UInt8] = []
-
-    @_spi(Fuzz) public init() {}
+struct JSONWriter {
+    private(set) var bytes: [UInt8] = []
 
     mutating func append(raw: String) { bytes.append(contentsOf: raw.utf8) }
     mutating func append(raw: [UInt8]) { bytes.append(contentsOf: raw) }
 
-    /// Writes `value`, whose integer arrays must be decoded (`ParsedFrame.decodePending`).
-    @_spi(Fuzz) public mutating func write(_ value: JSONValue) {
+    /// Writes `value`.
+    mutating func write(_ value: JSONValue) {
         switch value {
         case .null: append(raw: "null")
         case .bool(let flag): append(raw: flag ? "true" : "false")
@@ -31,10 +29,9 @@
                 write(member.value)
             }
             bytes.append(UInt8(ascii: "}"))
-        case .integerArray(let array):
-            guard let decoded = array.decoded else { preconditionFailure("a pending integer array is written before it is decoded") }
+        case .integers(let array):
             bytes.append(UInt8(ascii: "["))
-            append(raw: decoded.elements.map(String.init).joined(separator: ","))
+            append(raw: array.elements.map(String.init).joined(separator: ","))
             bytes.append(UInt8(ascii: "]"))
         }
     }
@@ -65,13 +62,4 @@
         writer.write(value)
         return writer.bytes
     }
-}
-
-extension JSONValue {
-    /// An object from key-value pairs, in order.
-    public static func object(_ members: KeyValuePairs<String, JSONValue>) -> JSONValue {
-        .object(JSONObject(members.map { (key: $0.key, value: $0.value) }))
-    }
-
-    public static func integer(_ value: some BinaryInteger) -> JSONValue { .number(String(value)) }
 }

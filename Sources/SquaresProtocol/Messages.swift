@@ -66,7 +66,7 @@ public enum Entry: Sendable {
         guard case .string(let method)? = object["method"] else { self = invalid("\"method\" must be a string"); return }
         let params = object["params"]
         switch params {
-        case nil, .object?, .array?, .integerArray?: break
+        case nil, .object?, .array?, .integers?: break
         default: self = invalid("\"params\" must be an object or an array"); return
         }
         self = .request(Request(id: id, method: method, params: params))
@@ -78,17 +78,16 @@ public enum FrameContent: Sendable {
     case single(Entry)
     case batch([Entry])
 
-    /// What `root`, a frame's value, holds. (A root integer array is never pending: the reader
-    /// decodes it in its own pass.)
+    /// What `root`, a frame's value, holds.
     public init(_ root: JSONValue) {
         switch root {
         case .array(let elements) where !elements.isEmpty:
             self = .batch(elements.map(Entry.init))
-        case .integerArray(let array) where (array.decoded?.count ?? 0) > 0:
+        case .integers(let array) where array.count > 0:
             // A batch of numbers: each is an invalid request.
             let error = RPCError(.invalidRequest, message: "Invalid Request: not an object")
-            self = .batch(Array(repeating: .invalid(id: .null, error: error), count: array.decoded?.count ?? 0))
-        case .array, .integerArray:
+            self = .batch(Array(repeating: .invalid(id: .null, error: error), count: array.count))
+        case .array, .integers:
             self = .single(.invalid(id: .null, error: RPCError(.invalidRequest, message: "Invalid Request: empty batch")))
         default:
             self = .single(Entry(root))
@@ -155,5 +154,5 @@ public struct OutboundFrame: Sendable {
     public var byteCount: Int { segments.reduce(0) { $0 + $1.count } }
 
     /// Header and body in one array (for tests and small frames).
-    @_spi(Fuzz) public var bytes: [UInt8] { frameHeader(length: byteCount) + segments.joined() }
+    var bytes: [UInt8] { frameHeader(length: byteCount) + segments.joined() }
 }

@@ -48,19 +48,6 @@ public enum PackedCodec {
     /// About how many numbers `text` encodes (for a size policy; exact for valid text).
     public static func approximateCount(_ text: String) -> Int { text.utf8.count / 4 * 3 / 4 }
 
-    /// The numbers encoded in `text`: the kernel over the whole text, on the calling thread.
-    /// - Throws: `Invalid` for anything but padded standard base64 of a multiple of 4 bytes.
-    public static func decodeNumbers(_ text: String) throws(Invalid) -> OwnedBuffer<UInt32> {
-        var text = text
-        text.makeContiguousUTF8()
-        let byteCount = try decodedByteCount(text)
-        let output = OwnedBuffer<UInt32>(uninitializedCount: byteCount / 4)
-        if let problem = decode(text, range: 0..<text.utf8.count, byteCount: byteCount, into: output) {
-            throw Invalid(detail: problem)
-        }
-        return output
-    }
-
     /// The byte count that `text`'s length and padding announce.
     static func decodedByteCount(_ text: String) throws(Invalid) -> Int {
         let characters = text.utf8.count
@@ -109,14 +96,6 @@ public enum PackedCodec {
             #endif
             return nil
         } ?? "not contiguous"
-    }
-
-    /// The base64 text of `values` as little-endian `UInt64`s, on the calling thread.
-    public static func encode(_ values: OwnedBuffer<UInt64>) -> [UInt8] {
-        #if _endian(big)
-        for i in values.storage.indices { values.storage[i] = values.storage[i].littleEndian }
-        #endif
-        return Base64.encodeToBytes(bytes: UnsafeRawBufferPointer(values.storage))
     }
 
     /// The base64 text of `values` as little-endian `UInt64`s, in segments to write in order,

@@ -2,15 +2,15 @@ import Dispatch
 import SquaresCore
 
 /// The hand-off from the blocking reader thread to the serving loop: an `AsyncSequence` whose
-/// producer blocks (on its own thread, never on the concurrency pool) while `capacity` events wait
+/// producer blocks (on its own thread, never on the concurrency pool) while `capacity` frames wait
 /// unconsumed. The loop not pulling therefore stops the reads, and the pipe pushes back.
 public final class FrameInbox: AsyncSequence, Sendable {
-    public typealias Element = InboundEvent
+    public typealias Element = PendingReply
     public typealias Failure = Never
 
     private struct State {
-        var pending: [InboundEvent] = []
-        var waiter: CheckedContinuation<InboundEvent?, Never>?
+        var queued: [PendingReply] = []
+        var waiter: CheckedContinuation<PendingReply?, Never>?
         var finished = false
     }
 
@@ -22,18 +22,18 @@ public final class FrameInbox: AsyncSequence, Sendable {
         space = DispatchSemaphore(value: capacity)
     }
 
-    /// Hands `event` to the loop, blocking the calling thread while the inbox is full. Call from a
+    /// Hands `frame` to the loop, blocking the calling thread while the inbox is full. Call from a
     /// dedicated thread only.
-    func put(_ event: InboundEvent) {
+    func put(_ frame: PendingReply) {
         space.wait()
-        enum Outcome { case queued, dropped, handed(CheckedContinuation<InboundEvent?, Never>) }
+        enum Outcome { case queued, dropped, handed(CheckedContinuation<PendingReply?, Never>) }
         let outcome = state.withLock { state -> Outcome in
             if state.finished { return .dropped }
             if let waiter = state.waiter {
                 state.waiter = nil
                 return .handed(waiter)
             }
-            state.pending.append(event)
+            state.queued.append(frame)
             return .queued
         }
         switch outcome {
@@ -41,33 +41,32 @@ public final class FrameInbox: AsyncSequence, Sendable {
         case .dropped: space.signal()
         case .handed(let waiter):
             space.signal()
-            waiter.resume(returning: event)
+            waiter.resume(returning: frame)
         }
     }
 
     /// True while the loop waits for input with nothing queued: every frame before this point has
-    /// been taken, and the loop has not stopped reading. Only then may the producer answer a
-    /// frame itself without reordering it against a `shutdown` or a full in-flight bound.
+    /// been taken, and the loop is below its in-flight bound. Only then may the reader compute a
+    /// reply itself without passing the bound.
     var isLoopWaiting: Bool {
-        state.withLock { $0.waiter != nil && $0.pending.isEmpty && !$0.finished }
+        state.withLock { $0.waiter != nil && $0.queued.isEmpty && !$0.finished }
     }
 
-    /// Ends the sequence after the events already put; later `put`s are dropped. Safe from any
-    /// thread (the stop-signal handler calls it).
+    /// Ends the sequence after the frames already put; later `put`s are dropped.
     func finish() {
-        let waiter = state.withLock { state -> CheckedContinuation<InboundEvent?, Never>? in
+        let waiter = state.withLock { state -> CheckedContinuation<PendingReply?, Never>? in
             state.finished = true
-            guard state.pending.isEmpty else { return nil }
+            guard state.queued.isEmpty else { return nil }
             defer { state.waiter = nil }
             return state.waiter
         }
         waiter?.resume(returning: nil)
     }
 
-    private func next() async -> InboundEvent? {
+    private func next() async -> PendingReply? {
         await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> InboundEvent?? in
-                if !state.pending.isEmpty { return .some(state.pending.removeFirst()) }
+            let ready = state.withLock { state -> PendingReply?? in
+                if !state.queued.isEmpty { return .some(state.queued.removeFirst()) }
                 if state.finished { return .some(nil) }
                 state.waiter = continuation
                 return nil
@@ -81,8 +80,8 @@ public final class FrameInbox: AsyncSequence, Sendable {
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let inbox: FrameInbox
-        public mutating func next() async -> InboundEvent? { await inbox.next() }
-        public mutating func next(isolation actor: isolated (any Actor)?) async -> InboundEvent? { await inbox.next() }
+        public mutating func next() async -> PendingReply? { await inbox.next() }
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> PendingReply? { await inbox.next() }
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inbox: self) }

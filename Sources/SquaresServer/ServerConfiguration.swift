@@ -1,4 +1,13 @@
+import CSquaresSystem
 import SquaresProtocol
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// What the worker was started with.
 public struct ServerConfiguration: Sendable {
@@ -18,6 +27,13 @@ public struct ServerConfiguration: Sendable {
     /// (`/proc/self/fd` readable), looked at once.
     public static var sharedMemoryAvailable: Bool { SharedMemory.isServed }
 
+    /// The cores this process may run on: its CPU affinity mask on Linux (as `taskset` or a
+    /// container's cpuset leave it), else the online processors.
+    public static var activeProcessorCount: Int {
+        let inMask = Int(csquares_affinity_cpu_count())
+        return inMask > 0 ? inMask : max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    }
+
     public init(
         parallelism: Int,
         maxInFlight: Int = ProtocolConstants.defaultMaxInFlight,
@@ -31,18 +47,6 @@ public struct ServerConfiguration: Sendable {
         self.testMethods = testMethods
         self.sharedMemory = sharedMemory
     }
-}
-
-/// What arrives from the transport.
-public enum InboundEvent: Sendable {
-    /// A whole frame.
-    case frame(FrameBytes)
-    /// A frame longer than the limit was announced; its body is skipped by the transport.
-    case oversized(length: Int)
-    /// A frame whose first phase the transport ran already (while the loop was idle).
-    case planned(FramePlan)
-    /// The input ended inside a frame; `position` says where.
-    case truncated(position: String)
 }
 
 /// Where replies go. `write` returns once the frame is written (or can never be), so a request

@@ -163,9 +163,9 @@ struct MappedSegment: @unchecked Sendable {
         guard fstat(descriptor, &status) == 0 else {
             throw SharedMemory.invalid("numbersShm: cannot stat the segment (\(String(cString: strerror(errno))))")
         }
-        guard status.st_mode & 0o170000 == 0o100000 else { throw SharedMemory.invalid("numbersShm: the segment is not a regular file") }
+        guard status.st_mode & S_IFMT == S_IFREG else { throw SharedMemory.invalid("numbersShm: the segment is not a regular file") }
         guard status.st_uid == geteuid() else { throw SharedMemory.invalid("numbersShm: the segment belongs to another user") }
-        guard status.st_mode & 0o077 == 0 else {
+        guard status.st_mode & (S_IRWXG | S_IRWXO) == 0 else {
             throw SharedMemory.invalid("numbersShm: the segment's mode gives group or other access")
         }
         guard status.st_size >= reference.byteCount else {

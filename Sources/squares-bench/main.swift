@@ -75,22 +75,21 @@ report("Foundation Codable decode + square + encode", codableTotal, per: count)
 
 let frame = FrameBytes(request)
 func serve(parallelism: Int) async throws -> Int {
-    let reader = JSONReader(parallelism: parallelism)
-    let parsed = try await reader.parse(frame)
+    let parsed = try await JSONReader().parse(frame, parallelism: parallelism)
     let segments = try await IntegerArrayCodec.encode(numbers(in: parsed), mapping: Squaring.self, parallelism: parallelism)
     return OutboundFrame(.success(id: .integer(1), result: .encoded(segments))).byteCount
 }
 
 /// The decoded `numbers` of the benchmark's request.
-func numbers(in parsed: ParsedFrame) -> IntegerArray {
-    guard case .object(let request) = parsed.root, case .object(let params)? = request["params"],
-          case .integerArray(let array)? = params["numbers"], let decoded = array.decoded else { fatalError("not the benchmark's request") }
-    return decoded
+func numbers(in parsed: JSONValue) -> IntegerArray {
+    guard case .object(let request) = parsed, case .object(let params)? = request["params"],
+          case .integers(let array)? = params["numbers"] else { fatalError("not the benchmark's request") }
+    return array
 }
 
 // Check the fast path against Foundation's output before timing it.
 let expected = try JSONEncoder().encode(codableSquares)
-let parsedOnce = try await JSONReader(parallelism: options.parallelism).parse(frame)
+let parsedOnce = try await JSONReader().parse(frame, parallelism: options.parallelism)
 let produced = [UInt8]("[".utf8) + (try await IntegerArrayCodec.encode(numbers(in: parsedOnce), mapping: Squaring.self, parallelism: options.parallelism)).joined() + [UInt8]("]".utf8)
 precondition(produced == [UInt8](expected), "fast codec output differs from JSONEncoder's")
 
@@ -100,13 +99,13 @@ let scan = await median(options.repetitions) {
 }
 let oneCore = try await median(options.repetitions) { _ = try await serve(parallelism: 1) }
 let allCores = try await median(options.repetitions) { _ = try await serve(parallelism: options.parallelism) }
-let parseOnly = try await median(options.repetitions) { _ = try await JSONReader(parallelism: 1).parse(frame) }
+let parseOnly = try await median(options.repetitions) { _ = try JSONReader().parse(frame) }
 let parsedArray = numbers(in: parsedOnce)
 let encodeOnly = try await median(options.repetitions) { _ = try await IntegerArrayCodec.encode(parsedArray, mapping: Squaring.self, parallelism: 1) }
 report("fast path: scan only (sequential)", scan, per: count)
 report("fast path: parse (scan + decode), 1 core", parseOnly, per: count)
 report("fast path: square + encode, 1 core", encodeOnly, per: count)
-let parseAll = try await median(options.repetitions) { _ = try await JSONReader(parallelism: options.parallelism).parse(frame) }
+let parseAll = try await median(options.repetitions) { _ = try await JSONReader().parse(frame, parallelism: options.parallelism) }
 let encodeAll = try await median(options.repetitions) { _ = try await IntegerArrayCodec.encode(parsedArray, mapping: Squaring.self, parallelism: options.parallelism) }
 report("fast path: parse (scan + decode), \(options.parallelism) cores", parseAll, per: count)
 report("fast path: square + encode, \(options.parallelism) cores", encodeAll, per: count)

@@ -1,7 +1,11 @@
 import ArgumentParser
+import CSquaresSystem
+import Dispatch
 import Logging
-import SquaresServer
 import SquaresProtocol
+import SquaresServer
+import Synchronization
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -58,7 +62,7 @@ struct SquaresWorker: AsyncParsableCommand {
         }
         let logger = Logger(label: "squares-worker")
         let configuration = ServerConfiguration(
-            parallelism: parallelism ?? activeProcessorCount(),
+            parallelism: parallelism ?? ServerConfiguration.activeProcessorCount,
             maxInFlight: maxInFlight,
             maxFrameBytes: maxFrameBytes,
             testMethods: testMethods)
@@ -67,67 +71,54 @@ struct SquaresWorker: AsyncParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         enlargePipeBuffers(logger: logger)
         let inbox = FrameInbox()
-        let writer = FrameWriterThread(descriptor: STDOUT_FILENO, logger: logger)
+        let writer = FrameWriter(output: .standardOutput, logger: logger)
         let server = Server(configuration: configuration, logger: logger)
-        let reader = FrameReaderThread(
-            descriptor: STDIN_FILENO, maxFrameBytes: maxFrameBytes,
-            handOff: FrameHandOff(inbox: inbox, server: server, writer: writer), logger: logger)
-        installStopSignalHandlers(wake: reader.stopDescriptor)
-        writer.start()
+        let reader = try FrameReader(
+            input: .standardInput, maxFrameBytes: maxFrameBytes, server: server, writer: writer, inbox: inbox, logger: logger)
+        let stopSignals = handleStopSignals(reader.requestStop)
         reader.start()
         logger.info("ready: parallelism \(configuration.parallelism), max in flight \(maxInFlight), max frame \(maxFrameBytes) bytes")
 
         let status = await server.run(inbox, writer: writer)
         logger.info("exiting with status \(status.rawValue)")
+        withExtendedLifetime(stopSignals) {}
         // Every reply has been written (each request awaits its write); the reader thread may still
-        // be blocked in read(2), so end the process rather than return.
+        // be blocked in poll(2), so end the process rather than return.
         terminate(status.rawValue)
     }
 }
 
+/// Ends the process (`exit` alone would name the command's static method).
+func terminate(_ status: Int32) -> Never { exit(status) }
+
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// Ends the process (the reader thread may still be blocked in poll(2)).
-func terminate(_ status: Int32) -> Never {
-    exit(status)
-}
-
-/// Where the stop-signal handler writes, and how many stop signals came: the handler may only
-/// touch plain globals and call async-signal-safe functions.
-nonisolated(unsafe) private var stopWakeDescriptor: Int32 = -1
-nonisolated(unsafe) private var stopSignalCount: Int32 = 0
+/// Stop signals received so far.
+private let stopSignalsReceived = Atomic<Int>(0)
 
 /// SIGTERM or SIGINT: the reader stops reading, the worker finishes what is in flight and exits 0.
 /// A second one: exit at once (128 + the signal), for a client that never reads the replies.
-/// Installed with sigaction before the reader starts, so no signal can fall in a gap.
-func installStopSignalHandlers(wake descriptor: Int32) {
-    stopWakeDescriptor = descriptor
-    let handler: @convention(c) (Int32) -> Void = { number in
-        stopSignalCount += 1
-        if stopSignalCount > 1 { _exit(128 + number) }
-        var byte = UInt8(truncatingIfNeeded: number)
-        _ = write(stopWakeDescriptor, &byte, 1)
+/// Dispatch sources, set up before the reader starts, so that no signal falls in a gap; the
+/// signals' default action is turned off for them to see the signals instead.
+func handleStopSignals(_ stop: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {
+    let queue = DispatchQueue(label: "stop-signals")
+    return [SIGTERM, SIGINT].map { number in
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+        source.setEventHandler {
+            if stopSignalsReceived.add(1, ordering: .relaxed).newValue > 1 { _exit(128 + number) }
+            stop(number)
+        }
+        source.resume()
+        return source
     }
-    var action = sigaction()
-    #if os(Linux)
-    action.__sigaction_handler.sa_handler = handler
-    #else
-    action.__sigaction_u.__sa_handler = handler
-    #endif
-    sigemptyset(&action.sa_mask)
-    action.sa_flags = SA_RESTART
-    for number in [SIGTERM, SIGINT] { sigaction(number, &action, nil) }
 }
 
 /// Asks for 1 MiB pipe buffers on stdin and stdout (Linux; best effort). With the default 64 KiB a
 /// 20 MB reply takes hundreds of writer wake-ups and context switches on each side.
 func enlargePipeBuffers(logger: Logger) {
-    #if os(Linux)
-    let setPipeSize: Int32 = 1031  // F_SETPIPE_SZ, which Glibc does not export to Swift
-    for descriptor in [STDIN_FILENO, STDOUT_FILENO] {
-        if fcntl(descriptor, setPipeSize, 1 << 20) < 0 {
-            logger.debug("fd \(descriptor): pipe buffer left as is (\(String(cString: strerror(errno))))")
-        }
+    let pipeBytes: Int32 = 1 << 20
+    for descriptor in [FileDescriptor.standardInput, .standardOutput] where csquares_set_pipe_size(descriptor.rawValue, pipeBytes) < 0 {
+        logger.debug("fd \(descriptor.rawValue): pipe buffer left as is (\(Errno(rawValue: errno)))")
     }
-    #endif
 }

@@ -1,5 +1,5 @@
 import Testing
-@_spi(Fuzz) @testable import SquaresProtocol
+@testable import SquaresProtocol
 
 /// Frames `bodies` with their length headers, glued together.
 func stream(_ bodies: [[UInt8]]) -> [UInt8] {
@@ -85,6 +85,19 @@ struct FrameDecoderTests {
         #expect(decoder.positionDescription == "inside a frame header (2 of 4 bytes)")
         decoder.feed([0, 10, 1, 2, 3]) { _ in }
         #expect(decoder.positionDescription == "inside a frame body (3 of 10 bytes)")
+        #expect(decoder.endOfInput() == .truncated(position: "inside a frame body (3 of 10 bytes)"))
+    }
+
+    @Test("the end of input between frames is no event; feed never reports a truncation")
+    func cleanEnd() {
+        var decoder = FrameDecoder(maxFrameBytes: 100)
+        #expect(decoder.endOfInput() == nil)
+        var events: [FrameEvent] = []
+        decoder.feed([0, 0, 0, 2, 0x5B, 0x5D, 0, 0]) { events.append($0) }
+        #expect(events == [.frame(FrameBytes(Array("[]".utf8)))])
+        #expect(decoder.endOfInput() == .truncated(position: "inside a frame header (2 of 4 bytes)"))
+        decoder.feed([0, 0]) { events.append($0) }
+        #expect(events.count == 2 && decoder.endOfInput() == nil, "a zero-length frame, then a clean end")
     }
 
     @Test("the header is big-endian")

@@ -1,16 +1,16 @@
 import SquaresCore
 import Testing
-@_spi(Fuzz) @testable import SquaresProtocol
+@testable import SquaresProtocol
 
 /// Parses `text` as a whole frame (single-core and multi-core readers must agree).
-func parse(_ text: String, parallelism: Int = 1, parallelSpanBytes: Int = 256 * 1024) async throws(JSONParseError) -> ParsedFrame {
-    try await JSONReader(parallelism: parallelism, parallelSpanBytes: parallelSpanBytes).parse(Array(text.utf8))
+func parse(_ text: String, parallelism: Int = 1, parallelSpanBytes: Int = 256 * 1024) async throws(JSONParseError) -> JSONValue {
+    try await JSONReader(parallelSpanBytes: parallelSpanBytes).parse(Array(text.utf8), parallelism: parallelism)
 }
 
 /// The integer array `arrayText`, parsed as the member of an object, or its first bad element.
 func numbers(_ arrayText: String, parallelism: Int = 1, parallelSpanBytes: Int = 256 * 1024) async throws -> Result<IntegerArray, ElementProblem> {
     let frame = try await parse("{\"numbers\":\(arrayText)}", parallelism: parallelism, parallelSpanBytes: parallelSpanBytes)
-    guard case .object(let object) = frame.root, case .integerArray(let array)? = object["numbers"], let decoded = array.decoded else {
+    guard case .object(let object) = frame, case .integers(let decoded)? = object["numbers"] else {
         throw CancellationError()  // not an integer array: the test fails
     }
     if let problem = decoded.firstProblem { return .failure(problem) }

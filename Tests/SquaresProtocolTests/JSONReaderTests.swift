@@ -1,5 +1,5 @@
 import Testing
-@_spi(Fuzz) @testable import SquaresProtocol
+@testable import SquaresProtocol
 
 @Suite("JSON reader and writer")
 struct JSONReaderTests {
@@ -10,19 +10,19 @@ struct JSONReaderTests {
     func roundTrip(text: String) async throws {
         let frame = try await parse(text)
         var writer = JSONWriter()
-        writer.write(frame.root)
+        writer.write(frame)
         #expect(String(decoding: writer.bytes, as: UTF8.self) == text)
     }
 
     @Test("string escapes decode, surrogate pairs included")
     func escapes() async throws {
         let frame = try await parse(#""\u0041\u00e9\ud83d\ude00\/\b\f\r""#)
-        #expect(frame.root == .string("Aé😀/\u{8}\u{C}\r"))
+        #expect(frame == .string("Aé😀/\u{8}\u{C}\r"))
     }
 
     @Test("a lone surrogate becomes U+FFFD")
     func loneSurrogate() async throws {
-        #expect(try await parse(#""\ud800x""#).root == .string("\u{FFFD}x"))
+        #expect(try await parse(#""\ud800x""#) == .string("\u{FFFD}x"))
     }
 
     @Test("not JSON is a parse error", arguments: [
@@ -50,9 +50,29 @@ struct JSONReaderTests {
         await #expect(throws: JSONParseError.self) { _ = try await parse(String(repeating: "{\"a\":", count: 100_000)) }
     }
 
+    @Test("a parallel parse puts each big array back in its place, or fails where one pass fails")
+    func parallelParse() async throws {
+        let text = #"[{"a":[1,2,3],"b":[[4,5],"c"]},[6,7],[8,9,10],[],{"d":[11]}]"#
+        let onePass = try JSONReader().parse(FrameBytes(Array(text.utf8)))
+        let parallel = try await JSONReader(parallelSpanBytes: 1).parse(Array(text.utf8), parallelism: 3)
+        #expect(parallel == onePass)
+        guard case .array(let items) = parallel, items.count == 5, case .integers(let array) = items[1] else {
+            Issue.record("not the expected shape"); return
+        }
+        #expect(array.elements == [6, 7])
+        for broken in [#"{"a":[1,2,,3]}"#, #"{"a":[1,01]}"#, #"[[1,2],[3,-]]"#] {
+            let offset = { () throws(JSONParseError) -> Int in _ = try JSONReader().parse(FrameBytes(Array(broken.utf8))); return -1 }
+            var expected = -1
+            do { expected = try offset() } catch { expected = error.offset }
+            await #expect(throws: JSONParseError(offset: expected, reason: "invalid number array"), "\(broken)") {
+                _ = try await JSONReader(parallelSpanBytes: 1).parse(Array(broken.utf8), parallelism: 2)
+            }
+        }
+    }
+
     @Test("duplicate keys: the last one wins")
     func duplicateKeys() async throws {
-        guard case .object(let object) = try await parse(#"{"a":1,"a":2}"#).root else { Issue.record("not an object"); return }
+        guard case .object(let object) = try await parse(#"{"a":1,"a":2}"#) else { Issue.record("not an object"); return }
         #expect(object["a"] == .number("2"))
     }
 

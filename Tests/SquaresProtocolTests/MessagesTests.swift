@@ -1,10 +1,10 @@
 import Foundation
 import Testing
-@_spi(Fuzz) @testable import SquaresProtocol
+@testable import SquaresProtocol
 
 func entry(_ text: String) async throws -> Entry {
     let frame = try await parse(text)
-    guard case .single(let entry) = FrameContent(frame.root) else { throw CancellationError() }
+    guard case .single(let entry) = FrameContent(frame) else { throw CancellationError() }
     return entry
 }
 
@@ -42,10 +42,10 @@ struct MessagesTests {
     @Test("an empty batch is one invalid request; a batch of numbers is one error each")
     func batches() async throws {
         for text in ["[]", "[ ]"] {
-            guard case .single(.invalid(_, let error)) = FrameContent(try await parse(text).root) else { Issue.record("\(text) is not one invalid request"); continue }
+            guard case .single(.invalid(_, let error)) = FrameContent(try await parse(text)) else { Issue.record("\(text) is not one invalid request"); continue }
             #expect(error.code == .invalidRequest)
         }
-        guard case .batch(let entries) = FrameContent(try await parse("[1,2,3]").root) else { Issue.record("not a batch"); return }
+        guard case .batch(let entries) = FrameContent(try await parse("[1,2,3]")) else { Issue.record("not a batch"); return }
         #expect(entries.count == 3)
     }
 

@@ -1,6 +1,6 @@
 import Testing
 @testable import SquaresCore
-@_spi(Fuzz) @testable import SquaresProtocol
+@testable import SquaresProtocol
 
 /// Standard padded base64 of `bytes` (a small independent encoder, to check the codec against).
 func base64(_ bytes: [UInt8]) -> String {

@@ -1,24 +1,17 @@
-@_spi(Fuzz) @testable import SquaresProtocol
+@testable import SquaresProtocol
 import Testing
-@_spi(Fuzz) @testable import SquaresServer
+@testable import SquaresServer
 
 @Suite("calculate_squares params and errors")
 struct CalculateSquaresTests {
     let context = MethodContext(configuration: ServerConfiguration(parallelism: 2), methodNames: [])
 
-    /// The `data` of the error that `params` (JSON text) get, decoded and answered at once; nil if
-    /// they are accepted.
+    /// The `data` of the error that `params` (JSON text) get, decoded and computed; nil if they are
+    /// accepted.
     func errorData(_ params: String) async throws -> JSONValue? {
-        let frame = try await JSONReader(parallelism: 2).parse(Array(params.utf8))
-        let method = CalculateSquares()
-        do throws(RPCError) {
-            let decoded = try method.decode(frame.root)
-            _ = try method.immediateAnswer(decoded, in: context)
-            return nil
-        } catch {
-            #expect(error.code == .invalidParams)
-            return error.data
-        }
+        guard case .failure(let error) = try await answer(RegisteredMethod(CalculateSquares()), params, in: context).result else { return nil }
+        #expect(error.code == .invalidParams)
+        return error.data
     }
 
     @Test("by name, by position, and each shape error", arguments: [

@@ -1,4 +1,4 @@
-@_spi(Fuzz) @testable import SquaresProtocol
+@testable import SquaresProtocol
 import SquaresCore
 import Testing
 @testable import SquaresServer
@@ -22,19 +22,10 @@ struct ElementwiseMethodTests {
     let context = MethodContext(configuration: ServerConfiguration(parallelism: 3), methodNames: [])
     let method = RegisteredMethod(CalculateCubes())
 
-    /// The result's JSON text, or the error, for `params` (JSON text) as the first phase and then
-    /// the child task would answer them. Big arrays are decoded in 3 pieces.
+    /// The result's JSON text, or the error, for `params` (JSON text) as the server would compute
+    /// them. Big arrays are decoded in 3 pieces.
     func answer(_ params: String) async throws -> Result<String, RPCError> {
-        let frame = try await JSONReader(parallelism: 3, parallelSpanBytes: 1).parse(Array(params.utf8))
-        let body: ResultBody
-        switch method.prepare(frame.root, context).outcome {
-        case .answered(.success(let answered)): body = answered
-        case .answered(.failure(let error)): return .failure(error)
-        case .job(let job):
-            do { body = try await job(CancellationSignal()) } catch let error as RPCError { return .failure(error) }
-        }
-        guard case .encoded(let segments) = body else { Issue.record("not encoded: \(body)"); return .success("") }
-        return .success(String(decoding: segments.joined(), as: UTF8.self))
+        try await SquaresServerTests.answer(method, params, in: context).result
     }
 
     func cubes(_ numbers: [UInt32]) -> String {
@@ -43,9 +34,9 @@ struct ElementwiseMethodTests {
 
     /// `numbers` as the packed encoding's base64 text: pairs of little-endian `UInt32`s are the
     /// little-endian `UInt64`s the codec's encoder takes (so `numbers` has an even count).
-    func packed(_ numbers: [UInt32]) -> String {
+    func packed(_ numbers: [UInt32]) async throws -> String {
         let pairs = stride(from: 0, to: numbers.count, by: 2).map { UInt64(numbers[$0]) | UInt64(numbers[$0 + 1]) << 32 }
-        return String(decoding: PackedCodec.encode(OwnedBuffer(pairs)), as: UTF8.self)
+        return try await String(decoding: PackedCodec.encode(OwnedBuffer(pairs), parallelism: 1).joined(), as: UTF8.self)
     }
 
     @Test("small and big arrays, JSON and packed, map through the method's own map", arguments: [4, 20_000])
@@ -53,8 +44,8 @@ struct ElementwiseMethodTests {
         let numbers = (0..<count).map { UInt32($0 * 131 % 2_642_246) } + [2_642_245, 0]
         let json = try await answer(#"{"numbers":["# + numbers.map(String.init).joined(separator: ",") + "]}")
         #expect(try json.get() == cubes(numbers))
-        let reply = try await answer(#"{"numbersPacked":""# + packed(numbers) + #""}"#).get()
-        let expected = String(decoding: PackedCodec.encode(OwnedBuffer(numbers.map(Cubing.apply))), as: UTF8.self)
+        let reply = try await answer(#"{"numbersPacked":""# + (try await packed(numbers)) + #""}"#).get()
+        let expected = try await String(decoding: PackedCodec.encode(OwnedBuffer(numbers.map(Cubing.apply)), parallelism: 1).joined(), as: UTF8.self)
         #expect(reply == #"{"cubesPacked":""# + expected + #""}"#)
     }
 
@@ -77,7 +68,7 @@ struct ElementwiseMethodTests {
         // And the decoder's own problem (-1) last, in the last piece.
         let json = try await answer(#"{"numbers":["# + numbers.map(String.init).joined(separator: ",") + ",-1]}")
         #expect(json.failure?.data == .object(["index": .integer(index), "reason": .string("too_large")]))
-        let packedReply = try await answer(#"{"numbersPacked":""# + packed(numbers) + #""}"#)
+        let packedReply = try await answer(#"{"numbersPacked":""# + (try await packed(numbers)) + #""}"#)
         #expect(packedReply.failure?.data == .object(["index": .integer(index), "reason": .string("too_large")]))
     }
 

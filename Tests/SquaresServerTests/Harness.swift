@@ -1,8 +1,8 @@
 import Logging
-@_spi(Fuzz) @testable import SquaresProtocol
+@testable import SquaresProtocol
 import Synchronization
 import Testing
-@_spi(Fuzz) @testable import SquaresServer
+@testable import SquaresServer
 
 /// Collects the frames the server writes.
 final class CollectingWriter: ReplyWriter {
@@ -18,14 +18,15 @@ final class CollectingWriter: ReplyWriter {
 
 /// Counts how many events the server has taken from its input.
 struct CountingInbound: AsyncSequence, Sendable {
-    typealias Element = InboundEvent
-    let base: AsyncStream<InboundEvent>
+    typealias Element = FrameEvent
+    typealias Failure = Never
+    let base: AsyncStream<FrameEvent>
     let taken = Counter()
 
     struct AsyncIterator: AsyncIteratorProtocol {
-        var base: AsyncStream<InboundEvent>.AsyncIterator
+        var base: AsyncStream<FrameEvent>.AsyncIterator
         let taken: Counter
-        mutating func next() async -> InboundEvent? {
+        mutating func next() async -> FrameEvent? {
             let event = await base.next()
             if event != nil { taken.increment() }
             return event
@@ -41,26 +42,27 @@ final class Counter: Sendable {
     var count: Int { value.withLock { $0 } }
 }
 
-/// A server running on an in-memory input, with no process and no pipes.
+/// A server running on an in-memory input, with no process and no pipes: each frame is prepared
+/// as the serving loop takes it.
 struct Harness {
-    let input: AsyncStream<InboundEvent>.Continuation
+    let input: AsyncStream<FrameEvent>.Continuation
     let inbound: CountingInbound
     let writer = CollectingWriter()
     let run: Task<ServerExitStatus, Never>
 
     init(_ configuration: ServerConfiguration = ServerConfiguration(parallelism: 2, testMethods: true)) {
-        let (stream, continuation) = AsyncStream<InboundEvent>.makeStream()
+        let (stream, continuation) = AsyncStream<FrameEvent>.makeStream()
         input = continuation
         inbound = CountingInbound(base: stream)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let server = Server(configuration: configuration, logger: logger)
         let (inbound, writer) = (inbound, writer)
-        run = Task { await server.run(inbound, writer: writer) }
+        run = Task { await server.run(inbound.map { await server.prepare($0) }, writer: writer) }
     }
 
     func send(_ text: String) { input.yield(.frame(FrameBytes(Array(text.utf8)))) }
-    func send(_ event: InboundEvent) { input.yield(event) }
+    func send(_ event: FrameEvent) { input.yield(event) }
 
     /// The first `count` replies, waiting up to `seconds` for them (fewer if they do not come).
     func replies(_ count: Int, within seconds: Double = 60) async -> [String] {

@@ -1,8 +1,8 @@
 import Foundation
 import Logging
-@_spi(Fuzz) @testable import SquaresProtocol
+@testable import SquaresProtocol
 import Testing
-@_spi(Fuzz) @testable import SquaresServer
+@testable import SquaresServer
 
 @Suite("Server, driven in process")
 struct ServerTests {
@@ -207,72 +207,69 @@ struct ServerTests {
     }
 }
 
-@Suite("The first phase of a frame")
-struct FirstPhaseTests {
+@Suite("Reading a frame: Server.prepare")
+struct PrepareTests {
     let server: Server = {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         return Server(configuration: ServerConfiguration(parallelism: 2, testMethods: true), logger: logger)
     }()
 
-    func plan(_ text: String) -> FramePlan { server.firstPhase(.frame(FrameBytes(Array(text.utf8)))) }
+    func prepared(_ text: String) async -> PendingReply { await server.prepare(.frame(FrameBytes(Array(text.utf8)))) }
 
-    /// The reply the first phase gave at once, or nil when it left a job or nothing.
-    func answeredNow(_ text: String) -> String? {
-        guard case .reply(let frame) = plan(text).work else { return nil }
+    /// The reply of a small frame, which the reader thread computes itself; nil for a frame left
+    /// to a child task, or with nothing to send.
+    func answeredNow(_ text: String) async -> String? {
+        let pending = await prepared(text)
+        guard pending.isSmall, let respond = pending.respond, let frame = await respond() else { return nil }
         return String(decoding: frame.segments.joined(), as: UTF8.self)
     }
 
-    func isJob(_ text: String) -> Bool {
-        if case .job = plan(text).work { true } else { false }
+    func isLeftToAChildTask(_ text: String) async -> Bool { await !prepared(text).isSmall }
+
+    @Test("small requests are answered by the reader: results, errors, batches and lifecycle methods")
+    func answeredAtOnce() async {
+        #expect(await answeredNow(request(1, "calculate_squares", "[[1, 2, 4294967295]]")) == #"{"jsonrpc":"2.0","id":1,"result":[1,4,18446744065119617025]}"#)
+        #expect(await answeredNow(request(2, "calculate_squares", #"{"numbersPacked":"AQAAAAIAAAD/////"}"#)) == #"{"jsonrpc":"2.0","id":2,"result":{"squaresPacked":"AQAAAAAAAAAEAAAAAAAAAAEAAAD+////"}}"#)
+        #expect(await answeredNow(request(3, "calculate_squares", "[[1, -2]]"))?.contains(#""data":{"index":1,"reason":"negative"}"#) == true)
+        #expect(await answeredNow(request(4, "calculate_squares", #"{"numbersPacked":"AQ="}"#))?.contains(#""reason":"invalid_packed""#) == true)
+        #expect(await answeredNow(request(5, "calculate_squares", "[[]]")) == #"{"jsonrpc":"2.0","id":5,"result":[]}"#)
+        #expect(await answeredNow(request(6, "nope"))?.contains(#""code":-32601"#) == true)
+        #expect(await answeredNow("{not json")?.hasPrefix(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700"#) == true)
+        #expect(await answeredNow(request(7, "$/cancel", #"{"id":1}"#)) == #"{"jsonrpc":"2.0","id":7,"result":null}"#)
+        #expect(await answeredNow("[" + request(8, "calculate_squares", "[[3]]") + "," + request(9, "initialize") + "]")?.hasPrefix(#"[{"jsonrpc":"2.0","id":8,"result":[9]},{"jsonrpc":"2.0","id":9,"result":{"protocolVersion""#) == true)
+        let shutdown = await prepared(request(10, "shutdown"))
+        #expect(shutdown.stopsReading == .success)
+        #expect(shutdown.isSmall)
     }
 
-    @Test("small requests are answered at once: results, errors, batches and lifecycle methods")
-    func answeredAtOnce() {
-        #expect(answeredNow(request(1, "calculate_squares", "[[1, 2, 4294967295]]")) == #"{"jsonrpc":"2.0","id":1,"result":[1,4,18446744065119617025]}"#)
-        #expect(answeredNow(request(2, "calculate_squares", #"{"numbersPacked":"AQAAAAIAAAD/////"}"#)) == #"{"jsonrpc":"2.0","id":2,"result":{"squaresPacked":"AQAAAAAAAAAEAAAAAAAAAAEAAAD+////"}}"#)
-        #expect(answeredNow(request(3, "calculate_squares", "[[1, -2]]"))?.contains(#""data":{"index":1,"reason":"negative"}"#) == true)
-        #expect(answeredNow(request(4, "calculate_squares", #"{"numbersPacked":"AQ="}"#))?.contains(#""reason":"invalid_packed""#) == true)
-        #expect(answeredNow(request(5, "calculate_squares", "[[]]")) == #"{"jsonrpc":"2.0","id":5,"result":[]}"#)
-        #expect(answeredNow(request(6, "nope"))?.contains(#""code":-32601"#) == true)
-        #expect(answeredNow("{not json")?.hasPrefix(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700"#) == true)
-        #expect(answeredNow(request(7, "$/cancel", #"{"id":1}"#)) == #"{"jsonrpc":"2.0","id":7,"result":null}"#)
-        #expect(answeredNow("[" + request(8, "calculate_squares", "[[3]]") + "," + request(9, "initialize") + "]")?.hasPrefix(#"[{"jsonrpc":"2.0","id":8,"result":[9]},{"jsonrpc":"2.0","id":9,"result":{"protocolVersion""#) == true)
-        let shutdown = plan(request(10, "shutdown"))
-        #expect(shutdown.shutdown)
-        if case .reply = shutdown.work {} else { Issue.record("shutdown is not answered at once") }
-    }
-
-    @Test("waiting, big and still-encoded work is left to a child task")
-    func leftToAJob() {
-        #expect(isJob(request(1, "test/sleep", #"{"ms":1}"#)))
-        let big = Array(repeating: "4294967295", count: MethodContext.immediateElements).joined(separator: ",")
-        #expect(isJob(request(2, "calculate_squares", "[[" + big + "]]")))
-        #expect(answeredNow(request(3, "calculate_squares", "[[" + big.dropLast(11) + "]]")) != nil, "one element under the policy")
-        // Over 256 KiB of text with parallelism 2: decoded in parallel pieces, by the job.
-        let pending = Array(repeating: "4294967295", count: 30_000).joined(separator: ",")
-        #expect(isJob(request(4, "calculate_squares", #"{"numbers":["# + pending + "]}")))
-        #expect(isJob("[" + request(5, "calculate_squares", "[[1]]") + "," + request(6, "test/sleep", #"{"ms":1}"#) + "]"))
+    @Test("waiting and big work is left to a child task")
+    func leftToAChildTask() async {
+        #expect(await isLeftToAChildTask(request(1, "test/sleep", #"{"ms":1}"#)))
+        let big = Array(repeating: "4294967295", count: MethodContext.inlineWorkLimit).joined(separator: ",")
+        #expect(await isLeftToAChildTask(request(2, "calculate_squares", "[[" + big + "]]")))
+        #expect(await answeredNow(request(3, "calculate_squares", "[[" + big.dropLast(11) + "]]")) != nil, "one element under the policy")
+        // Over 256 KiB of text with parallelism 2: decoded in parallel pieces while read.
+        let parallel = Array(repeating: "4294967295", count: 30_000).joined(separator: ",")
+        #expect(await isLeftToAChildTask(request(4, "calculate_squares", #"{"numbers":["# + parallel + "]}")))
+        #expect(await isLeftToAChildTask("[" + request(5, "calculate_squares", "[[1]]") + "," + request(6, "test/sleep", #"{"ms":1}"#) + "]"))
     }
 
     @Test("notifications have their effect and nothing to send")
-    func notifications() {
-        let silent = plan(#"{"jsonrpc":"2.0","method":"calculate_squares","params":[[1]]}"#)
-        if case .nothing = silent.work {} else { Issue.record("a notification left work") }
-        #expect(plan(#"{"jsonrpc":"2.0","method":"shutdown"}"#).shutdown)
-        #expect(!plan(#"{"jsonrpc":"2.0","method":"shutdown","params":{"now":true}}"#).shutdown, "bad params: no shutdown")
+    func notifications() async {
+        #expect(await prepared(#"{"jsonrpc":"2.0","method":"calculate_squares","params":[[1]]}"#).respond == nil, "a notification left work")
+        #expect(await prepared(#"{"jsonrpc":"2.0","method":"shutdown"}"#).stopsReading == .success)
+        #expect(await prepared(#"{"jsonrpc":"2.0","method":"shutdown","params":{"now":true}}"#).stopsReading == nil, "bad params: no shutdown")
     }
 
     @Test("initialize lists exactly the registered methods, test/sleep only when served")
-    func advertisedMethods() {
+    func advertisedMethods() async throws {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let plain = Server(configuration: ServerConfiguration(parallelism: 1), logger: logger)
-        guard case .reply(let reply) = plain.firstPhase(.frame(FrameBytes(Array(request(1, "initialize").utf8)))).work else {
-            Issue.record("initialize is not answered at once"); return
-        }
+        let reply = try #require(await plain.prepare(.frame(FrameBytes(Array(request(1, "initialize").utf8)))).respond?())
         #expect(String(decoding: reply.segments.joined(), as: UTF8.self).contains(#""methods":["initialize","calculate_squares","shutdown","$/cancel"]"#))
-        #expect(answeredNow(request(2, "initialize"))?.contains(#""methods":["initialize","calculate_squares","shutdown","$/cancel","test/sleep"]"#) == true)
+        #expect(await answeredNow(request(2, "initialize"))?.contains(#""methods":["initialize","calculate_squares","shutdown","$/cancel","test/sleep"]"#) == true)
     }
 
     @Test("method names agree with protocol/constants.json")

@@ -1,9 +1,9 @@
 import CSquaresSystem
 import Foundation
-@_spi(Fuzz) @testable import SquaresProtocol
+@testable import SquaresProtocol
 import SquaresCore
 import Testing
-@_spi(Fuzz) @testable import SquaresServer
+@testable import SquaresServer
 
 #if canImport(Glibc)
 import Glibc
@@ -70,32 +70,34 @@ func sharedMemoryContext(parallelism: Int, armed: Bool = true, served: Bool = tr
     return context
 }
 
-/// How a method answered params: the result's JSON text or the error, and whether the frame's
-/// first phase answered at once (else a child task did).
+/// How a method answered params: the result's JSON text or the error, and whether the request was
+/// small enough for the reader thread to answer (else a child task would).
 struct Answered {
     var result: Result<String, RPCError>
-    var immediate: Bool
+    var isSmall: Bool
 }
 
-/// Answers `params` (JSON text) as the first phase and then the child task would.
-func answer(_ method: RegisteredMethod, _ params: String, in context: MethodContext, signal: CancellationSignal = CancellationSignal()) async throws -> Answered {
-    let frame = try await JSONReader(parallelism: 3, parallelSpanBytes: 1).parse(Array(params.utf8))
+/// Decodes `params` (JSON text; big arrays in 3 parallel pieces) and computes the call, until
+/// `signal` fires when one is given, as the server would.
+func answer(_ method: RegisteredMethod, _ params: String, in context: MethodContext, signal: CancellationSignal? = nil) async throws -> Answered {
+    let params = try await JSONReader(parallelSpanBytes: 1).parse(Array(params.utf8), parallelism: 3)
+    let call: Call
+    switch method.call(params, context) {
+    case .failure(let error): return Answered(result: .failure(error), isSmall: true)
+    case .success(let decoded): call = decoded
+    }
+    let isSmall = call.workSize < MethodContext.inlineWorkLimit
     let body: ResultBody
-    var immediate = true
-    switch method.prepare(frame.root, context).outcome {
-    case .answered(.success(let answered)): body = answered
-    case .answered(.failure(let error)): return Answered(result: .failure(error), immediate: true)
-    case .job(let job):
-        immediate = false
-        do { body = try await job(signal) } catch let error as RPCError { return Answered(result: .failure(error), immediate: false) }
+    do {
+        body = if let signal { try await withCancellation(by: signal, call.compute) } else { try await call.compute() }
+    } catch let error as RPCError {
+        return Answered(result: .failure(error), isSmall: isSmall)
     }
     switch body {
     case .value(let value):
-        var writer = JSONWriter()
-        writer.write(value)
-        return Answered(result: .success(String(decoding: writer.bytes, as: UTF8.self)), immediate: immediate)
+        return Answered(result: .success(String(decoding: JSONWriter.encode(value), as: UTF8.self)), isSmall: isSmall)
     case .encoded(let segments):
-        return Answered(result: .success(String(decoding: segments.joined(), as: UTF8.self)), immediate: immediate)
+        return Answered(result: .success(String(decoding: segments.joined(), as: UTF8.self)), isSmall: isSmall)
     }
 }
 
@@ -120,7 +122,7 @@ struct SharedMemoryTests {
         let answered = try await answer(squares, #"{"numbersShm":"# + segment.json + "}", in: sharedMemoryContext(parallelism: 3))
         let offset = 8 * ((count + 1) / 2)
         #expect(try answered.result.get() == #"{"squaresShm":{"offset":\#(offset),"count":\#(count)}}"#)
-        #expect(answered.immediate == (count < MethodContext.immediateElements), "big maps run in the child task")
+        #expect(answered.isSmall == (count < MethodContext.inlineWorkLimit), "big maps run in a child task")
         #expect(segment.results == values.map { UInt64($0) * UInt64($0) })
         #expect(segment.numbers == values, "the numbers are left as they were")
         #expect(!segment.isMapped)
@@ -140,7 +142,7 @@ struct SharedMemoryTests {
         let segment = TestSegment([])
         let answered = try await answer(squares, #"{"numbersShm":"# + segment.json + "}", in: sharedMemoryContext(parallelism: 2))
         #expect(try answered.result.get() == #"{"squaresShm":{"offset":0,"count":0}}"#)
-        #expect(answered.immediate)
+        #expect(answered.isSmall)
         let other = TestSegment([])
         let wrongName = #"{"numbersShm":{"pid":\#(getpid()),"fd":\#(other.descriptor),"name":"\#(TestSegment.prefix)x","count":0}}"#
         #expect(try await answer(squares, wrongName, in: sharedMemoryContext(parallelism: 2)).result.failure?.data == invalidShm)

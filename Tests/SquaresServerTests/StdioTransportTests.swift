@@ -1,7 +1,9 @@
+import Dispatch
 import Logging
-@_spi(Fuzz) @testable import SquaresProtocol
+@testable import SquaresProtocol
+import SystemPackage
 import Testing
-@_spi(Fuzz) @testable import SquaresServer
+@testable import SquaresServer
 
 #if canImport(Glibc)
 import Glibc
@@ -9,19 +11,20 @@ import Glibc
 
 /// A worker's stdio wiring on two pipes, in process: returns the write end of its input, the read
 /// end of its output and the serving task.
-func startPipeWorker(inline: Bool, configuration: ServerConfiguration = ServerConfiguration(parallelism: 2)) -> (input: Int32, output: Int32, run: Task<ServerExitStatus, Never>) {
+func startPipeWorker(
+    inline: Bool, configuration: ServerConfiguration = ServerConfiguration(parallelism: 2)
+) -> (input: Int32, output: Int32, run: Task<ServerExitStatus, Never>, reader: FrameReader) {
     var input: [Int32] = [0, 0], output: [Int32] = [0, 0]
     precondition(pipe(&input) == 0 && pipe(&output) == 0)
     var logger = Logger(label: "test")
     logger.logLevel = .critical
     let inbox = FrameInbox()
-    let writer = FrameWriterThread(descriptor: output[1], logger: logger)
+    let writer = FrameWriter(output: FileDescriptor(rawValue: output[1]), logger: logger)
     let server = Server(configuration: configuration, logger: logger)
-    FrameReaderThread(
-        descriptor: input[0], maxFrameBytes: configuration.maxFrameBytes,
-        handOff: inline ? FrameHandOff(inbox: inbox, server: server, writer: writer) : FrameHandOff(inbox: inbox), logger: logger
-    ).start()
-    writer.start()
+    let reader = try! FrameReader(
+        input: FileDescriptor(rawValue: input[0]), maxFrameBytes: configuration.maxFrameBytes, server: server, writer: writer,
+        inbox: inbox, answersSmallFrames: inline, logger: logger)
+    reader.start()
     let (readEnd, writeEnd) = (input[0], output[1])
     let run = Task {
         let status = await server.run(inbox, writer: writer)
@@ -29,7 +32,23 @@ func startPipeWorker(inline: Bool, configuration: ServerConfiguration = ServerCo
         _ = readEnd
         return status
     }
-    return (input[1], output[0], run)
+    return (input[1], output[0], run, reader)
+}
+
+/// The next frame's body read from `descriptor`, as text: read on a thread of its own, so that the
+/// blocking reads never hold a thread of the concurrency pool, which the worker needs meanwhile.
+func readOneFrame(_ descriptor: Int32) async -> String? {
+    await withCheckedContinuation { continuation in
+        DispatchQueue(label: "read-one-frame").async {
+            var decoder = FrameDecoder(maxFrameBytes: 1 << 24)
+            var byte: UInt8 = 0
+            var frame: String?
+            while frame == nil, read(descriptor, &byte, 1) == 1 {
+                decoder.feed([byte]) { if case .frame(let body) = $0 { frame = String(decoding: body.storage, as: UTF8.self) } }
+            }
+            continuation.resume(returning: frame)
+        }
+    }
 }
 
 /// Every frame that can be read from `descriptor` until its end.
@@ -56,7 +75,7 @@ func framed(_ texts: [String]) -> [UInt8] {
 
 @Suite("Stdio transport over real pipes, in process")
 struct StdioTransportTests {
-    @Test("with first phases on the reader thread, every small call is answered and nothing after shutdown is served", arguments: [false, true])
+    @Test("with small frames answered by the reader thread or not, every small call is answered and nothing after shutdown is served", arguments: [false, true])
     func inlineOrdering(inline: Bool) async {
         let worker = startPipeWorker(inline: inline)
         var texts = (1...200).map { request($0, "calculate_squares", "[[\($0)]]") }
@@ -79,6 +98,24 @@ struct StdioTransportTests {
         }
     }
 
+    @Test("a stop request ends the reading: the request in flight is answered; a frame half read makes it a truncated input",
+          .timeLimit(.minutes(1)), arguments: [false, true])
+    func stopRequest(halfAFrame: Bool) async throws {
+        let worker = startPipeWorker(inline: true, configuration: ServerConfiguration(parallelism: 2, testMethods: true))
+        // One write of under 4 KiB (PIPE_BUF), so the reader takes it in one read: the sleep, a
+        // quick call whose reply says the reader got this far, and maybe the start of a frame.
+        var bytes = framed([request(1, "test/sleep", #"{"ms":300}"#), request(2, "calculate_squares", "[[2]]")])
+        if halfAFrame { bytes += [0, 0, 0, 50, UInt8(ascii: "{")] }
+        #expect(bytes.withUnsafeBytes { write(worker.input, $0.baseAddress, $0.count) } == bytes.count)
+        #expect(await readOneFrame(worker.output) == #"{"jsonrpc":"2.0","id":2,"result":[4]}"#)
+        worker.reader.requestStop(signal: SIGTERM)
+        #expect(await worker.run.value == (halfAFrame ? .truncatedInput : .success))
+        let (replies, clean) = readFrames(worker.output)
+        close(worker.input)
+        #expect(clean)
+        #expect(replies == [#"{"jsonrpc":"2.0","id":1,"result":null}"#], "the sleep in flight is answered after the stop")
+    }
+
     @Test("frames written to a pipe are served and the replies read back whole")
     func pipeRoundTrip() async throws {
         var input: [Int32] = [0, 0], output: [Int32] = [0, 0]
@@ -86,10 +123,11 @@ struct StdioTransportTests {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let inbox = FrameInbox()
-        FrameReaderThread(descriptor: input[0], maxFrameBytes: 1 << 20, handOff: FrameHandOff(inbox: inbox), logger: logger).start()
-        let writer = FrameWriterThread(descriptor: output[1], logger: logger)
-        writer.start()
+        let writer = FrameWriter(output: FileDescriptor(rawValue: output[1]), logger: logger)
         let server = Server(configuration: ServerConfiguration(parallelism: 2), logger: logger)
+        try FrameReader(
+            input: FileDescriptor(rawValue: input[0]), maxFrameBytes: 1 << 20, server: server, writer: writer, inbox: inbox, logger: logger
+        ).start()
         let run = Task { await server.run(inbox, writer: writer) }
 
         var bytes: [UInt8] = []

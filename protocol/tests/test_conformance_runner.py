@@ -37,7 +37,8 @@ def load_module(name: str, path: Path):
     return module
 
 
-conformance = load_module("conformance", RUNNER)
+sys.path.insert(0, str(PROTOCOL))
+import conformance  # noqa: E402  (the package protocol/conformance/)
 reference = load_module("reference_worker", TESTS / "reference_worker.py")
 CONSTANTS = json.loads((PROTOCOL / "constants.json").read_text(encoding="utf-8"))
 

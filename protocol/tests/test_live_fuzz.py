@@ -52,7 +52,8 @@ def load_module(name: str, path: Path):
     return module
 
 
-conformance = load_module("conformance", PROTOCOL / "conformance.py")
+sys.path.insert(0, str(PROTOCOL))
+import conformance  # noqa: E402  (the package protocol/conformance/)
 reference = load_module("reference_worker", TESTS / "reference_worker.py")
 
 MAX_FRAME_BYTES = 1 << 20  # small enough that an oversized frame is cheap to send

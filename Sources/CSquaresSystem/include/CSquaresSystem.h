@@ -8,8 +8,8 @@
 /// The CPUs in this thread's affinity mask (taskset, a container's cpuset), or 0 where unknown.
 int csquares_affinity_cpu_count(void);
 
-/// Names the calling thread (Linux keeps the first 15 bytes); best effort.
-void csquares_set_thread_name(const char *name);
+/// fcntl(fd, F_SETPIPE_SZ, bytes): the pipe's new capacity, or -1 and errno (ENOSYS off Linux).
+int csquares_set_pipe_size(int fd, int bytes);
 
 /// memfd_create(name, MFD_CLOEXEC), with MFD_ALLOW_SEALING when allow_sealing is nonzero: an
 /// anonymous memory file, as a client of the shared-memory plane makes one (the worker's tests

@@ -5,8 +5,8 @@ import SquaresProtocol
 /// Its params are `{"numbers": [...]}`, `[[...]]`, `{"numbersPacked": "<base64>"}` or
 /// `{"numbersShm": {...}}` (a shared-memory segment, mapped in place), answered in kind; a
 /// conforming type gives only its name, its map and its packed and shm results' members (and a
-/// smaller element limit, if its results need one). Decoding, the answer at once or in a child
-/// task, the parallel paths and the errors are the same for all, here, specialised per map.
+/// smaller element limit, if its results need one). Decoding, the computation and the errors are
+/// the same for all, here, specialised per map.
 protocol ElementwiseMethod: RPCMethod where Params == ElementwiseParams {
     associatedtype Map: ElementMap
 
@@ -23,19 +23,18 @@ protocol ElementwiseMethod: RPCMethod where Params == ElementwiseParams {
 
 /// An element-wise method's params, decoded.
 enum ElementwiseParams: Sendable {
-    /// A JSON array of integers (decoded or pending), answered with a JSON array.
-    case json(JSONIntegerArray)
+    /// A JSON array of integers, answered with a JSON array.
+    case json(IntegerArray)
     /// The packed encoding's base64 text, not yet decoded; answered packed.
     case packed(String)
-    /// `numbersShm`: a segment of the client's, or why its reference is malformed (refused once
-    /// the worker knows it serves shared memory at all: `immediateAnswer`); answered in place.
-    case shm(Result<SharedSegmentReference, RPCError>)
+    /// `numbersShm`: a segment of the client's, accepted but not opened yet; answered in place.
+    case shm(SharedSegmentReference)
 }
 
 extension ElementwiseMethod {
     static var maxElement: UInt32 { .max }
 
-    func decode(_ params: JSONValue?) throws(RPCError) -> ElementwiseParams {
+    func decode(_ params: JSONValue?, in context: MethodContext) throws(RPCError) -> ElementwiseParams {
         let shapeError = RPCError.invalidParams(.invalidShape, detail: "expected {\"numbers\": [...]} or [[...]]")
         let numbers: JSONValue
         switch params {
@@ -45,11 +44,7 @@ extension ElementwiseMethod {
                 throw RPCError.invalidParams(.invalidShape, detail: "give one of numbers, numbersPacked and numbersShm")
             }
             if let reference = object["numbersShm"] {
-                do throws(RPCError) {
-                    return .shm(.success(try SharedSegmentReference(reference)))
-                } catch {
-                    return .shm(.failure(error))
-                }
+                return .shm(try Self.acceptedReference(reference, in: context))
             }
             if let packed = object["numbersPacked"] {
                 guard case .string(let text) = packed else {
@@ -61,16 +56,15 @@ extension ElementwiseMethod {
             numbers = value
         case .array(let elements)? where elements.count == 1:
             numbers = elements[0]
-        case .integerArray(let array)?:
-            // `[5]` by position: the one argument is a number, not an array. (A pending array
-            // has at least two elements.)
-            guard array.decoded?.count == 1 else { throw shapeError }
+        case .integers(let array)?:
+            // `[5]` by position: the one argument is a number, not an array.
+            guard array.count == 1 else { throw shapeError }
             throw RPCError.invalidParams(.notAnArray, detail: "numbers is not an array")
         default:
             throw shapeError
         }
         switch numbers {
-        case .integerArray(let array):
+        case .integers(let array):
             return .json(array)
         case .array(let elements):
             // An array the fast codec did not take holds an element that is not an integer.
@@ -80,74 +74,43 @@ extension ElementwiseMethod {
         }
     }
 
-    func immediateAnswer(_ params: ElementwiseParams, in context: MethodContext) throws(RPCError) -> ResultBody? {
+    func workSize(of params: ElementwiseParams) -> Int {
         switch params {
-        case .json(let array):
-            guard let numbers = array.decoded else { return nil }
-            if let problem = Self.firstProblem(numbers) { throw Self.invalidElement(problem) }
-            guard context.isImmediate(elements: numbers.count) else { return nil }
-            return Self.jsonResult(IntegerArrayCodec.encode(numbers, mapping: Map.self))
-        case .packed(let text):
-            guard context.isImmediate(elements: PackedCodec.approximateCount(text)) else { return nil }
-            let numbers: OwnedBuffer<UInt32>
-            do { numbers = try PackedCodec.decodeNumbers(text) } catch { throw Self.invalidPacked(error) }
-            if let problem = Self.firstProblem(numbers) { throw Self.invalidElement(problem) }
-            let results = OwnedBuffer<UInt64>(uninitializedCount: numbers.count)
-            withExtendedLifetime(numbers) {
-                mapSequentially(UnsafeBufferPointer(numbers.storage), into: results.storage, mapping: Map.self)
-            }
-            return Self.packedResult([PackedCodec.encode(results)])
-        case .shm(let decoded):
-            let reference = try Self.acceptedReference(decoded, in: context)
-            guard context.isImmediate(elements: reference.count) else { return nil }
-            guard let segment = try MappedSegment.map(reference) else { return Self.shmResult(reference) }
-            defer { segment.unmap() }
-            if let problem = Self.firstProblem(segment.numbers) { throw Self.invalidElement(problem) }
-            mapSequentially(segment.numbers, into: segment.results, mapping: Map.self)
-            return Self.shmResult(reference)
+        case .json(let numbers): numbers.count
+        case .packed(let text): PackedCodec.approximateCount(text)
+        case .shm(let reference): reference.count
         }
     }
 
-    /// A notification of a segment is still run: its results are written.
-    func writesOutsideReply(_ params: ElementwiseParams) -> Bool {
+    /// A notification of a segment is still computed: its results are written.
+    func hasSideEffects(_ params: ElementwiseParams) -> Bool {
         if case .shm = params { true } else { false }
     }
 
-    func answer(_ params: ElementwiseParams, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody {
+    func compute(_ params: ElementwiseParams, in context: MethodContext) async throws -> ResultBody {
         let parallelism = context.configuration.parallelism
         switch params {
-        case .json(let array):
-            guard let numbers = array.decoded else { preconditionFailure("the frame's pending arrays are decoded before its requests run") }
+        case .json(let numbers):
             if let problem = Self.firstProblem(numbers) { throw Self.invalidElement(problem) }
             // The map fused into the encoder: decode → map → encode touches each number once.
-            let segments = try await withCancellation(by: signal) {
-                try await IntegerArrayCodec.encode(numbers, mapping: Map.self, parallelism: parallelism)
-            }
-            return Self.jsonResult(segments)
+            return Self.jsonResult(try await IntegerArrayCodec.encode(numbers, mapping: Map.self, parallelism: parallelism))
         case .packed(let text):
-            let core = ParallelMap(parallelism: parallelism)
-            let segments = try await withCancellation(by: signal) {
-                let numbers: OwnedBuffer<UInt32>
-                do throws(PackedCodec.Invalid) {
-                    numbers = try await PackedCodec.decodeNumbers(text, parallelism: parallelism)
-                } catch {
-                    throw Self.invalidPacked(error)
-                }
-                if let problem = Self.firstProblem(numbers) { throw Self.invalidElement(problem) }
-                return try await PackedCodec.encode(try await core.map(numbers, through: Map.self), parallelism: parallelism)
+            let numbers: OwnedBuffer<UInt32>
+            do throws(PackedCodec.Invalid) {
+                numbers = try await PackedCodec.decodeNumbers(text, parallelism: parallelism)
+            } catch {
+                throw Self.invalidPacked(error)
             }
-            return Self.packedResult(segments)
-        case .shm(let decoded):
-            // Accepted by `immediateAnswer` in the frame's first phase (the prefix armed then).
-            let reference = try decoded.get()
-            let core = ParallelMap(parallelism: parallelism)
-            try await withCancellation(by: signal) {
-                // Mapped in this child task, never on the reader thread; unmapped on every path,
-                // a cancellation's included, before the reply is written.
-                guard let segment = try MappedSegment.map(reference) else { return }
+            if let problem = Self.firstProblem(numbers) { throw Self.invalidElement(problem) }
+            let results = try await ParallelMap(parallelism: parallelism).map(numbers, through: Map.self)
+            return Self.packedResult(try await PackedCodec.encode(results, parallelism: parallelism))
+        case .shm(let reference):
+            // Mapped here, unmapped on every path, a cancellation's included, before the reply is
+            // written.
+            if let segment = try MappedSegment.map(reference) {
                 defer { segment.unmap() }
                 if let problem = Self.firstProblem(segment.numbers) { throw Self.invalidElement(problem) }
-                try await core.map(segment.numbers, into: segment.results, through: Map.self)
+                try await ParallelMap(parallelism: parallelism).map(segment.numbers, into: segment.results, through: Map.self)
             }
             return Self.shmResult(reference)
         }
@@ -156,11 +119,11 @@ extension ElementwiseMethod {
     /// The segment an shm request names, if this worker serves shared memory (else the params
     /// are of a shape it does not know, as for a 1.1 worker), the reference is well formed, and
     /// its name carries the prefix that `initialize` armed. Nothing is opened.
-    static func acceptedReference(_ decoded: Result<SharedSegmentReference, RPCError>, in context: MethodContext) throws(RPCError) -> SharedSegmentReference {
+    static func acceptedReference(_ value: JSONValue, in context: MethodContext) throws(RPCError) -> SharedSegmentReference {
         guard context.configuration.sharedMemory else {
             throw RPCError.invalidParams(.invalidShape, detail: "expected {\"numbers\": [...]} or [[...]] (no shared memory here)")
         }
-        let reference = try decoded.get()
+        let reference = try SharedSegmentReference(value)
         guard let prefix = context.shmPrefix.armed else {
             throw SharedMemory.invalid("numbersShm: no shmPrefix was given to initialize")
         }

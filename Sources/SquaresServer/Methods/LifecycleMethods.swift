@@ -6,7 +6,7 @@ import SquaresProtocol
 struct Initialize: RPCMethod {
     static let name = "initialize"
 
-    func decode(_ params: JSONValue?) throws(RPCError) -> String? {
+    func decode(_ params: JSONValue?, in context: MethodContext) throws(RPCError) -> String? {
         switch params {
         case nil: return nil
         case .object(let object)?:
@@ -21,7 +21,7 @@ struct Initialize: RPCMethod {
 
     func effect(of prefix: String?) -> MethodEffect { prefix.map { .armSharedMemory(prefix: $0) } ?? .none }
 
-    func immediateAnswer(_ params: String?, in context: MethodContext) throws(RPCError) -> ResultBody? {
+    func compute(_ params: String?, in context: MethodContext) -> ResultBody {
         let configuration = context.configuration
         return .value(.object([
             "protocolVersion": .string(ProtocolConstants.protocolVersion),
@@ -37,9 +37,6 @@ struct Initialize: RPCMethod {
         ]))
     }
 
-    func answer(_ params: String?, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody {
-        try immediateAnswer(params, in: context)!
-    }
 }
 
 /// `shutdown`: answered null; the worker stops reading, finishes what is in flight and exits 0.
@@ -47,12 +44,12 @@ struct Initialize: RPCMethod {
 struct Shutdown: RPCMethod {
     static let name = "shutdown"
 
-    func decode(_ params: JSONValue?) throws(RPCError) {
+    func decode(_ params: JSONValue?, in context: MethodContext) throws(RPCError) {
         let isEmpty = switch params {
         case nil: true
         case .object(let object)?: object.members.isEmpty
         case .array(let elements)?: elements.isEmpty
-        case .integerArray(let array)?: array.decoded?.count == 0
+        case .integers(let array)?: array.count == 0
         default: false
         }
         guard isEmpty else { throw RPCError.invalidParams(.invalidShape, detail: "shutdown takes no params") }
@@ -60,9 +57,7 @@ struct Shutdown: RPCMethod {
 
     func effect(of params: Void) -> MethodEffect { .shutdown }
 
-    func immediateAnswer(_ params: Void, in context: MethodContext) throws(RPCError) -> ResultBody? { .value(.null) }
-
-    func answer(_ params: Void, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody { .value(.null) }
+    func compute(_ params: Void, in context: MethodContext) -> ResultBody { .value(.null) }
 }
 
 /// `$/cancel` `{"id": X}`: cancels the requests with id X read before it. Never fails: params
@@ -71,16 +66,14 @@ struct CancelRequest: RPCMethod {
     static let name = "$/cancel"
     static let isCancellable = false
 
-    func decode(_ params: JSONValue?) throws(RPCError) -> JSONValue? {
+    func decode(_ params: JSONValue?, in context: MethodContext) throws(RPCError) -> JSONValue? {
         if case .object(let object)? = params { return object["id"] }
         return nil
     }
 
     func effect(of target: JSONValue?) -> MethodEffect { target.map(MethodEffect.cancel) ?? .none }
 
-    func immediateAnswer(_ params: JSONValue?, in context: MethodContext) throws(RPCError) -> ResultBody? { .value(.null) }
-
-    func answer(_ params: JSONValue?, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody { .value(.null) }
+    func compute(_ params: JSONValue?, in context: MethodContext) -> ResultBody { .value(.null) }
 }
 
 /// `test/sleep` `{"ms": N}`: null after N milliseconds, cancellable. Registered only with
@@ -90,7 +83,7 @@ struct TestSleep: RPCMethod {
     /// The longest sleep accepted, in milliseconds.
     static let maxMilliseconds = 60_000
 
-    func decode(_ params: JSONValue?) throws(RPCError) -> Int {
+    func decode(_ params: JSONValue?, in context: MethodContext) throws(RPCError) -> Int {
         guard case .object(let object)? = params, case .number(let text)? = object["ms"],
               let value = Int(text), (0...Self.maxMilliseconds).contains(value)
         else {
@@ -99,8 +92,11 @@ struct TestSleep: RPCMethod {
         return value
     }
 
-    func answer(_ milliseconds: Int, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody {
-        try await withCancellation(by: signal) { try await Task.sleep(for: .milliseconds(milliseconds)) }
+    /// It waits: never on the reader thread.
+    func workSize(of milliseconds: Int) -> Int { .max }
+
+    func compute(_ milliseconds: Int, in context: MethodContext) async throws -> ResultBody {
+        try await Task.sleep(for: .milliseconds(milliseconds))
         return .value(.null)
     }
 }

@@ -1,9 +1,9 @@
 import SquaresProtocol
 
-/// One RPC method: its name, how it reads its params, what reading it does to the server, and its
-/// answer — at once when the work is small, else in a child task. Adding a method is one type
-/// conforming to this and one line in `MethodRegistry.standard`; dispatch, `initialize`'s
-/// `methods` and the choice between an answer at once and a child task all derive from those.
+/// One RPC method: its name, how it reads its params, what reading it does to the server, how much
+/// work it is, and its result, computed in one body. Adding a method is one type conforming to
+/// this and one line in `MethodRegistry.standard`; dispatch, `initialize`'s `methods`, and the
+/// choice between answering on the reader thread and in a child task all derive from those.
 protocol RPCMethod: Sendable {
     associatedtype Params: Sendable
 
@@ -13,33 +13,34 @@ protocol RPCMethod: Sendable {
     /// False for a method that must never be cancelled by `$/cancel` (`$/cancel` itself).
     static var isCancellable: Bool { get }
 
-    /// Reads the request's params (absent, an object or an array). Integer arrays may still be
-    /// pending (`JSONIntegerArray`); they are decoded before `answer` runs.
+    /// Reads the request's params (absent, an object or an array), in stream order: `context`
+    /// holds the server state that the requests read before this one left.
     /// - Throws: `RPCError` (-32602) for params this method does not take.
-    func decode(_ params: JSONValue?) throws(RPCError) -> Params
+    func decode(_ params: JSONValue?, in context: MethodContext) throws(RPCError) -> Params
 
     /// What the request does to the server as soon as it is read, in stream order.
     func effect(of params: Params) -> MethodEffect
 
-    /// The answer, computed on the thread reading the frame, when it is cheap by
-    /// `context.isImmediate`; nil leaves the request to `answer`.
-    /// - Throws: `RPCError` for a request that fails at once.
-    func immediateAnswer(_ params: Params, in context: MethodContext) throws(RPCError) -> ResultBody?
+    /// The elements of work the request is: the server answers a frame whose requests are all
+    /// under `MethodContext.inlineWorkLimit` on the thread that read it.
+    func workSize(of params: Params) -> Int
 
-    /// True when the work has a result outside the reply (an shm request writes the client's
-    /// segment): then a notification's work still runs, where otherwise it is dropped unread.
-    func writesOutsideReply(_ params: Params) -> Bool
+    /// True when the request has an effect outside its reply (an shm request writes the client's
+    /// segment): then a notification is still computed, where otherwise it is dropped unread.
+    func hasSideEffects(_ params: Params) -> Bool
 
-    /// The answer, in a child task of the serving loop; it stops when `signal` fires.
+    /// The result. Parallel inside when the work is big (the codecs and `ParallelMap` run small
+    /// inputs inline); whether it runs on the reader thread or in a child task, and whether it can
+    /// be cancelled, is the server's business.
     /// - Throws: `RPCError`, or `CancellationError` once cancelled.
-    func answer(_ params: Params, in context: MethodContext, signal: CancellationSignal) async throws -> ResultBody
+    func compute(_ params: Params, in context: MethodContext) async throws -> ResultBody
 }
 
 extension RPCMethod {
     static var isCancellable: Bool { true }
     func effect(of params: Params) -> MethodEffect { .none }
-    func immediateAnswer(_ params: Params, in context: MethodContext) throws(RPCError) -> ResultBody? { nil }
-    func writesOutsideReply(_ params: Params) -> Bool { false }
+    func workSize(of params: Params) -> Int { 0 }
+    func hasSideEffects(_ params: Params) -> Bool { false }
 }
 
 /// What reading a request does before any request after it is read.
@@ -61,56 +62,41 @@ struct MethodContext: Sendable {
     /// The shared-memory prefix armed by the last `initialize` that gave one (server state).
     var shmPrefix = ShmPrefix()
 
-    /// The one size policy: a request whose work is under this many elements is answered at once
-    /// by the frame's first phase, on the thread that read it; a bigger one becomes a child task,
-    /// which can be cancelled and split across cores. 8,192 numbers take ~0.25 ms on one core
-    /// (`make bench`: ~30 ns per number decoded, squared and encoded), short enough to hold the
-    /// reader thread; not tuned beyond that.
-    static let immediateElements = 8_192
-
-    func isImmediate(elements: Int) -> Bool { elements < Self.immediateElements }
+    /// The one size policy: a frame whose requests are each under this many elements is answered
+    /// by the reader thread as soon as it is read (while the serving loop is idle); a bigger one
+    /// runs in a child task, which can be cancelled and split across cores. 8,192 numbers take
+    /// ~0.25 ms on one core (`make bench`: ~30 ns per number decoded, squared and encoded), short
+    /// enough to hold the reader thread; not tuned beyond that.
+    static let inlineWorkLimit = 8_192
 }
 
-/// A request read and decoded, its effect known: answered already, or a job for the task group.
-struct PreparedCall: Sendable {
-    enum Outcome: Sendable {
-        case answered(Result<ResultBody, RPCError>)
-        case job(@Sendable (CancellationSignal) async throws -> ResultBody)
-    }
-
+/// A request decoded and bound to its method, its effect known, its result still to compute.
+struct Call: Sendable {
     var effect: MethodEffect
     var isCancellable: Bool
-    /// A notification's job runs all the same (`RPCMethod.writesOutsideReply`).
-    var writesOutsideReply = false
-    var outcome: Outcome
+    var hasSideEffects: Bool
+    var workSize: Int
+    var compute: @Sendable () async throws -> ResultBody
 }
 
 /// A method with its types erased, as the registry holds it.
 struct RegisteredMethod: Sendable {
     let name: String
-    let prepare: @Sendable (JSONValue?, MethodContext) -> PreparedCall
+    /// Decodes a request's params into a call, or the error it is answered with.
+    let call: @Sendable (JSONValue?, MethodContext) -> Result<Call, RPCError>
 
     init<Method: RPCMethod>(_ method: Method) {
         name = Method.name
-        prepare = { params, context in
-            let cancellable = Method.isCancellable
-            let decoded: Method.Params
+        call = { params, context in
             do throws(RPCError) {
-                decoded = try method.decode(params)
+                let decoded = try method.decode(params, in: context)
+                return .success(Call(
+                    effect: method.effect(of: decoded), isCancellable: Method.isCancellable,
+                    hasSideEffects: method.hasSideEffects(decoded), workSize: method.workSize(of: decoded),
+                    compute: { try await method.compute(decoded, in: context) }))
             } catch {
-                return PreparedCall(effect: .none, isCancellable: cancellable, outcome: .answered(.failure(error)))
+                return .failure(error)
             }
-            let effect = method.effect(of: decoded)
-            do throws(RPCError) {
-                if let body = try method.immediateAnswer(decoded, in: context) {
-                    return PreparedCall(effect: effect, isCancellable: cancellable, outcome: .answered(.success(body)))
-                }
-            } catch {
-                return PreparedCall(effect: effect, isCancellable: cancellable, outcome: .answered(.failure(error)))
-            }
-            return PreparedCall(effect: effect, isCancellable: cancellable, writesOutsideReply: method.writesOutsideReply(decoded), outcome: .job({ signal in
-                try await method.answer(decoded, in: context, signal: signal)
-            }))
         }
     }
 }

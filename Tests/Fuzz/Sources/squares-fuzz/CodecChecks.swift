@@ -1,5 +1,5 @@
 import SquaresCore
-@_spi(Fuzz) import SquaresProtocol
+@testable import SquaresProtocol
 
 /// The integer-array codec's invariants, on any span its scanner accepts.
 enum CodecChecks {
@@ -39,9 +39,9 @@ enum CodecChecks {
         require(values.count == array.count, "a valid array of \(array.count) elements holds \(values.count) values")
         let text = "[" + values.map { String($0) }.joined(separator: ",") + "]"
         do {
-            let again = try await JSONReader(parallelism: parts, parallelSpanBytes: 1).parse(Array(text.utf8))
-            guard case .integerArray(let array) = again.root else { return require(false, "\(text) did not parse as an integer array") }
-            require(array.decoded?.elements == values, "\(text) decoded to other numbers")
+            let again = try await JSONReader(parallelSpanBytes: 1).parse(Array(text.utf8), parallelism: parts)
+            guard case .integers(let array) = again else { return require(false, "\(text) did not parse as an integer array") }
+            require(array.elements == values, "\(text) decoded to other numbers")
         } catch {
             require(false, "the canonical text of decoded numbers does not parse: \(error)")
         }

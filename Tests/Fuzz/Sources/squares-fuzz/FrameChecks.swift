@@ -1,4 +1,4 @@
-@_spi(Fuzz) import SquaresProtocol
+@testable import SquaresProtocol
 
 /// The frame layer's invariants.
 enum FrameChecks {

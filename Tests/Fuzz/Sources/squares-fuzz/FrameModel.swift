@@ -1,4 +1,4 @@
-@_spi(Fuzz) import SquaresProtocol
+@testable import SquaresProtocol
 
 /// SPEC.md's framing rule written the obvious way over a whole input, as the reference that
 /// `FrameDecoder` (a state machine fed in arbitrary pieces) must agree with.
@@ -6,11 +6,14 @@ enum FrameModel {
     enum Event: Equatable {
         case frame([UInt8])
         case oversized(length: Int)
+        /// Only `FrameDecoder.endOfInput` reports a cut frame: from `feed`, a mismatch.
+        case truncated
 
         init(_ event: FrameEvent) {
             switch event {
             case .frame(let bytes): self = .frame(bytes.array)
             case .oversized(let length): self = .oversized(length: length)
+            case .truncated: self = .truncated
             }
         }
     }

@@ -1,4 +1,4 @@
-@_spi(Fuzz) import SquaresProtocol
+@testable import SquaresProtocol
 
 /// The text between an integer array's brackets decoded the obvious way (split at commas, trim,
 /// check each token against JSON's integer grammar, parse with the standard library), as the

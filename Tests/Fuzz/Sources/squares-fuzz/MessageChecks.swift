@@ -1,14 +1,13 @@
 import Logging
 import SquaresCore
-@_spi(Fuzz) import SquaresProtocol
-@_spi(Fuzz) import SquaresServer
+@testable import SquaresProtocol
+@testable import SquaresServer
 
 /// The invariants of one frame body, from JSON text to the reply the worker writes.
 enum MessageChecks {
-    static func parse(_ frame: FrameBytes, parts: Int) async -> Result<ParsedFrame, JSONParseError> {
-        // parallelSpanBytes 1: every integer array below the top level is decoded in parallel pieces.
-        let reader = parts == 1 ? JSONReader(parallelism: 1) : JSONReader(parallelism: parts, parallelSpanBytes: 1)
-        do { return .success(try await reader.parse(frame)) } catch { return .failure(error) }
+    static func parse(_ frame: FrameBytes, parts: Int) async -> Result<JSONValue, JSONParseError> {
+        // parallelSpanBytes 1: every integer array is decoded in parallel pieces, then put in place.
+        do { return .success(try await JSONReader(parallelSpanBytes: 1).parse(frame, parallelism: parts)) } catch { return .failure(error) }
     }
 
     /// The two servers one input's frames are served by, with one core and with `parts`, made
@@ -36,10 +35,10 @@ enum MessageChecks {
         await CodecChecks.checkSpans(in: frame, parts: parts)
         let sequential = await parse(frame, parts: 1)
         let parallel = await parse(frame, parts: parts)
-        let parsed: ParsedFrame
+        let parsed: JSONValue
         switch (sequential, parallel) {
         case (.success(let one), .success(let many)):
-            require(one.root == many.root, "the root differs between one piece and \(parts): \(show(body))")
+            require(one == many, "the root differs between one piece and \(parts): \(show(body))")
             parsed = one
         case (.failure(let error), .failure):
             require((0...body.count).contains(error.offset), "parse error offset \(error.offset) outside a frame of \(body.count)")
@@ -56,24 +55,24 @@ enum MessageChecks {
     /// Written back and parsed again, a frame writes the same text: the writer escapes what the
     /// reader needs escaped and keeps numbers exact. (Arrays with a bad element keep no values, so
     /// those frames are skipped.)
-    static func checkWriterFixedPoint(_ parsed: ParsedFrame) async {
-        guard !hasBadElement(parsed.root) else { return }
+    static func checkWriterFixedPoint(_ parsed: JSONValue) async {
+        guard !hasBadElement(parsed) else { return }
         var first = JSONWriter()
-        first.write(parsed.root)
+        first.write(parsed)
         guard case .success(let again) = await parse(FrameBytes(first.bytes), parts: 1) else {
             return require(false, "the writer's text does not parse: \(show(first.bytes))")
         }
         var second = JSONWriter()
-        second.write(again.root)
+        second.write(again)
         require(first.bytes == second.bytes, "write(parse(write(x))) differs: \(show(first.bytes)) then \(show(second.bytes))")
     }
 
-    /// The server's own first phase (and the job it leaves, if any) answers the frame the same with
-    /// one core and with `parts`, and its reply is JSON-RPC that parses: one response per entry that
-    /// gets one. Decoded integer arrays round-trip, and valid packed params decode as the model.
-    static func checkRequests(_ parsed: ParsedFrame, servers: Servers, body: [UInt8]) async {
+    /// The server's own `prepare` and reply answer the frame the same with one core and with
+    /// `parts`, and the reply is JSON-RPC that parses: one response per entry that gets one.
+    /// Decoded integer arrays round-trip, and valid packed params decode as the model.
+    static func checkRequests(_ parsed: JSONValue, servers: Servers, body: [UInt8]) async {
         let parts = servers.parts
-        let (entries, isBatch): ([Entry], Bool) = switch FrameContent(parsed.root) {
+        let (entries, isBatch): ([Entry], Bool) = switch FrameContent(parsed) {
         case .single(let entry): ([entry], false)
         case .batch(let entries): (entries, true)
         }
@@ -84,8 +83,8 @@ enum MessageChecks {
             case .request(let request):
                 if request.id != nil { expected += 1 }
                 guard case .object(let params)? = request.params else { continue }
-                if case .integerArray(let array)? = params["numbers"], let decoded = array.decoded, decoded.firstProblem == nil {
-                    await CodecChecks.checkRoundTrip(decoded, parts: parts)
+                if case .integers(let array)? = params["numbers"], array.firstProblem == nil {
+                    await CodecChecks.checkRoundTrip(array, parts: parts)
                 }
                 if case .string(let text)? = params["numbersPacked"] { await PackedChecks.check(text, parts: parts) }
             }
@@ -102,9 +101,9 @@ enum MessageChecks {
         guard case .success(let echo) = await parse(FrameBytes(reply), parts: 1) else {
             return require(false, "the reply is not JSON: \(show(reply))")
         }
-        let objects: [JSONValue] = switch echo.root {
+        let objects: [JSONValue] = switch echo {
         case .array(let items) where isBatch: items
-        case .object where !isBatch: [echo.root]
+        case .object where !isBatch: [echo]
         default: []
         }
         require(objects.count == expected, "the reply holds \(objects.count) responses, not \(expected): \(show(reply))")
@@ -119,15 +118,9 @@ enum MessageChecks {
         }
     }
 
-    /// The reply body `server` writes for `body`, if any, its job (if it leaves one) run here.
+    /// The reply body `server` writes for `body`, if any.
     static func serve(_ body: [UInt8], by server: Server) async -> [UInt8]? {
-        let plan = server.firstPhase(.frame(FrameBytes(body)))
-        let frame: OutboundFrame? = switch plan.work {
-        case .nothing: nil
-        case .reply(let reply): reply
-        case .job(let job): await job()
-        }
-        guard let frame else { return nil }
+        guard let respond = await server.prepare(.frame(FrameBytes(body))).respond, let frame = await respond() else { return nil }
         let bytes = frame.bytes
         require(bytes.count == frame.byteCount + 4 && bytes.prefix(4).elementsEqual(frameHeader(length: frame.byteCount)), "a reply's header does not give its length")
         return Array(bytes.dropFirst(4))
@@ -137,7 +130,7 @@ enum MessageChecks {
 /// True when an integer array in `value` has an element that is not a valid `UInt32`.
 func hasBadElement(_ value: JSONValue) -> Bool {
     switch value {
-    case .integerArray(let array): array.decoded?.firstProblem != nil
+    case .integers(let array): array.firstProblem != nil
     case .array(let elements): elements.contains(where: hasBadElement)
     case .object(let object): object.members.contains { hasBadElement($0.value) }
     default: false

@@ -1,5 +1,5 @@
 import SquaresCore
-@_spi(Fuzz) import SquaresProtocol
+@testable import SquaresProtocol
 
 /// The packed encoding's invariants.
 enum PackedChecks {
