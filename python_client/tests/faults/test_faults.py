@@ -418,3 +418,25 @@ def test_a_worker_that_really_dies_still_says_why(test_methods_worker: my_module
     # One line, once every request in flight was handed back (failed, or retried on a fresh worker).
     wait_until(lambda: any("SIGKILL" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records),
                5, "the crash is logged")
+
+
+def test_the_start_up_timeout_says_startup_timeout_and_its_value(fake) -> None:
+    with my_module.Worker(fake("stall-at-start"), startup_timeout=0.5) as w:
+        with pytest.raises(TimeoutError) as caught:
+            w.calculate_squares([1])
+    message = str(caught.value)
+    assert "startup_timeout=0.5 s" in message and "initialize" in message, message
+    assert "did not finish within its timeout" not in message, message  # the call had none
+
+
+def test_a_crash_retried_on_a_fresh_worker_logs_one_line(fake, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="my_module")
+    with my_module.Worker(fake("crash-mid-call", once=True)) as w:
+        first = w.info and w.pid
+        assert w.calculate_squares([1, 2, 3], timeout=20) == [1, 4, 9]
+        wait_until(lambda: any(r.levelno >= logging.WARNING for r in caplog.records), 5, "the crash is logged")
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(loud) == 1 and "\n" not in loud[0], loud
+    assert f"worker pid {first} exited with status 70" in loud[0] and "1 retried on a fresh worker" in loud[0], loud
+    # the worker's own stderr lines went to DEBUG, not to the user
+    assert all(r.levelno == logging.DEBUG for r in caplog.records if r.name == "my_module.worker")

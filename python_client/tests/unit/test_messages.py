@@ -3,6 +3,8 @@ reported in two lines at most, saying where the lookup looked and the fix that f
 
 from __future__ import annotations
 
+import math
+
 import pickle
 import traceback
 from pathlib import Path
@@ -77,3 +79,37 @@ def test_a_missing_explicit_command_names_it(tmp_path: Path) -> None:
                                "pass the path or command line of a squares-worker")
     with pytest.raises(my_module.WorkerNotFoundError, match=r"^Worker\(command=\.\.\.\): empty worker command"):
         my_module.Worker([])
+
+
+# -- options: each checked by type and range, the message naming it ------------------------------
+
+
+@pytest.mark.parametrize("options, error, says", [
+    ({"retries": 1.5}, TypeError, "retries must be an int >= 0, not 1.5"),
+    ({"retries": -1}, ValueError, "retries must be an int >= 0, not -1"),
+    ({"retries": True}, TypeError, "retries must be an int"),
+    ({"chunk_size": 0}, ValueError, "chunk_size must be an int >= 1, not 0"),
+    ({"max_frame_bytes": 100}, ValueError, "max_frame_bytes must be an int >= 1024, not 100"),
+    ({"max_frame_bytes": "64M"}, TypeError, "max_frame_bytes must be an int >= 1024"),
+    ({"timeout": "x"}, TypeError, "timeout must be a positive number of seconds or None, not 'x'"),
+    ({"timeout": -1}, ValueError, "timeout must be a positive number of seconds or None, not -1"),
+    ({"timeout": 0}, ValueError, "timeout must be a positive number"),
+    ({"startup_timeout": float("nan")}, ValueError, "startup_timeout must be a positive number"),
+    ({"shutdown_timeout": None}, TypeError, "shutdown_timeout must be a positive number of seconds, not None"),
+    ({"encodings": "shm"}, TypeError, "encodings must be a tuple or list of names"),
+    ({"encodings": ("zip",)}, ValueError, "encodings must name one or more of"),
+    ({"encodings": ()}, ValueError, "encodings must name one or more of"),
+])
+def test_each_option_is_checked_and_named(worker_command, options, error, says) -> None:
+    with pytest.raises(error) as caught:
+        my_module.Worker(worker_command, **options)
+    assert says in str(caught.value)
+
+
+def test_a_calls_timeout_is_checked_and_named(worker_command) -> None:
+    with my_module.Worker(worker_command) as w:
+        with pytest.raises(TypeError, match="timeout must be a positive number of seconds or None, not 'x'"):
+            w.calculate_squares([1], timeout="x")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="timeout must be a positive number"):
+            w.submit([1], timeout=-2)
+        assert w.calculate_squares([3], timeout=math.inf) == [9]
