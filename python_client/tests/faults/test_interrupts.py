@@ -139,23 +139,6 @@ if __name__ == "__main__" and sys.argv[1:] == ["big-call"]:
     big_call_interrupts()
 
 
-class InterruptedOnce:
-    """A method that raises ``KeyboardInterrupt`` at its start the first time (where a pending
-    signal is often handled), then runs as ``original``."""
-
-    def __init__(self, original) -> None:
-        self.original, self.cut = original, False
-
-    def __get__(self, instance, owner):
-        return lambda *args: self(instance, *args)
-
-    def __call__(self, *args):
-        if not self.cut:
-            self.cut = True
-            raise KeyboardInterrupt
-        return self.original(*args)
-
-
 def test_a_delivery_that_fails_after_its_result_was_recorded_still_settles_the_call(monkeypatch) -> None:
     # The reader thread delivers replies; a bug between recording a chunk's result and settling its call makes the
     # connection hand the request back (on_lost): the call, whose result is in, must settle with it, not hang.
