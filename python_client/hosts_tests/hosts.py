@@ -41,6 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, IO, Iterable, List, Optional, Sequence
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from resources import children, stat_fields  # noqa: E402  # the client tests' /proc readers
+
 CHECKOUT = Path(__file__).resolve().parents[2]
 PROJECT = CHECKOUT / "python_client"
 DRIVER = Path(__file__).resolve().with_name("driver.py")
@@ -150,24 +153,8 @@ def kill_all_in(name: str, deadline: float) -> List[int]:
 # --- /proc
 
 
-def stat_fields(pid: int) -> Optional[List[str]]:
-    """Fields of /proc/<pid>/stat after the command name: [0] state, [1] ppid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rindex(b")") + 2:].decode().split()
-
-
 def live_children(pid: int) -> List[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = stat_fields(int(entry))
-            if fields is not None and fields[1] == str(pid) and fields[0] != "Z":
-                found.append(int(entry))
-    return sorted(found)
+    return sorted(child for child, state in children(pid).items() if state != "Z")
 
 
 def exe(pid: int) -> Optional[str]:

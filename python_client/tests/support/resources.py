@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 
-def _stat_fields(pid: int) -> Optional[List[str]]:
+def stat_fields(pid: int) -> Optional[List[str]]:
     """Fields of /proc/<pid>/stat after the command name (state is [0], ppid is [1])."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -34,7 +34,7 @@ def children(pid: Optional[int] = None) -> Dict[int, str]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        fields = _stat_fields(int(entry))
+        fields = stat_fields(int(entry))
         if fields is not None and fields[1] == parent:
             found[int(entry)] = fields[0]
     return found
@@ -51,7 +51,7 @@ def kill_child(pid: int, sig: int = signal.SIGKILL) -> bool:
     except (ProcessLookupError, OSError):
         return False
     try:
-        fields = _stat_fields(pid)
+        fields = stat_fields(pid)
         if fields is None or fields[1] != str(os.getpid()) or fields[0] == "Z":
             return False
         signal.pidfd_send_signal(pidfd, sig)
