@@ -254,6 +254,22 @@ class WorkerAlone(Echo):
 # -- measuring ---------------------------------------------------------------------------------
 
 
+def print_targets(title: str, goals: List[Tuple[str, Optional[float], str, float]]) -> List[Dict[str, Any]]:
+    """Print ``(label, measured or None, "<=" or ">=", limit)`` rows with a verdict each; the rows as dicts."""
+    rows = []
+    print(f"\n{title}")
+    print(f"  {'target':<70}{'measured':>9}{'limit':>9}  verdict")
+    for label, value, op, limit in goals:
+        if value is None:
+            verdict, shown = "n/a (" + ("no PyO3 module)" if "PyO3" in label else "not measured)"), "-"
+        else:
+            met = value <= limit if op == "<=" else value >= limit
+            verdict, shown = ("PASS" if met else "MISS"), f"{value:.3g}"
+        rows.append({"target": label, "measured": value, "op": op, "limit": limit, "verdict": verdict})
+        print(f"  {label:<70}{shown:>9}{op + format(limit, 'g'):>9}  {verdict}")
+    return rows
+
+
 def run_interleaved(cases: Dict[str, Callable[[], Any]], rounds: int, reps: int) -> Dict[str, List[float]]:
     """Per case, the time of each call (seconds): ``rounds`` rounds, each running every case
     ``reps`` times in a row, the order of the cases rotated from round to round."""
@@ -936,32 +952,11 @@ def main() -> None:
         goals += [(f"n=50M: {what} (--rss)", None, "<=", limit) for what, limit in (
             ("client peak RSS growth / input list's own size", 2.0),
             ("worker peak RSS (VmHWM) / shared bytes (12 B/number)", 3.0))]
-    results["issue12_targets"] = []
-    print("\nthe targets of issue 12, from this run")
-    print(f"  {'target':<70}{'measured':>9}{'limit':>9}  verdict")
-    for label, value, op, limit in goals:
-        if value is None:
-            verdict, shown = "n/a (" + ("no PyO3 module)" if "PyO3" in label else "not measured)"), "-"
-        else:
-            met = value <= limit if op == "<=" else value >= limit
-            verdict, shown = ("PASS" if met else "MISS"), f"{value:.3g}"
-        results["issue12_targets"].append({"target": label, "measured": value, "op": op, "limit": limit,
-                                           "verdict": verdict})
-        print(f"  {label:<70}{shown:>9}{op + format(limit, 'g'):>9}  {verdict}")
-    # The targets of issue 22 (arrays out), each from this run.
-    if arrays_out is not None:
-        results["issue22_targets"] = []
-        print("\nthe targets of issue 22 (out=), from this run" + (" (--quick: smaller sizes)" if quick else ""))
-        print(f"  {'target':<70}{'measured':>9}{'limit':>9}  verdict")
-        for label, value, op, limit in numpy_out_targets(arrays_out):
-            if value is None:
-                verdict, shown = "n/a (" + ("no PyO3 module)" if "PyO3" in label else "not measured)"), "-"
-            else:
-                met = value <= limit if op == "<=" else value >= limit
-                verdict, shown = ("PASS" if met else "MISS"), f"{value:.3g}"
-            results["issue22_targets"].append({"target": label, "measured": value, "op": op, "limit": limit,
-                                               "verdict": verdict})
-            print(f"  {label:<70}{shown:>9}{op + format(limit, 'g'):>9}  {verdict}")
+    results["issue12_targets"] = print_targets("the targets of issue 12, from this run", goals)
+    if arrays_out is not None:  # the targets of issue 22 (arrays out), each from this run
+        results["issue22_targets"] = print_targets("the targets of issue 22 (out=), from this run"
+                                                   + (" (--quick: smaller sizes)" if quick else ""),
+                                                   numpy_out_targets(arrays_out))
     total = time.perf_counter() - wall_started
     results["seconds"] = total
     print(f"\n{total:.0f} s in all")
