@@ -54,7 +54,7 @@ class FrameReader:
         self._need = end = FRAME_HEADER_BYTES + length
         if len(buf) < end:
             return None
-        body, self._need = bytes(buf[FRAME_HEADER_BYTES:end]), FRAME_HEADER_BYTES
+        body, self._need = buf[FRAME_HEADER_BYTES:end], FRAME_HEADER_BYTES  # a slice: one copy
         del buf[:end]
         return body
 
