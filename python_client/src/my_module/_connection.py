@@ -142,8 +142,7 @@ class Connection:
                     return
                 if not weight and len(frame) <= select.PIPE_BUF and self._write_now(request, frame):
                     return
-                end = self._queue[-1].end if self._queue else self._taken_end
-                if not room or end - self._taken_end <= BACKLOG_BYTES:
+                if not room or self._backlog() <= BACKLOG_BYTES:
                     request.frame, request.state = frame, QUEUED
                     self._append(request, len(frame) + weight)
                     break
@@ -168,8 +167,11 @@ class Connection:
         self._unlisted.discard(request.rid)
         return True
 
-    def _append(self, request: Request, weight: int) -> None:  # with the lock; the backlog is a difference of totals
-        request.end = (self._queue[-1].end if self._queue else self._taken_end) + weight
+    def _backlog(self) -> int:  # with the lock: the weight queued and not yet taken, a difference of running totals
+        return (self._queue[-1].end if self._queue else self._taken_end) - self._taken_end
+
+    def _append(self, request: Request, weight: int) -> None:  # with the lock
+        request.end = self._taken_end + self._backlog() + weight
         self._queue.append(request)
 
     def withdraw(self, request: Request) -> bool:
@@ -231,7 +233,7 @@ class Connection:
                             self._pending[request.rid] = request
                         batch.append(request)
                         size += len(request.frame)
-                room = self._room if not queue or queue[-1].end - self._taken_end <= BACKLOG_BYTES else []
+                room = self._room if self._backlog() <= BACKLOG_BYTES else []
                 if room:
                     self._room = []
                 ended = self.state is State.ENDED
@@ -304,7 +306,7 @@ class Connection:
             if request is None and rid in self._unlisted:
                 self._unlisted.discard(rid)
                 return  # its caller was interrupted right after writing it: nobody waits for it
-        if request is None or request.owner is None:  # (a notification is never pending)
+        if request is None:
             raise ProtocolError(f"worker replied to request {rid}, which is not in flight")
         try:
             request.owner.on_reply(request, is_error, payload)
