@@ -25,14 +25,14 @@ class Worker:
     :param timeout: default per-call timeout in seconds (None: no limit).
     :param max_frame_bytes: the largest frame sent or accepted (64 MiB; frames sent also keep under the worker's).
     :param env: the worker's whole environment (as in ``subprocess``); None: inherit ours.
-    :param startup_timeout: seconds a new worker has to answer ``initialize`` (10).
+    :param startup_timeout: seconds a new worker has to answer ``initialize`` (10; None: no limit).
     :param shutdown_timeout: seconds :meth:`close` waits after ``shutdown``, then after SIGTERM, before SIGKILL (2).
     :param retries: times a call whose worker crashed is sent again to a fresh one (1).
     :param chunk_size: largest number of elements per request (None: 32768, and 2,097,152 for shm).
     :param encodings: encodings this client may use, preferred first (``("shm", "packed", "json")``; each only if
         the worker lists it; shm for chunks of 8192+ numbers).
     :raises WorkerNotFoundError: no worker executable was found.
-    :raises ValueError: an option out of its range.
+    :raises TypeError, ValueError: an option of the wrong type, or out of its range (the message names it).
     """
 
     def __init__(self, command: Optional[Command] = None, *, timeout: Optional[float] = None,
