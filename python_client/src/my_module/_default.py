@@ -18,10 +18,7 @@ _exiting = False
 def default_worker() -> Worker:
     """The shared Worker of :func:`calculate_squares`, made (again) if needed; WorkerNotFoundError, WorkerError at exit."""
     global _worker
-    worker = _worker
-    if worker is not None and not worker.closed:
-        return worker
-    with _lock:
+    with _lock:  # (the shared global is read under its lock too)
         if _exiting:
             raise WorkerError("the interpreter is exiting: my_module's default worker is closed")
         if _worker is None or _worker.closed:
